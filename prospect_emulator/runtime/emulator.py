@@ -1,0 +1,373 @@
+"""The NumPy runtime of a single photometric emulator (paper Sec. 2.2, Fig. 2).
+
+A multilayer perceptron maps named physical parameters to arsinh AB
+magnitudes (eq. 2) in named sedpy filters:
+
+    x0 = (theta - mean_in) / std_in                    (normalisation layer)
+    x_i = GELU_tanh(x_{i-1} W_i + b_i),  i < L         (eq. 3, eq. 6)
+    mu  = (x_{L-1} W_L + b_L) * std_out + mean_out     (linear + denormalisation)
+
+Nothing here imports TensorFlow: this is the code that runs at fit time.
+"""
+import difflib
+
+import numpy as np
+
+from ..errors import (EmulatorConfigurationError, NonFiniteInputError,
+                      OutOfTrainingRangeError)
+from .magnitudes import (ARSINH_A, ARSINH_MU0, arsinh_mags_to_maggies,
+                         maggies_to_arsinh_mags)
+
+__all__ = ["Emulator", "EmulatorBase", "gelu_tanh", "RESIDUAL_STAT_COLUMNS"]
+
+#: Column names of ``residual_stats`` (arsinh mag): the residual quantiles at
+#: -4..+4 sigma of a Gaussian (the 0th column is the 0.003167th percentile),
+#: the median, the mean and the standard deviation (the last one is the
+#: precision used when fitting, eq. 9).
+RESIDUAL_STAT_COLUMNS = ("q_m4sigma", "q_m3sigma", "q_m2sigma", "q_m1sigma", "median",
+                         "q_p1sigma", "q_p2sigma", "q_p3sigma", "q_p4sigma", "mean", "std")
+
+_GELU_C = np.sqrt(2.0 / np.pi)
+
+
+def gelu_tanh(z):
+    """GELU activation in the tanh approximation (paper eq. 6)."""
+    return 0.5 * z * (1.0 + np.tanh(_GELU_C * (z + 0.044715 * (z * z * z))))
+
+
+def closest_names(name, candidates, n=3):
+    """Up to ``n`` names of ``candidates`` that look like ``name`` (for error messages)."""
+    close = difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.4)
+    if not close:  # substring matches catch "f150w" -> "jwst_f150w"
+        low = name.lower()
+        close = [c for c in candidates if low in c.lower() or c.lower() in low][:n]
+    return close
+
+
+def _as_str_list(names, what):
+    names = [str(n) for n in names]
+    if len(set(names)) != len(names):
+        raise EmulatorConfigurationError(f"duplicate {what}: {names}")
+    return names
+
+
+class EmulatorBase:
+    """What every emulator offers: named inputs, checks, extra outputs, saving.
+
+    Subclasses set ``param_names``, ``filter_names``, ``extra_names``,
+    ``_lo``/``_hi`` (training ranges) and implement
+    ``predict_mags_and_extras``.
+    """
+
+    @property
+    def n_params(self):
+        """Number of input parameters."""
+        return len(self.param_names)
+
+    @property
+    def n_filters(self):
+        """Number of magnitude outputs."""
+        return len(self.filter_names)
+
+    def check_inputs(self, x):
+        """Raise a clear error unless every row of ``x`` is finite and inside
+        the training ranges.  Returns ``x`` as a float array."""
+        x = np.asarray(x, dtype=float)
+        if x.shape[-1:] != (self.n_params,) or x.ndim > 2:
+            raise EmulatorConfigurationError(
+                f"emulator inputs must have shape ({self.n_params},) or (n, {self.n_params}) "
+                f"for parameters {self.param_names}; got shape {x.shape}")
+        if not ((x >= self._lo).all() and (x <= self._hi).all()):
+            self._raise_bad_inputs(x)
+        return x
+
+    def _raise_bad_inputs(self, x):
+        x2 = np.atleast_2d(x)
+        bad = ~np.isfinite(x2)
+        if bad.any():
+            names = sorted({self.param_names[j] for j in np.nonzero(bad)[1]})
+            raise NonFiniteInputError(f"non-finite emulator input for {names}")
+        out = (x2 < self._lo) | (x2 > self._hi)
+        msgs = []
+        for j in np.unique(np.nonzero(out)[1]):
+            vals = x2[out[:, j], j]
+            msgs.append(f"{self.param_names[j]}={vals[0]:.6g} outside training range "
+                        f"[{self._lo[j]:.6g}, {self._hi[j]:.6g}]")
+        raise OutOfTrainingRangeError("; ".join(msgs))
+
+    def predict_extra(self, x, name="mfrac", check=True):
+        """One extra output, e.g. ``mfrac``, the surviving stellar mass fraction."""
+        if name not in self.extra_names:
+            raise EmulatorConfigurationError(
+                f"this emulator has no extra output {name!r}; it has {self.extra_names or 'none'}")
+        return self.predict_mags_and_extras(x, check=check)[1][..., self.extra_names.index(name)]
+
+    def save(self, path):
+        """Write the native HDF5 format (see :mod:`prospect_emulator.runtime.fileformat`)."""
+        from .fileformat import save_emulator
+        save_emulator(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Read a native file written by :meth:`save`, refusing the other kind."""
+        from .fileformat import load_emulator
+        emu = load_emulator(path)
+        if not isinstance(emu, cls):
+            raise EmulatorConfigurationError(
+                f"{path} holds a {type(emu).__name__}, not a {cls.__name__}; "
+                f"prospect_emulator.load_emulator() reads either")
+        return emu
+
+
+class Emulator(EmulatorBase):
+    """A photometric SPS emulator: named parameters in, arsinh magnitudes out.
+
+    Parameters
+    ----------
+    weights : sequence of ndarray
+        Layer weight matrices, shape (n_in, n_out) each, applied as ``x @ W``
+        (row-vector convention).  All but the last layer use GELU (eq. 6).
+    biases : sequence of ndarray
+        Layer bias vectors, shape (n_out,).
+    param_names : sequence of str
+        Input names in order.  A vector Prospector parameter ``p`` of length
+        k appears as ``p_1 ... p_k``.
+    filter_names : sequence of str
+        sedpy filter names of the magnitude outputs, in output order.
+    input_mean, input_std : ndarray, shape (n_network_inputs,)
+        Normalisation layer.
+    output_mean, output_std : ndarray, shape (n_outputs,)
+        Denormalisation layer; ``output_std`` defaults to ones (paper Sec. 2.2).
+    param_ranges : ndarray, shape (n_params, 2), optional
+        Training range [low, high] of every parameter; defaults to unbounded.
+    residual_stats : ndarray, shape (n_filters, 11), optional
+        Test-set residual statistics, columns :data:`RESIDUAL_STAT_COLUMNS`
+        (arsinh mag).  Defaults to NaN (unknown).
+    residual_covariance : ndarray, shape (n_filters, n_filters), optional
+        Test-set residual covariance (mag^2); defaults to diag(std^2).
+    extra_names : sequence of str, optional
+        Names of outputs after the magnitudes, e.g. ``["mfrac"]``.
+    extra_transforms : sequence of str, optional
+        ``"identity"`` or ``"log10"`` for each extra output: the network
+        predicts the value itself or its base-10 logarithm.
+    mass_param : str, optional
+        If given, the network is *mass-normalised*: it does not see this
+        parameter (log10 of the stellar mass formed, Msun) and predicts the
+        arsinh magnitudes, with softening ``mass_mu0``, of one solar mass
+        formed; the runtime scales the flux by 10**logmass exactly before the
+        arsinh softening at ``mu0``.
+    mass_mu0 : float
+        Softening magnitude of the per-unit-mass outputs.
+    mu0, a : float
+        Arsinh magnitude system constants (eq. 2).
+    provenance : dict, optional
+        Free-form JSON-serialisable description of how the emulator was made.
+    """
+
+    def __init__(self, weights, biases, param_names, filter_names, input_mean, input_std,
+                 output_mean, output_std=None, param_ranges=None, residual_stats=None,
+                 residual_covariance=None, extra_names=(), extra_transforms=None,
+                 mass_param=None, mass_mu0=None, mu0=ARSINH_MU0, a=ARSINH_A,
+                 provenance=None):
+        self.weights = [np.array(w, dtype=np.float64) for w in weights]
+        self.biases = [np.array(b, dtype=np.float64).reshape(-1) for b in biases]
+        if len(self.weights) != len(self.biases) or not self.weights:
+            raise EmulatorConfigurationError("need one bias vector per weight matrix, at least one layer")
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            if w.ndim != 2 or w.shape[1] != b.size:
+                raise EmulatorConfigurationError(
+                    f"layer {i}: weight shape {w.shape} does not match bias length {b.size}")
+            if i and w.shape[0] != self.weights[i - 1].shape[1]:
+                raise EmulatorConfigurationError(
+                    f"layer {i}: takes {w.shape[0]} inputs but layer {i-1} gives {self.weights[i-1].shape[1]}")
+        self.param_names = _as_str_list(param_names, "parameter names")
+        self.filter_names = _as_str_list(filter_names, "filter names")
+        self.extra_names = _as_str_list(extra_names, "extra output names")
+        self.extra_transforms = list(extra_transforms or ["identity"] * len(self.extra_names))
+        if len(self.extra_transforms) != len(self.extra_names) or \
+                any(t not in ("identity", "log10") for t in self.extra_transforms):
+            raise EmulatorConfigurationError(
+                f"extra_transforms must be 'identity' or 'log10', one per extra output; got {self.extra_transforms}")
+        self.mass_param = mass_param
+        self.mass_mu0 = float(mass_mu0) if mass_mu0 is not None else None
+        if mass_param is not None and (mass_param not in self.param_names or mass_mu0 is None):
+            raise EmulatorConfigurationError(
+                f"mass_param {mass_param!r} must be one of the parameters {self.param_names} and needs mass_mu0")
+        self.mu0, self.a = float(mu0), float(a)
+
+        n_net_in = self.n_params - (mass_param is not None)
+        n_out = self.n_filters + len(self.extra_names)
+        if self.weights[0].shape[0] != n_net_in:
+            raise EmulatorConfigurationError(
+                f"first layer takes {self.weights[0].shape[0]} inputs, expected {n_net_in} for parameters {self.param_names}")
+        if self.weights[-1].shape[1] != n_out:
+            raise EmulatorConfigurationError(
+                f"last layer gives {self.weights[-1].shape[1]} outputs, expected {n_out} "
+                f"({self.n_filters} filters + {len(self.extra_names)} extra outputs)")
+        self.input_mean = np.array(input_mean, dtype=float).reshape(n_net_in)
+        self.input_std = np.array(input_std, dtype=float).reshape(n_net_in)
+        self.output_mean = np.array(output_mean, dtype=float).reshape(n_out)
+        self.output_std = (np.ones(n_out) if output_std is None
+                           else np.array(output_std, dtype=float).reshape(n_out))
+
+        if param_ranges is None:
+            param_ranges = np.tile([-np.inf, np.inf], (self.n_params, 1))
+        self.param_ranges = np.array(param_ranges, dtype=float).reshape(self.n_params, 2)
+        if residual_stats is None:
+            residual_stats = np.full((self.n_filters, 11), np.nan)
+        self.residual_stats = np.array(residual_stats, dtype=float).reshape(self.n_filters, 11)
+        if residual_covariance is None:
+            residual_covariance = np.diag(self.residual_stats[:, -1] ** 2)
+        self.residual_covariance = np.array(residual_covariance, dtype=float).reshape(
+            self.n_filters, self.n_filters)
+        self.provenance = dict(provenance or {})
+        self._compile()
+
+    # ------------------------------------------------------------------ set-up
+    def _compile(self):
+        """Fold the (de)normalisation layers into the first and last layers so
+        that a prediction is the bare chain of matrix products."""
+        w0 = self.weights[0] / self.input_std[:, None]
+        b0 = self.biases[0] - (self.input_mean / self.input_std) @ self.weights[0]
+        ws, bs = [w0] + self.weights[1:], [b0] + self.biases[1:]
+        ws[-1] = ws[-1] * self.output_std[None, :]
+        bs[-1] = bs[-1] * self.output_std + self.output_mean
+        self._hidden = list(zip(ws[:-1], bs[:-1]))
+        self._w_out, self._b_out = ws[-1], bs[-1]
+        self._lo = self.param_ranges[:, 0].copy()
+        self._hi = self.param_ranges[:, 1].copy()
+        if self.mass_param is not None:
+            self._mass_index = self.param_names.index(self.mass_param)
+            self._net_index = np.array([i for i in range(self.n_params) if i != self._mass_index])
+        self._nf = self.n_filters
+
+    # -------------------------------------------------------------- properties
+    @property
+    def width(self):
+        """Nodes per hidden layer (of the first hidden layer)."""
+        return self.weights[0].shape[1]
+
+    @property
+    def residual_sigma(self):
+        """Per-filter standard deviation of the test residuals (arsinh mag)."""
+        return self.residual_stats[:, -1]
+
+    # -------------------------------------------------------------- prediction
+    def _network(self, x):
+        """Raw network outputs (denormalised), shape (..., n_filters + n_extra)."""
+        h = x if self.mass_param is None else x[..., self._net_index]
+        for w, b in self._hidden:
+            h = gelu_tanh(h @ w + b)
+        return h @ self._w_out + self._b_out
+
+    def _mags_from_raw(self, x, raw):
+        mags = raw[..., :self._nf]
+        if self.mass_param is not None:
+            logm = x[..., self._mass_index]
+            unit = arsinh_mags_to_maggies(mags, self.mass_mu0, self.a)
+            mags = maggies_to_arsinh_mags(unit * 10.0 ** np.asarray(logm)[..., None], self.mu0, self.a)
+        return mags
+
+    def _extras_from_raw(self, raw):
+        extras = raw[..., self._nf:].copy()
+        for k, t in enumerate(self.extra_transforms):
+            if t == "log10":
+                extras[..., k] = 10.0 ** extras[..., k]
+        return extras
+
+    def predict_mags(self, x, check=True):
+        """Arsinh AB magnitudes of every filter.
+
+        Parameters
+        ----------
+        x : array_like, shape (n_params,) or (n, n_params)
+            Parameters in the order of :attr:`param_names`.
+        check : bool
+            Refuse NaN and out-of-training-range inputs
+            (:class:`~prospect_emulator.errors.NonFiniteInputError`,
+            :class:`~prospect_emulator.errors.OutOfTrainingRangeError`).
+
+        Returns
+        -------
+        ndarray, shape (n_filters,) or (n, n_filters)
+            Arsinh magnitudes (eq. 2) in the order of :attr:`filter_names`.
+        """
+        x = self.check_inputs(x) if check else np.asarray(x, dtype=float)
+        return self._mags_from_raw(x, self._network(x))
+
+    def predict_maggies(self, x, check=True):
+        """Flux densities in maggies of every filter; see :meth:`predict_mags`."""
+        return arsinh_mags_to_maggies(self.predict_mags(x, check=check), self.mu0, self.a)
+
+    def predict_mags_and_extras(self, x, check=True):
+        """Magnitudes and the extra outputs (e.g. ``mfrac``) from one forward pass.
+
+        Returns
+        -------
+        mags : ndarray, shape (..., n_filters)
+        extras : ndarray, shape (..., n_extra)
+            In the order of :attr:`extra_names`, transformed back to their
+            physical values.
+        """
+        x = self.check_inputs(x) if check else np.asarray(x, dtype=float)
+        raw = self._network(x)
+        return self._mags_from_raw(x, raw), self._extras_from_raw(raw)
+
+    # ------------------------------------------------------------ conversion
+    def select(self, filter_names):
+        """An emulator whose outputs are exactly ``filter_names``, in that order.
+
+        Raises
+        ------
+        EmulatorConfigurationError
+            Naming each unknown filter and the closest available names.
+        """
+        idx = self.filter_indices(filter_names)
+        out_idx = np.concatenate([idx, self.n_filters + np.arange(len(self.extra_names))]).astype(int)
+        return Emulator(
+            self.weights[:-1] + [self.weights[-1][:, out_idx]],
+            self.biases[:-1] + [self.biases[-1][out_idx]],
+            self.param_names, [self.filter_names[i] for i in idx],
+            self.input_mean, self.input_std, self.output_mean[out_idx], self.output_std[out_idx],
+            param_ranges=self.param_ranges, residual_stats=self.residual_stats[idx],
+            residual_covariance=self.residual_covariance[np.ix_(idx, idx)],
+            extra_names=self.extra_names, extra_transforms=self.extra_transforms,
+            mass_param=self.mass_param, mass_mu0=self.mass_mu0, mu0=self.mu0, a=self.a,
+            provenance=self.provenance)
+
+    def filter_indices(self, filter_names):
+        """Output indices of ``filter_names``; a clear error for unknown names."""
+        lookup = {n: i for i, n in enumerate(self.filter_names)}
+        missing = [n for n in filter_names if n not in lookup]
+        if missing:
+            hints = "; ".join(f"{n!r} (closest: {closest_names(n, self.filter_names) or 'none'})"
+                              for n in missing)
+            raise EmulatorConfigurationError(
+                f"emulator has no filter {hints}. It has {self.n_filters} filters: "
+                f"{', '.join(self.filter_names)}")
+        return np.array([lookup[n] for n in filter_names], dtype=int)
+
+    def residual_sigma_at(self, x):
+        """Residual standard deviation (arsinh mag) that applies at inputs ``x``:
+        the same everywhere for a single emulator."""
+        return self.residual_sigma
+
+    def residual_covariance_at(self, x):
+        """Residual covariance (mag^2) that applies at inputs ``x``."""
+        return self.residual_covariance
+
+    # ------------------------------------------------------------------- I/O
+    @classmethod
+    def from_parrot(cls, path, param_names=None):
+        """Read a published Mathews et al. (2023) "Parrot" v4 ``.npy`` emulator.
+
+        Such files are pickled: read only files you trust.
+        """
+        from .parrot import read_parrot
+        return read_parrot(path, param_names=param_names)
+
+    def __repr__(self):
+        depth = len(self.weights)
+        return (f"<Emulator: {self.n_params} parameters -> {self.n_filters} filters"
+                f"{' + ' + ','.join(self.extra_names) if self.extra_names else ''}, "
+                f"{depth} layers, width {self.width}>")
