@@ -1,0 +1,1 @@
+"""Running fits: derived quantities, the bundled demo and catalogue fits."""
