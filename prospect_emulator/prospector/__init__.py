@@ -1,0 +1,17 @@
+"""Prospector integration (NumPy only at fit time).
+
+* :class:`EmulatedSpecModel`: a ``prospect.models.SpecModel`` predicting
+  photometry with an emulator; works with ``sps=None`` in ``lnprobfn``,
+  ``fit_model`` and ``prospect.io.write_results``.
+* :class:`EmulatorNoiseModel`: photometric noise including the emulator's
+  error (paper eq. 9), for ``noise=(None, phot_noise)``.
+* :func:`inflate_obs_uncertainties`: the paper's way, eq. 9 applied once to
+  a copy of the obs dict.
+* :class:`FastPriorProduct`: vectorised ln-prior equal to Prospector's.
+"""
+from .model import EmulatedSpecModel, TrainingRangeWarning, filter_names_of
+from .noise import EmulatorNoiseModel, inflate_obs_uncertainties
+from .priors import FastPriorProduct
+
+__all__ = ["EmulatedSpecModel", "EmulatorNoiseModel", "inflate_obs_uncertainties",
+           "TrainingRangeWarning", "FastPriorProduct", "filter_names_of"]

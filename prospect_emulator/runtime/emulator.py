@@ -51,11 +51,20 @@ def _as_str_list(names, what):
     return names
 
 
+def _shaped(value, shape, what):
+    """``value`` as a float64 array of ``shape``, or a clear error naming ``what``."""
+    arr = np.array(value, dtype=float)
+    try:
+        return arr.reshape(shape)
+    except ValueError:
+        raise EmulatorConfigurationError(f"{what} must have shape {shape}; got shape {arr.shape}") from None
+
+
 class EmulatorBase:
     """What every emulator offers: named inputs, checks, extra outputs, saving.
 
     Subclasses set ``param_names``, ``filter_names``, ``extra_names``,
-    ``_lo``/``_hi`` (training ranges) and implement
+    ``param_ranges``, call :meth:`_set_check_bounds` and implement
     ``predict_mags_and_extras``.
     """
 
@@ -69,6 +78,14 @@ class EmulatorBase:
         """Number of magnitude outputs."""
         return len(self.filter_names)
 
+    def _set_check_bounds(self):
+        """Bounds used by :meth:`check_inputs`: the training ranges with
+        infinite ends replaced by the largest finite floats, so that the same
+        two comparisons also refuse +-inf (and NaN) inputs."""
+        big = np.finfo(float).max
+        self._lo = np.maximum(self.param_ranges[:, 0], -big)
+        self._hi = np.minimum(self.param_ranges[:, 1], big)
+
     def check_inputs(self, x):
         """Raise a clear error unless every row of ``x`` is finite and inside
         the training ranges.  Returns ``x`` as a float array."""
@@ -77,7 +94,9 @@ class EmulatorBase:
             raise EmulatorConfigurationError(
                 f"emulator inputs must have shape ({self.n_params},) or (n, {self.n_params}) "
                 f"for parameters {self.param_names}; got shape {x.shape}")
-        if not ((x >= self._lo).all() and (x <= self._hi).all()):
+        # count_nonzero is several times cheaper than ndarray.all() on the
+        # small arrays of a single likelihood call; NaN fails both comparisons.
+        if np.count_nonzero(x >= self._lo) + np.count_nonzero(x <= self._hi) != 2 * x.size:
             self._raise_bad_inputs(x)
         return x
 
@@ -91,8 +110,9 @@ class EmulatorBase:
         msgs = []
         for j in np.unique(np.nonzero(out)[1]):
             vals = x2[out[:, j], j]
+            low, high = self.param_ranges[j]
             msgs.append(f"{self.param_names[j]}={vals[0]:.6g} outside training range "
-                        f"[{self._lo[j]:.6g}, {self._hi[j]:.6g}]")
+                        f"[{low:.6g}, {high:.6g}]")
         raise OutOfTrainingRangeError("; ".join(msgs))
 
     def predict_extra(self, x, name="mfrac", check=True):
@@ -204,22 +224,25 @@ class Emulator(EmulatorBase):
             raise EmulatorConfigurationError(
                 f"last layer gives {self.weights[-1].shape[1]} outputs, expected {n_out} "
                 f"({self.n_filters} filters + {len(self.extra_names)} extra outputs)")
-        self.input_mean = np.array(input_mean, dtype=float).reshape(n_net_in)
-        self.input_std = np.array(input_std, dtype=float).reshape(n_net_in)
-        self.output_mean = np.array(output_mean, dtype=float).reshape(n_out)
+        self.input_mean = _shaped(input_mean, (n_net_in,), "input_mean")
+        self.input_std = _shaped(input_std, (n_net_in,), "input_std")
+        if not (np.isfinite(self.input_std).all() and (self.input_std != 0).all()):
+            raise EmulatorConfigurationError(
+                f"input_std must be finite and non-zero (it divides the inputs); got {self.input_std}")
+        self.output_mean = _shaped(output_mean, (n_out,), "output_mean")
         self.output_std = (np.ones(n_out) if output_std is None
-                           else np.array(output_std, dtype=float).reshape(n_out))
+                           else _shaped(output_std, (n_out,), "output_std"))
 
         if param_ranges is None:
             param_ranges = np.tile([-np.inf, np.inf], (self.n_params, 1))
-        self.param_ranges = np.array(param_ranges, dtype=float).reshape(self.n_params, 2)
+        self.param_ranges = _shaped(param_ranges, (self.n_params, 2), "param_ranges")
         if residual_stats is None:
             residual_stats = np.full((self.n_filters, 11), np.nan)
-        self.residual_stats = np.array(residual_stats, dtype=float).reshape(self.n_filters, 11)
+        self.residual_stats = _shaped(residual_stats, (self.n_filters, 11), "residual_stats")
         if residual_covariance is None:
             residual_covariance = np.diag(self.residual_stats[:, -1] ** 2)
-        self.residual_covariance = np.array(residual_covariance, dtype=float).reshape(
-            self.n_filters, self.n_filters)
+        self.residual_covariance = _shaped(residual_covariance, (self.n_filters, self.n_filters),
+                                           "residual_covariance")
         self.provenance = dict(provenance or {})
         self._compile()
 
@@ -234,12 +257,13 @@ class Emulator(EmulatorBase):
         bs[-1] = bs[-1] * self.output_std + self.output_mean
         self._hidden = list(zip(ws[:-1], bs[:-1]))
         self._w_out, self._b_out = ws[-1], bs[-1]
-        self._lo = self.param_ranges[:, 0].copy()
-        self._hi = self.param_ranges[:, 1].copy()
+        self._set_check_bounds()
         if self.mass_param is not None:
             self._mass_index = self.param_names.index(self.mass_param)
             self._net_index = np.array([i for i in range(self.n_params) if i != self._mass_index])
         self._nf = self.n_filters
+        # the network output is the magnitudes themselves (no slicing needed)
+        self._raw_is_mags = not self.extra_names and self.mass_param is None
 
     # -------------------------------------------------------------- properties
     @property
@@ -293,7 +317,8 @@ class Emulator(EmulatorBase):
             Arsinh magnitudes (eq. 2) in the order of :attr:`filter_names`.
         """
         x = self.check_inputs(x) if check else np.asarray(x, dtype=float)
-        return self._mags_from_raw(x, self._network(x))
+        raw = self._network(x)
+        return raw if self._raw_is_mags else self._mags_from_raw(x, raw)
 
     def predict_maggies(self, x, check=True):
         """Flux densities in maggies of every filter; see :meth:`predict_mags`."""

@@ -70,7 +70,15 @@ def _write_single(g, emu):
     res["stats"] = emu.residual_stats
     res["stat_columns"] = _strings(RESIDUAL_STAT_COLUMNS)
     res["covariance"] = emu.residual_covariance
-    g.attrs["provenance"] = json.dumps(emu.provenance, default=str)
+    g.attrs["provenance"] = json.dumps(emu.provenance, default=_json_value)
+
+
+def _json_value(obj):
+    """NumPy scalars and arrays as their Python values (not their str), so that
+    a provenance such as ``{"n_train": np.int64(10**6)}`` reads back as a number."""
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return obj.tolist()
+    return str(obj)
 
 
 def _read_strings(ds):
@@ -143,22 +151,25 @@ def load_emulator(path):
     except OSError as err:
         hint = (" It looks like a NumPy .npy file: published Parrot emulators are read with "
                 "Emulator.from_parrot()." if path.endswith(".npy") else "")
-        raise EmulatorFileError(f"{path} is not an HDF5 file ({err}).{hint}") from None
+        raise EmulatorFileError(f"{path} is not a readable HDF5 file ({err}).{hint}") from None
     with f:
-        if f.attrs.get("format") != FORMAT_NAME:
-            raise EmulatorFileError(
-                f"{path} is an HDF5 file but not a {FORMAT_NAME} emulator "
-                f"(format attribute: {f.attrs.get('format')!r})")
-        version = int(f.attrs.get("schema_version", -1))
-        if version > SCHEMA_VERSION or version < 1:
-            raise EmulatorFileError(
-                f"{path} has schema version {version}; this prospect-emulator {__version__} reads "
-                f"versions 1..{SCHEMA_VERSION}: upgrade the package")
         try:
+            if f.attrs.get("format") != FORMAT_NAME:
+                raise EmulatorFileError(
+                    f"{path} is an HDF5 file but not a {FORMAT_NAME} emulator "
+                    f"(format attribute: {f.attrs.get('format')!r})")
+            version = int(f.attrs.get("schema_version", -1))
+            if version > SCHEMA_VERSION or version < 1:
+                raise EmulatorFileError(
+                    f"{path} has schema version {version}; this prospect-emulator {__version__} reads "
+                    f"versions 1..{SCHEMA_VERSION}: upgrade the package")
             if f.attrs.get("kind") == "stitched":
                 n = int(f.attrs["n_members"])
                 return StitchedEmulator([_read_single(f[f"members/{i}"]) for i in range(n)],
                                         zred_param=str(f.attrs["zred_param"]))
             return _read_single(f)
-        except (KeyError, ValueError, TypeError, EmulatorConfigurationError) as err:
+        except EmulatorFileError:
+            raise
+        # HDF5 reports damaged metadata or data as OSError/KeyError on access
+        except (KeyError, ValueError, TypeError, OSError, EmulatorConfigurationError) as err:
             raise EmulatorFileError(f"{path} is a damaged {FORMAT_NAME} file: {err}") from None

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from ..errors import EmulatorFileError
+from ..errors import EmulatorConfigurationError, EmulatorFileError
 from .emulator import Emulator
 
 __all__ = ["read_parrot", "PARROT_PARAM_NAMES"]
@@ -56,25 +56,29 @@ def read_parrot(path, param_names=None):
     except Exception as err:  # any damage to the pickled structure lands here
         raise EmulatorFileError(
             f"{path} is not a Parrot v4 emulator (a 6-element pickled object array): {err}") from None
-    n_out = len(filter_map)
-    order = sorted(filter_map, key=lambda n: filter_map[n])
-    index = np.array([filter_map[n] - 1 for n in order])  # Julia is 1-based
-    if sorted(index.tolist()) != list(range(n_out)):
-        raise EmulatorFileError(f"{path}: filter indices {sorted(filter_map.values())} are not 1..{n_out}")
-    weights = [np.asarray(w, dtype=float).T for w in weights]  # -> (n_in, n_out)
-    n_in = weights[0].shape[0]
-    names = list(param_names) if param_names is not None else list(PARROT_PARAM_NAMES)
-    if len(names) != n_in:
-        raise EmulatorFileError(f"{path} has {n_in} inputs but {len(names)} parameter names were given")
-    last = weights[-1][:, index]
+    try:
+        n_out = len(filter_map)
+        order = sorted(filter_map, key=lambda n: filter_map[n])
+        index = np.array([filter_map[n] - 1 for n in order])  # Julia is 1-based
+        if sorted(index.tolist()) != list(range(n_out)):
+            raise EmulatorFileError(f"{path}: filter indices {sorted(filter_map.values())} are not 1..{n_out}")
+        weights = [np.asarray(w, dtype=float).T for w in weights]  # -> (n_in, n_out)
+        n_in = weights[0].shape[0]
+        names = list(param_names) if param_names is not None else list(PARROT_PARAM_NAMES)
+        if len(names) != n_in:
+            raise EmulatorFileError(f"{path} has {n_in} inputs but {len(names)} parameter names were given")
+        last = weights[-1][:, index]
 
-    def per_output(v):  # a scalar or one value per output, into our filter order
-        return np.broadcast_to(np.ravel(np.asarray(v, dtype=float)), (n_out,))[index]
+        def per_output(v):  # a scalar or one value per output, into our filter order
+            return np.broadcast_to(np.ravel(np.asarray(v, dtype=float)), (n_out,))[index]
 
-    stats = np.asarray(stats, dtype=float)
-    return Emulator(
-        weights[:-1] + [last], [np.asarray(b, float) for b in biases[:-1]] + [np.asarray(biases[-1], float)[index]],
-        names, order, np.ravel(norm_mu), np.ravel(norm_sig), per_output(den_mu), per_output(den_sig),
-        param_ranges=np.asarray(ranges, dtype=float), residual_stats=stats[index],
-        provenance={"source": "Mathews et al. (2023) Parrot v4", "file": os.path.basename(path),
-                    "sps": "FSPS (MIST, MILES)"})
+        stats = np.asarray(stats, dtype=float)
+        return Emulator(
+            weights[:-1] + [last], [np.asarray(b, float) for b in biases[:-1]] + [np.asarray(biases[-1], float)[index]],
+            names, order, np.ravel(norm_mu), np.ravel(norm_sig), per_output(den_mu), per_output(den_sig),
+            param_ranges=np.asarray(ranges, dtype=float), residual_stats=stats[index],
+            provenance={"source": "Mathews et al. (2023) Parrot v4", "file": os.path.basename(path),
+                        "sps": "FSPS (MIST, MILES)"})
+    except (EmulatorConfigurationError, ValueError, TypeError, IndexError, AttributeError) as err:
+        # the pickle loaded but its parts do not fit together
+        raise EmulatorFileError(f"{path} is not a consistent Parrot v4 emulator: {err}") from None

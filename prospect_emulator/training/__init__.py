@@ -1,0 +1,42 @@
+"""Training emulators: training sets from a Prospector SPS source, and the
+TensorFlow network (the ``train`` extra).
+
+Importing this package is light: it does not import TensorFlow (only
+``prospect_emulator.training.network`` and the training code do) nor
+Prospector or h5py; the names below are loaded on first use.
+
+Training sets::
+
+    from prospect_emulator.training import generate_training_set, get_preset
+    generate_training_set("default", ["sdss_g0", "sdss_r0"], n_samples=10_000, seed=1,
+                          out="train.h5")
+
+Distributions and configurations: :mod:`.distributions`, :mod:`.presets`.
+"""
+import importlib
+
+#: public name -> submodule that defines it (imported lazily)
+_LAZY = {
+    "Distribution": "distributions", "Uniform": "distributions",
+    "TruncatedNormal": "distributions", "TruncatedStudentT": "distributions",
+    "distribution_from_dict": "distributions",
+    "TrainingSetConfig": "presets", "get_preset": "presets", "load_config": "presets",
+    "available_presets": "presets", "PAPER_TRAINING_DISTRIBUTIONS": "presets",
+    "PAPER_PRIOR_DISTRIBUTIONS": "presets", "SPSHomeFreeSpecModel": "presets",
+    "generate_training_set": "trainingset", "read_training_set": "trainingset",
+    "resolve_filters": "trainingset", "make_sps": "trainingset",
+    "GenerationSummary": "trainingset",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,169 @@
+"""Per-call cost of Prospector's lnprobfn with EmulatedSpecModel.
+
+The paper's 18-input continuity-SFH model (Sec. 2.1, Table 1) with a random
+emulator of the paper's shape (5 hidden layers of 256, 137 filters), fitted to
+20 of those filters.  Compares
+
+* the bare emulator (``predict_maggies`` of the emulator restricted to the 20
+  obs filters): the floor,
+* ``EmulatedSpecModel.predict``,
+* ``prospect.fitting.lnprobfn`` with ``EmulatorNoiseModel`` (diagonal and
+  full covariance; with and without ``nested=True``, dynesty's mode),
+* Prospector's stock ``prior_product`` / ``set_parameters`` against ours.
+
+Target (issue 2): lnprobfn adds at most 50 microseconds over the bare emulator.
+
+Usage::
+
+    python benchmarks/bench_lnprobfn.py            # the table for docs/performance.md
+    python benchmarks/bench_lnprobfn.py --quick    # a fast smoke run
+"""
+import argparse
+import os
+import platform
+import timeit
+import warnings
+
+import numpy as np
+
+N_HIDDEN, WIDTH, N_FILTERS, N_OBS_FILTERS = 5, 256, 137, 20
+TARGET_OVERHEAD_US = 50.0
+
+INPUTS = (["logmass", "logzsol"] + [f"logsfr_ratios_{i}" for i in range(1, 7)] +
+          ["dust2", "dust_index", "dust1_fraction", "log_fagn", "log_agn_tau", "gas_logz", "zred",
+           "duste_qpah", "duste_umin", "log_duste_gamma"])
+TRAINING_RANGES = ([(6, 12.5), (-1.98, 0.19)] + [(-5, 5)] * 6 +
+                   [(0, 4), (-1.2, 0.4), (0, 2), (-5, np.log10(3)), (np.log10(5), np.log10(150)),
+                    (-2, 0.5), (0.5, 3), (0, 7), (0.1, 25), (-4, 0)])
+
+
+def random_emulator(seed=0):
+    """An emulator of the paper's shape with random weights (runtime cost only)."""
+    from prospect_emulator import Emulator
+    from sedpy import observate
+    filter_dir = os.path.join(os.path.dirname(observate.__file__), "data", "filters")
+    names = sorted(f[:-4] for f in os.listdir(filter_dir) if f.endswith(".par"))[:N_FILTERS]
+    rng = np.random.default_rng(seed)
+    sizes = [len(INPUTS)] + [WIDTH] * N_HIDDEN + [N_FILTERS + 1]  # + mfrac
+    weights = [rng.normal(scale=1 / np.sqrt(a), size=(a, b)) for a, b in zip(sizes[:-1], sizes[1:])]
+    biases = [rng.normal(scale=0.1, size=b) for b in sizes[1:]]
+    lo, hi = np.array(TRAINING_RANGES, dtype=float).T
+    stats = np.tile(np.r_[np.linspace(-0.08, 0.08, 9), 0.0, 0.02], (N_FILTERS, 1))
+    return Emulator(weights, biases, INPUTS, names, input_mean=(lo + hi) / 2,
+                    input_std=(hi - lo) / np.sqrt(12), output_mean=np.r_[np.full(N_FILTERS, 23.5), 0.6],
+                    param_ranges=np.column_stack([lo, hi]), residual_stats=stats,
+                    extra_names=["mfrac"])
+
+
+def paper_model_params():
+    """Continuity SFH (7 bins) with the paper's free parameters and priors
+    (Table 1).  Only the emulator inputs and the template's own ``mass``
+    (depends_on ``logsfr_ratios_to_masses``) are kept: FSPS-only transforms
+    such as dust1 or fagn are not needed with an emulator."""
+    from prospect.models import priors
+    from prospect.models.templates import TemplateLibrary
+    p = TemplateLibrary["continuity_sfh"]
+    edges = np.array([0.0, 7.47712, 8.0, 8.5, 9.0, 9.5, 9.8, 10.13])
+    nbins = len(edges) - 1
+    p["agebins"].update(N=nbins, init=np.column_stack([edges[:-1], edges[1:]]))
+    p["mass"].update(N=nbins, init=np.full(nbins, 1e6))
+    p["logsfr_ratios"].update(N=nbins - 1, init=np.zeros(nbins - 1), prior=priors.StudentT(
+        mean=np.zeros(nbins - 1), scale=np.full(nbins - 1, 0.3), df=np.full(nbins - 1, 2)))
+    p["logmass"]["prior"] = priors.TopHat(mini=6, maxi=12.5)
+    p["logzsol"]["prior"] = priors.ClippedNormal(mean=-0.5, sigma=0.5, mini=-1.98, maxi=0.19)
+    p["dust2"]["prior"] = priors.ClippedNormal(mean=0.3, sigma=1, mini=0, maxi=4)
+    p["zred"]["init"] = 1.2
+
+    def free(init, prior):
+        return {"N": 1, "isfree": True, "init": init, "prior": prior}
+    p["dust_index"] = free(0.0, priors.TopHat(mini=-1.2, maxi=0.4))
+    p["dust1_fraction"] = free(1.0, priors.ClippedNormal(mean=1, sigma=0.3, mini=0, maxi=2))
+    p["log_fagn"] = free(-2.0, priors.TopHat(mini=-5, maxi=np.log10(3)))
+    p["log_agn_tau"] = free(1.5, priors.TopHat(mini=np.log10(5), maxi=np.log10(150)))
+    p["gas_logz"] = free(0.0, priors.TopHat(mini=-2, maxi=0.5))
+    p["duste_qpah"] = free(2.0, priors.ClippedNormal(mean=2, sigma=2, mini=0, maxi=7))
+    p["duste_umin"] = free(1.0, priors.ClippedNormal(mean=1, sigma=10, mini=0.1, maxi=25))
+    p["log_duste_gamma"] = free(-2.0, priors.ClippedNormal(mean=-2, sigma=1, mini=-4, maxi=0))
+    return p
+
+
+def per_call_us(func, number, repeat):
+    """Best-of-``repeat`` time of one call, microseconds."""
+    return min(timeit.repeat(func, number=number, repeat=repeat)) / number * 1e6
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few repetitions (smoke test)")
+    args = parser.parse_args(argv)
+    number, repeat = (50, 3) if args.quick else (2000, 7)
+
+    from prospect.fitting import lnprobfn
+    from prospect.models.parameters import ProspectorParams
+    from sedpy.observate import load_filters
+    from prospect_emulator.prospector import EmulatedSpecModel, EmulatorNoiseModel
+
+    emulator = random_emulator()
+    obs_filters = emulator.filter_names[::7][:N_OBS_FILTERS]
+    with warnings.catch_warnings():  # the Student-t SFR-ratio prior is wider than [-5, 5]
+        warnings.simplefilter("ignore")
+        model = EmulatedSpecModel(paper_model_params(), emulator=emulator)
+    stock = ProspectorParams(paper_model_params())
+    obs = {"filters": load_filters(obs_filters), "wavelength": None, "spectrum": None}
+    rng = np.random.default_rng(1)
+    theta = model.theta.copy()
+    theta[model.theta_index["logsfr_ratios"]] = rng.normal(scale=0.3, size=6)
+    _, phot, _ = model.predict(theta, obs=obs)
+    obs["maggies"] = phot * (1 + 0.05 * rng.normal(size=phot.size))
+    obs["maggies_unc"] = 0.05 * phot
+    obs["phot_mask"] = np.ones(phot.size, dtype=bool)
+
+    selected = emulator.select(obs_filters)
+    x = model.last_emulator_inputs.copy()
+    diag = (None, EmulatorNoiseModel(model))
+    full = (None, EmulatorNoiseModel(model, covariance=True))
+    assert np.isfinite(lnprobfn(theta, model=model, obs=obs, sps=None, noise=diag))
+    assert abs(model.prior_product(theta) - stock.prior_product(theta)) < 1e-10
+
+    rows = [
+        ("bare emulator, 137 filters: predict_maggies(x)", lambda: emulator.predict_maggies(x)),
+        (f"bare emulator, {N_OBS_FILTERS} obs filters: predict_maggies(x)", lambda: selected.predict_maggies(x)),
+        ("EmulatedSpecModel.predict(theta, obs)", lambda: model.predict(theta, obs=obs)),
+        ("lnprobfn, EmulatorNoiseModel (diagonal)",
+         lambda: lnprobfn(theta, model=model, obs=obs, sps=None, noise=diag)),
+        ("lnprobfn, EmulatorNoiseModel (diagonal), nested=True",
+         lambda: lnprobfn(theta, model=model, obs=obs, sps=None, noise=diag, nested=True)),
+        ("lnprobfn, EmulatorNoiseModel (covariance)",
+         lambda: lnprobfn(theta, model=model, obs=obs, sps=None, noise=full)),
+        ("lnprobfn, no noise model (Prospector chi^2)",
+         lambda: lnprobfn(theta, model=model, obs=obs, sps=None)),
+        ("prior_product: Prospector (scipy.stats)", lambda: stock.prior_product(theta)),
+        ("prior_product: EmulatedSpecModel (FastPriorProduct)", lambda: model.prior_product(theta)),
+        ("set_parameters: Prospector", lambda: stock.set_parameters(theta)),
+        ("set_parameters: EmulatedSpecModel", lambda: model.set_parameters(theta)),
+    ]
+    times = {name: per_call_us(func, number, repeat) for name, func in rows}
+    floor = times[f"bare emulator, {N_OBS_FILTERS} obs filters: predict_maggies(x)"]
+
+    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}, NumPy {np.__version__}"
+          f"{'  (--quick: few repetitions, not for reporting)' if args.quick else ''}")
+    print(f"Model: continuity SFH, {len(INPUTS)} emulator inputs, {model.ndim} free parameters; "
+          f"emulator {N_HIDDEN}x{WIDTH}, {N_FILTERS} filters, {N_OBS_FILTERS} in the obs\n")
+    print("| call | time per call (us) | over the bare emulator (us) |")
+    print("|---|---:|---:|")
+    for name, _ in rows:
+        compare = name.startswith(("lnprobfn", "EmulatedSpecModel"))
+        print(f"| {name} | {times[name]:.1f} | {f'{times[name] - floor:+.1f}' if compare else ''} |")
+    overhead = times["lnprobfn, EmulatorNoiseModel (diagonal)"] - floor
+    verdict = ("no verdict from a --quick run" if args.quick
+               else "met" if overhead <= TARGET_OVERHEAD_US else "NOT met")
+    speedup = (times["prior_product: Prospector (scipy.stats)"]
+               / times["prior_product: EmulatedSpecModel (FastPriorProduct)"])
+    print(f"\nlnprobfn overhead over the emulator: {overhead:.1f} us "
+          f"(target <= {TARGET_OVERHEAD_US:.0f} us: {verdict}); prior_product speed-up: {speedup:.0f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

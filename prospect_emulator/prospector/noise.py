@@ -1,0 +1,216 @@
+"""Photometric noise that includes the emulator's own error (paper eq. 9).
+
+The paper assumes, per band,
+
+    sigma_assume^2 = sigma_obs^2 + sigma_emul^2 + (0.05 E_nu)^2        (eq. 9)
+
+with sigma_obs the measurement uncertainty, sigma_emul the emulator's test-set
+residual scatter and 0.05 E_nu a 5% floor on the observed flux density E_nu
+for SPS systematics.  The residual scatter is measured in arsinh magnitudes
+(eq. 2); it becomes a flux uncertainty through the exact derivative
+d maggies / d mag of eq. 2.
+
+Two ways to use it:
+
+* :class:`EmulatorNoiseModel`, a Prospector noise model passed as
+  ``noise=(None, phot_noise)`` to ``prospect.fitting.lnprobfn`` / ``fit_model``.
+  It converts sigma_emul at the *model* flux of every likelihood call and can
+  use the full residual covariance matrix.
+* :func:`inflate_obs_uncertainties`, which rewrites ``obs["maggies_unc"]`` once,
+  at the *observed* fluxes, as the paper did; then fit with ``noise=(None, None)``.
+
+Use one or the other, not both (that would count the emulator error twice).
+"""
+import numpy as np
+from scipy.linalg import cho_factor, cho_solve
+
+from ..errors import EmulatorConfigurationError
+from ..runtime.magnitudes import dmaggies_dmag, maggies_to_arsinh_mags
+from .model import _as_emulator, filter_names_of
+
+__all__ = ["EmulatorNoiseModel", "inflate_obs_uncertainties"]
+
+_LN_2PI = np.log(2.0 * np.pi)
+
+
+def _check_floor(floor):
+    floor = float(floor)
+    if not (np.isfinite(floor) and floor >= 0):
+        raise EmulatorConfigurationError(f"floor must be a finite fraction >= 0; got {floor}")
+    return floor
+
+
+def _require_residual_stats(finite, filter_names):
+    """Refuse an emulator without test-set residual statistics in some bands."""
+    bad = ~np.asarray(finite, dtype=bool)
+    if bad.any():
+        names = [n for n, b in zip(filter_names, bad) if b]
+        raise EmulatorConfigurationError(
+            f"the emulator has no residual statistics for filters {names} (residual_sigma is "
+            "not finite), so its error cannot enter the likelihood. Evaluate the emulator on a "
+            "test set (prospect-emulator evaluate) to store them.")
+
+
+class EmulatorNoiseModel:
+    """Prospector photometric noise model with the emulator's error (eq. 9).
+
+    Per band (masked by ``obs["phot_mask"]``)
+
+        Sigma_ii = sigma_obs,i^2 + (J_i sigma_emul,i)^2 + (floor * E_i)^2
+
+    where ``J_i = d maggies / d mag`` at the model's last predicted arsinh
+    magnitude, ``sigma_emul`` the emulator's residual standard deviation
+    (``residual_sigma_at`` the last inputs, arsinh mag) and ``E_i`` the
+    observed flux density (maggies).  With ``covariance=True`` the emulator
+    term is the full ``J C J`` (C = ``residual_covariance_at``, mag^2) and the
+    likelihood uses a Cholesky factorisation.  The log-likelihood is the full
+    Gaussian, including ``-0.5 log det(2 pi Sigma)``.
+
+    Parameters
+    ----------
+    model : EmulatedSpecModel
+        The model whose last prediction (inputs, arsinh magnitudes, emulator
+        restricted to the obs filters) sets the emulator term.
+    floor : float
+        Fractional error floor on the observed flux density (0.05 = 5%).
+    covariance : bool
+        Use the residual covariance matrix instead of its diagonal.
+
+    Examples
+    --------
+    >>> phot_noise = EmulatorNoiseModel(model, floor=0.05)          # doctest: +SKIP
+    >>> lnp = lnprobfn(theta, model=model, obs=obs, sps=None,
+    ...                noise=(None, phot_noise))                     # doctest: +SKIP
+
+    Notes
+    -----
+    Follows Prospector's noise-model protocol as used by
+    ``prospect.likelihood.lnlike_phot``: ``update(**params)``,
+    ``compute(**vectors)`` (``phot_unc``, ``phot``, ``mask``), then
+    ``lnlikelihood(phot_mu, phot_obs)``; it exposes ``Sigma`` (1-d variances,
+    or the matrix) and ``log_det``, so Prospector's outlier mixture model works
+    with the diagonal version.
+    """
+
+    def __init__(self, model, floor=0.05, covariance=False):
+        if not hasattr(model, "last_arsinh_mags"):
+            raise EmulatorConfigurationError(
+                f"EmulatorNoiseModel needs an EmulatedSpecModel; got {type(model).__name__}")
+        self.model = model
+        self.floor = _check_floor(floor)
+        self.covariance = bool(covariance)
+        self._checked_emulator = None
+        self.Sigma = None
+        self.log_det = None
+
+    def update(self, **params):
+        """Nothing to update from the parameters: the emulator term follows the
+        model's own last prediction."""
+
+    def _emulator_term(self):
+        """(J, emulator, inputs) of the model's last prediction."""
+        model = self.model
+        mags, emu, x = model.last_arsinh_mags, model.last_emulator, model.last_emulator_inputs
+        if mags is None:
+            raise EmulatorConfigurationError(
+                "EmulatorNoiseModel.compute() was called before the model predicted anything; "
+                "call model.predict(theta, obs=obs) first (lnprobfn does)")
+        if emu is not self._checked_emulator:
+            if self.covariance:
+                finite = np.isfinite(emu.residual_covariance_at(x)).all(axis=0)
+            else:
+                finite = np.isfinite(emu.residual_sigma_at(x))
+            _require_residual_stats(finite, emu.filter_names)
+            self._checked_emulator = emu
+        return dmaggies_dmag(mags, emu.mu0, emu.a), emu, x
+
+    def compute(self, check_finite=False, phot_unc=None, phot=None, mask=slice(None), **vectors):
+        """Build (and for ``covariance=True`` factorise) the covariance matrix.
+
+        Parameters
+        ----------
+        phot_unc, phot : ndarray, shape (n_filters,)
+            ``obs["maggies_unc"]`` and ``obs["maggies"]`` (maggies).
+        mask : bool ndarray or slice
+            ``obs["phot_mask"]``.
+        """
+        jac, emu, x = self._emulator_term()
+        if phot_unc is None or phot is None:
+            raise EmulatorConfigurationError(
+                "EmulatorNoiseModel.compute() needs phot_unc= and phot= (obs['maggies_unc'], "
+                "obs['maggies'])")
+        if len(jac) != len(phot):
+            raise EmulatorConfigurationError(
+                f"the model last predicted {len(jac)} bands but the obs has {len(phot)}: "
+                "predict with the same obs that is being fitted")
+        base_var = phot_unc * phot_unc + (self.floor * phot) ** 2
+        if not self.covariance:
+            emul = jac * emu.residual_sigma_at(x)
+            self.Sigma = (base_var + emul * emul)[mask]
+            self.log_det = float(np.log(self.Sigma).sum())
+            return
+        sigma = (jac[:, None] * emu.residual_covariance_at(x)) * jac[None, :]
+        sigma[np.diag_indices_from(sigma)] += base_var
+        if isinstance(mask, slice):
+            sigma = sigma[mask, mask]
+        else:
+            sigma = sigma[np.ix_(mask, mask)]
+        self.Sigma = sigma
+        self.factorized_Sigma = cho_factor(sigma, lower=True, check_finite=check_finite)
+        self.log_det = 2.0 * float(np.sum(np.log(np.diagonal(self.factorized_Sigma[0]))))
+
+    def lnlikelihood(self, phot_mu, phot_obs, check_finite=False, **extras):
+        """Gaussian ln-likelihood of the observed photometry (both in maggies,
+        already masked), with the covariance from the last :meth:`compute`."""
+        residual = phot_obs - phot_mu
+        if self.Sigma.ndim == 1:
+            chi2 = float(np.dot(residual * residual, 1.0 / self.Sigma))
+        else:
+            chi2 = float(residual @ cho_solve(self.factorized_Sigma, residual,
+                                              check_finite=check_finite))
+        return -0.5 * (chi2 + self.log_det + len(residual) * _LN_2PI)
+
+
+def inflate_obs_uncertainties(obs, emulator, floor=0.05):
+    """A copy of ``obs`` whose photometric uncertainties include eq. 9, once.
+
+    ``maggies_unc`` becomes ``sqrt(sigma_obs^2 + sigma_emul^2 + (floor E)^2)``,
+    with the emulator's residual standard deviation converted to maggies at
+    the *observed* flux densities E (the paper's procedure).  Fit the result
+    with ``noise=(None, None)``; do not also use :class:`EmulatorNoiseModel`.
+
+    Parameters
+    ----------
+    obs : dict
+        Prospector observation dictionary with ``filters``, ``maggies`` and
+        ``maggies_unc`` (maggies).  Not modified.
+    emulator : Emulator, StitchedEmulator, EmulatedSpecModel or path
+        Supplies per-filter ``residual_sigma`` (arsinh mag).  For a stitched
+        emulator this is the worst member's scatter in each band.
+    floor : float
+        Fractional error floor on the observed flux density.
+
+    Returns
+    -------
+    dict
+        Shallow copy of ``obs`` with a new ``maggies_unc`` array and the
+        original uncertainties kept as ``maggies_unc_observed``.
+    """
+    floor = _check_floor(floor)
+    emulator = getattr(emulator, "emulator", emulator)  # an EmulatedSpecModel
+    emulator = _as_emulator(emulator)
+    for key in ("filters", "maggies", "maggies_unc"):
+        if obs.get(key) is None:
+            raise EmulatorConfigurationError(
+                f"inflate_obs_uncertainties needs obs[{key!r}] (photometry in maggies)")
+    names = list(filter_names_of(obs["filters"]))
+    sigma = emulator.residual_sigma[emulator.filter_indices(names)]
+    _require_residual_stats(np.isfinite(sigma), names)
+    maggies = np.asarray(obs["maggies"], dtype=float)
+    unc = np.asarray(obs["maggies_unc"], dtype=float)
+    jac = dmaggies_dmag(maggies_to_arsinh_mags(maggies, emulator.mu0, emulator.a),
+                        emulator.mu0, emulator.a)
+    out = dict(obs)
+    out["maggies_unc_observed"] = unc.copy()
+    out["maggies_unc"] = np.sqrt(unc ** 2 + (jac * sigma) ** 2 + (floor * maggies) ** 2)
+    return out

@@ -1,0 +1,697 @@
+"""Train an emulator on a training-set file (paper Sec. 2.2) and export it.
+
+The schedule is the paper's: RMSE loss, Nadam (beta_1 = 0.9, beta_2 = 0.999),
+three stages with learning rates 1e-3, 1e-4, 1e-5 and batches of 1000
+(eq. 7-8); in each stage a fresh random 5 % of the training rows validates,
+training stops after 20 epochs without a better validation loss (or after
+1000 epochs) and the best weights of the stage are restored.
+
+What this module adds to the paper:
+
+* a test set held out of training *and* validation, chosen row by row from a
+  hash of (row index, seed), so the choice survives a training set that grows
+  and can be recomputed by ``evaluate``;
+* the surviving mass fraction ``mfrac`` as one more output, emulated as
+  ``log10(mfrac)`` (dex; positive by construction, and the quantity that
+  enters log10 of the surviving stellar mass);
+* optional *mass normalisation* (the default): the network does not see
+  ``logmass`` and predicts the arsinh magnitudes of one solar mass formed;
+  the exact factor 10**logmass is applied to the flux before the arsinh
+  softening (see :class:`prospect_emulator.Emulator`);
+* checkpoints written atomically after every epoch, so that running the same
+  command again after a crash or Ctrl-C resumes at the same stage and epoch
+  with the same optimizer state, best weights and random state.
+
+TensorFlow is imported only inside the functions that need it, so the data
+readers here can serve :mod:`prospect_emulator.training.evaluate` without it.
+"""
+import importlib.util
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._version import __version__
+from ..errors import EmulatorConfigurationError, EmulatorFileError
+from ..runtime.emulator import Emulator
+from ..runtime.magnitudes import ARSINH_A, ARSINH_MU0, arsinh_mags_to_maggies, maggies_to_arsinh_mags
+
+__all__ = ["train_emulator", "TrainingResult", "TrainingSetRows", "read_training_rows",
+           "held_out_mask", "training_set_identity", "mass_unit_targets", "DEFAULT_LEARNING_RATES",
+           "MFRAC_TRANSFORM"]
+
+#: Learning rates of the three stages (paper eq. 7); batches of 1000 (eq. 8).
+DEFAULT_LEARNING_RATES = (1e-3, 1e-4, 1e-5)
+#: How the network emulates the surviving mass fraction: its base-10 log (dex).
+MFRAC_TRANSFORM = "log10"
+#: Weight of the log10(mfrac) output in the loss: it counts as the magnitude
+#: -2.5 log10(mfrac), like a filter (dex -> mag).
+MFRAC_LOSS_SCALE = 2.5
+#: Name of the parameter a mass-normalised emulator applies exactly.
+MASS_PARAM = "logmass"
+_CHECKPOINT_NAME = "checkpoint.h5"
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class TrainingSetRows:
+    """Valid rows of a training-set file (HDF5 layout of ``generate``).
+
+    Attributes
+    ----------
+    path : str
+    rows : ndarray of int, shape (n,)
+        Row index in the file of every valid sample (done chunk, not failed,
+        finite, ``mfrac > 0``).
+    params : ndarray, shape (n, n_params)
+        Emulator inputs in the order of ``param_names``.
+    mags : ndarray, shape (n, n_filters)
+        Arsinh AB magnitudes (eq. 2, softening ``mu0``).
+    mfrac : ndarray, shape (n,)
+        Surviving stellar mass fraction.
+    param_names, filter_names : list of str
+    attrs : dict
+        File attributes (``sps``, ``seed``, ``preset``, ``distributions`` ...).
+    n_invalid : int
+        Rows of finished chunks left out (failed, non-finite or mfrac <= 0).
+    filter_wave_effective : ndarray or None
+        Effective wavelength of each filter (Angstrom), if the file has it.
+    distribution_ranges : ndarray, shape (n_params, 2), or None
+        [low, high] of each parameter's training distribution, if recorded.
+    """
+    path: str
+    rows: np.ndarray
+    params: np.ndarray
+    mags: np.ndarray
+    mfrac: np.ndarray
+    param_names: list
+    filter_names: list
+    attrs: dict
+    n_invalid: int = 0
+    filter_wave_effective: np.ndarray = None
+    distribution_ranges: np.ndarray = None
+
+    @property
+    def mu0(self):
+        return float(self.attrs.get("mu0", ARSINH_MU0))
+
+    @property
+    def a(self):
+        return float(self.attrs.get("a", ARSINH_A))
+
+    def __len__(self):
+        return len(self.rows)
+
+
+def read_training_rows(path):
+    """Read every valid row of a training-set file, with its row index.
+
+    Built on :func:`prospect_emulator.training.trainingset.read_training_set`:
+    rows of unfinished chunks and failed models are left out, and so are rows
+    with a non-finite value or ``mfrac <= 0`` (counted in ``n_invalid``).
+
+    Returns
+    -------
+    TrainingSetRows
+
+    Raises
+    ------
+    EmulatorFileError
+        Missing file, not HDF5, not a training set, or no finished chunk.
+    """
+    from .trainingset import read_training_set
+    path = os.fspath(path)
+    raw = read_training_set(path, valid_only=False)
+    params = np.asarray(raw["params"], dtype=float)
+    mags = np.asarray(raw["mags"], dtype=float)
+    mfrac = np.asarray(raw["mfrac"], dtype=float)
+    valid = np.asarray(raw["valid"], dtype=bool)
+    with np.errstate(invalid="ignore"):
+        good = valid & np.isfinite(params).all(1) & np.isfinite(mags).all(1) \
+            & np.isfinite(mfrac) & (mfrac > 0)
+    if not valid.any():
+        raise EmulatorFileError(f"{path} has no finished chunk yet: let `prospect-emulator "
+                                f"generate` finish at least one chunk")
+    rows = np.nonzero(good)[0]
+    attrs = dict(raw["attrs"])
+    for key in ("distributions", "fixed_params", "config"):   # back to JSON strings
+        if key in attrs and not isinstance(attrs[key], str):
+            attrs[key] = json.dumps(attrs[key])
+    wave = raw.get("filter_wave_effective")
+    return TrainingSetRows(path, rows, params[rows], mags[rows], mfrac[rows],
+                           list(raw["param_names"]), list(raw["filter_names"]), attrs,
+                           int(valid.sum() - len(rows)),
+                           None if wave is None else np.asarray(wave, dtype=float),
+                           raw.get("param_ranges"))
+
+
+def _splitmix64(x):
+    """The splitmix64 mixing function on uint64 arrays (wrapping arithmetic)."""
+    x = np.asarray(x, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def held_out_mask(rows, seed, fraction):
+    """Which file rows belong to the test set, never seen in training or validation.
+
+    Each row is in the test set when a hash of (row index, seed) maps below
+    ``fraction``: the choice does not depend on which other rows exist, so it
+    is the same after the training set grows, for every member of a
+    redshift-stitched emulator, and when ``evaluate`` recomputes it.
+
+    Parameters
+    ----------
+    rows : array_like of int
+        Row indices in the training-set file.
+    seed : int
+    fraction : float
+        Expected fraction of rows held out.
+
+    Returns
+    -------
+    ndarray of bool
+    """
+    key = _splitmix64(np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF))
+    u = (_splitmix64(np.asarray(rows, dtype=np.uint64) ^ key) >> np.uint64(11)).astype(float) / 2.0 ** 53
+    return u < float(fraction)
+
+
+def training_set_identity(data):
+    """What identifies a training-set file, for provenance and for ``evaluate``
+    to recognise the file an emulator was trained on."""
+    a = data.attrs
+    return {"file": os.path.basename(data.path), "sps": a.get("sps"), "preset": a.get("preset"),
+            "seed": a.get("seed"), "n_samples": a.get("n_samples"),
+            "package_version": a.get("package_version")}
+
+
+def mass_unit_targets(params_logmass, mags, mu0, a, mass_mu0):
+    """Arsinh magnitudes of one solar mass formed (softening ``mass_mu0``).
+
+    The inverse of what :class:`~prospect_emulator.Emulator` does at run time
+    with ``mass_param``: flux (maggies) / 10**logmass, then eq. 2 at
+    ``mass_mu0``.
+    """
+    unit = arsinh_mags_to_maggies(mags, mu0, a) / 10.0 ** np.asarray(params_logmass)[:, None]
+    return maggies_to_arsinh_mags(unit, mass_mu0, a)
+
+
+def training_ranges(data, seen_params):
+    """Training range [low, high] of every parameter.
+
+    The bounds of the training distributions recorded in the file (the
+    emulator then accepts the whole domain its training set was drawn from,
+    as the published emulators accept their Table 1 ranges); the min/max of
+    the samples the network saw if the file records no distributions.
+
+    Returns
+    -------
+    ranges : ndarray, shape (n_params, 2)
+    source : list of str
+        ``"distribution"`` or ``"samples"`` per parameter.
+    """
+    if data.distribution_ranges is not None:
+        return np.array(data.distribution_ranges, dtype=float), ["distribution"] * len(data.param_names)
+    ranges = np.column_stack([seen_params.min(axis=0), seen_params.max(axis=0)])
+    return ranges, ["samples"] * len(data.param_names)
+
+
+# --------------------------------------------------------------------- results
+@dataclass
+class TrainingResult:
+    """What :func:`train_emulator` returns.
+
+    Attributes
+    ----------
+    emulator : Emulator
+        The exported NumPy emulator (also written to ``out`` if given).
+    model : keras.Model
+        The trained Keras network (best weights of the last stage).
+    history : list of dict
+        One entry per epoch: stage, epoch, learning_rate, train_loss,
+        val_loss (RMSE, arsinh mag), seconds.
+    stages : list of dict
+        Per stage: learning rate, epochs run, best epoch, best val loss.
+    test_params, test_mags, test_mfrac : ndarray
+        The held-out test set (float64, file units).
+    test_residuals : ndarray, shape (n_test, n_filters)
+        Emulator minus truth (arsinh mag) on the test set.
+    resumed_from : tuple or None
+        (stage, epoch) a checkpoint resumed from, 0-based.
+    network_inputs : list of str
+        The parameters the network sees (``logmass`` is absent when the
+        emulator is mass-normalised).
+    """
+    emulator: Emulator
+    model: object
+    history: list
+    stages: list
+    test_params: np.ndarray
+    test_mags: np.ndarray
+    test_mfrac: np.ndarray
+    test_residuals: np.ndarray
+    resumed_from: tuple = None
+    network_inputs: list = field(default_factory=list)
+
+    @property
+    def test_rmse(self):
+        """Root mean square test residual over all filters (arsinh mag)."""
+        return float(np.sqrt(np.mean(self.test_residuals ** 2)))
+
+
+# ------------------------------------------------------------------ checks
+def _check_positive_int(value, what):
+    if isinstance(value, bool) or int(value) != value or int(value) <= 0:
+        raise EmulatorConfigurationError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_fraction(value, what, high=0.9):
+    value = float(value)
+    if not 0.0 < value < high:
+        raise EmulatorConfigurationError(f"{what} must lie in (0, {high}), got {value}")
+    return value
+
+
+def _check_out_path(out):
+    if out is None:
+        return None
+    out = os.fspath(out)
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise EmulatorConfigurationError(f"cannot write {out}: directory {parent} does not exist")
+    if os.path.isdir(out):
+        raise EmulatorConfigurationError(f"output {out} is a directory; give a file name such as emu.h5")
+    return out
+
+
+# --------------------------------------------------------------- checkpoints
+def _write_checkpoint(path, state, arrays):
+    """Write ``state`` (JSON) and named lists of arrays atomically."""
+    import h5py
+    tmp = path + ".partial"
+    with h5py.File(tmp, "w") as f:
+        f.attrs["state"] = json.dumps(state)
+        for group, values in arrays.items():
+            g = f.create_group(group)
+            for i, v in enumerate(values):
+                g[str(i)] = np.asarray(v)
+    os.replace(tmp, path)
+
+
+def _read_checkpoint(path):
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            state = json.loads(f.attrs["state"])
+            arrays = {g: [f[g][str(i)][()] for i in range(len(f[g]))] for g in f.keys()}
+    except (OSError, KeyError, ValueError) as err:
+        raise EmulatorFileError(f"checkpoint {path} is unreadable ({err}); delete it to start "
+                                f"the training afresh") from None
+    return state, arrays
+
+
+def _fingerprint_mismatch(saved, current):
+    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+
+
+# ------------------------------------------------------------------ training
+def _log(verbose, msg):
+    if verbose:
+        print(msg, flush=True)
+
+
+def train_emulator(training_set, width, out=None, *, max_epochs=1000, patience=20,
+                   batch_size=1000, learning_rates=DEFAULT_LEARNING_RATES,
+                   validation_fraction=0.05, test_fraction=0.1, seed=0, mass_normalised=None,
+                   zred_domain=None, zred_param="zred", n_hidden=5, checkpoint_dir=None,
+                   checkpoint_every=1, keep_checkpoint=False, callbacks=(), verbose=True,
+                   mfrac_loss_scale=MFRAC_LOSS_SCALE):
+    """Train the paper's emulator network on a training-set file and export it.
+
+    Parameters
+    ----------
+    training_set : str
+        HDF5 file written by ``prospect-emulator generate``.
+    width : int
+        Nodes per hidden layer, N.
+    out : str, optional
+        Native emulator file to write (see :meth:`Emulator.save`).
+    max_epochs : int
+        Most epochs per stage (1000 in the paper).
+    patience : int
+        Stop a stage after this many epochs without a better validation loss.
+    batch_size : int
+        Samples per gradient step (1000 in every stage, eq. 8).
+    learning_rates : sequence of float
+        One stage per learning rate (eq. 7).  A fresh Nadam optimizer
+        (beta_1 = 0.9, beta_2 = 0.999) starts each stage.
+    validation_fraction : float
+        Fraction of the training rows drawn afresh for validation in each stage.
+    test_fraction : float
+        Expected fraction of the file's rows held out as the test set (see
+        :func:`held_out_mask`); the residual statistics are measured there.
+    seed : int
+        Seeds the weights, the test set, the validation splits and the shuffling.
+    mass_normalised : bool or None
+        Treat ``logmass`` (log10 stellar mass formed, Msun) as an exact
+        normalisation instead of a network input.  None: yes if the training
+        set has ``logmass``.
+    zred_domain : (float, float), optional
+        Train only on rows with ``zred_low <= zred <= zred_high`` and set the
+        emulator's redshift training range to this domain (for stitching).
+    zred_param : str
+        Name of the redshift parameter.
+    n_hidden : int
+        Hidden layers (5 in the paper).
+    checkpoint_dir : str, optional
+        Where the checkpoint lives; default ``<out>.checkpoint``.  Without
+        ``out`` and ``checkpoint_dir`` nothing is checkpointed.
+    checkpoint_every : int
+        Write the checkpoint every this many epochs (and at each stage end).
+    keep_checkpoint : bool
+        Keep the checkpoint after a successful export (default: delete it).
+    callbacks : sequence of callable
+        Each called as ``f(event)`` after every epoch (after the checkpoint
+        is written) with a dict: stage, epoch, train_loss, val_loss,
+        best_val_loss, wait.  Raising ``KeyboardInterrupt`` there stops the
+        training the way Ctrl-C does.
+    verbose : bool
+        Print one line per epoch.
+
+    Returns
+    -------
+    TrainingResult
+
+    Raises
+    ------
+    EmulatorConfigurationError
+        Bad arguments, too few rows, a checkpoint of a different training.
+    EmulatorFileError
+        Missing or foreign training-set file.
+    """
+    # ---- everything that can be wrong is checked before any work
+    if importlib.util.find_spec("tensorflow") is None:
+        raise EmulatorConfigurationError(
+            "training needs TensorFlow: pip install 'prospect-emulator[train]'")
+    width = _check_positive_int(width, "width (nodes per hidden layer)")
+    max_epochs = _check_positive_int(max_epochs, "max_epochs")
+    patience = _check_positive_int(patience, "patience")
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    n_hidden = _check_positive_int(n_hidden, "n_hidden")
+    checkpoint_every = _check_positive_int(checkpoint_every, "checkpoint_every")
+    validation_fraction = _check_fraction(validation_fraction, "validation_fraction", 0.5)
+    test_fraction = _check_fraction(test_fraction, "test_fraction", 0.9)
+    learning_rates = [float(lr) for lr in learning_rates]
+    if not learning_rates or min(learning_rates) <= 0:
+        raise EmulatorConfigurationError(f"learning_rates must be positive, got {learning_rates}")
+    seed = int(seed)
+    out = _check_out_path(out)
+    if zred_domain is not None:
+        zred_domain = (float(zred_domain[0]), float(zred_domain[1]))
+        if not zred_domain[0] < zred_domain[1]:
+            raise EmulatorConfigurationError(f"redshift domain {zred_domain} must have low < high")
+    data = read_training_rows(training_set)
+    if mass_normalised is None:
+        mass_normalised = MASS_PARAM in data.param_names
+    elif mass_normalised and MASS_PARAM not in data.param_names:
+        raise EmulatorConfigurationError(
+            f"mass normalisation needs a {MASS_PARAM!r} input; the training set has {data.param_names}")
+    if zred_domain is not None and zred_param not in data.param_names:
+        raise EmulatorConfigurationError(
+            f"a redshift domain needs a {zred_param!r} input; the training set has {data.param_names}")
+
+    keep = np.ones(len(data), bool)
+    if zred_domain is not None:
+        z = data.params[:, data.param_names.index(zred_param)]
+        keep = (z >= zred_domain[0]) & (z <= zred_domain[1])
+    is_test = held_out_mask(data.rows, seed, test_fraction)
+    pool = np.nonzero(keep & ~is_test)[0]          # training + validation rows
+    test = np.nonzero(keep & is_test)[0]
+    n_val_min = int(np.ceil(validation_fraction * len(pool)))
+    if len(pool) - n_val_min < 10 or n_val_min < 1 or len(test) < 2:
+        where = f" with {zred_param} in {list(zred_domain)}" if zred_domain else ""
+        raise EmulatorConfigurationError(
+            f"{training_set} has {len(pool) + len(test)} valid rows{where}: too few to train "
+            f"({len(pool)} for training/validation, {len(test)} for testing)")
+
+    ranges, range_source = training_ranges(data, data.params[pool])
+    if zred_domain is not None:
+        iz = data.param_names.index(zred_param)
+        ranges[iz] = zred_domain
+        range_source[iz] = "domain"
+    mu0, a = data.mu0, data.a
+    mass_index = data.param_names.index(MASS_PARAM) if mass_normalised else None
+    mass_mu0 = mu0 + 2.5 * ranges[mass_index, 1] if mass_normalised else None
+    net_cols = [j for j in range(len(data.param_names)) if j != mass_index]
+    network_inputs = [data.param_names[j] for j in net_cols]
+
+    def targets(idx):
+        mags = data.mags[idx]
+        if mass_normalised:
+            mags = mass_unit_targets(data.params[idx, mass_index], mags, mu0, a, mass_mu0)
+        return np.column_stack([mags, np.log10(data.mfrac[idx])])
+
+    x_pool = data.params[pool][:, net_cols]
+    y_pool = targets(pool)
+    input_mean = x_pool.mean(axis=0)
+    input_std = x_pool.std(axis=0)
+    input_std[input_std == 0] = 1.0      # a fixed parameter: centre it only
+    output_mean = y_pool.mean(axis=0)
+
+    fingerprint = {
+        "training_set": {k: v for k, v in training_set_identity(data).items() if k != "file"},
+        "n_rows": int(len(data)), "checksum": float(np.sum(data.params[pool[:1000]])),
+        "width": width, "n_hidden": n_hidden, "seed": seed, "batch_size": batch_size,
+        "learning_rates": learning_rates, "validation_fraction": validation_fraction,
+        "test_fraction": test_fraction, "mass_normalised": bool(mass_normalised),
+        "zred_domain": list(zred_domain) if zred_domain else None,
+        "mfrac_loss_scale": float(mfrac_loss_scale),
+    }
+    if checkpoint_dir is None and out is not None:
+        checkpoint_dir = out + ".checkpoint"
+    ckpt_path = os.path.join(checkpoint_dir, _CHECKPOINT_NAME) if checkpoint_dir else None
+
+    # ---- TensorFlow from here on
+    import keras
+    import tensorflow as tf
+
+    from .network import build_network, weighted_rmse_loss
+
+    output_scales = np.ones(y_pool.shape[1])
+    output_scales[-1] = float(mfrac_loss_scale)
+    rmse_loss = weighted_rmse_loss(output_scales)
+    model = build_network(width, input_mean, input_std, output_mean, n_hidden=n_hidden, seed=seed)
+    x_pool32 = tf.constant(x_pool, dtype=tf.float32)
+    y_pool32 = tf.constant(y_pool, dtype=tf.float32)
+    y_pool = y_pool.astype(np.float32)       # for the validation loss; halves the memory
+    del x_pool
+
+    state = {"fingerprint": fingerprint, "stage": 0, "epoch": 0, "best_val": None,
+             "best_epoch": -1, "wait": 0, "history": [], "stages": [], "rng": None,
+             "started": time.time(), "elapsed": 0.0}
+    shuffle_rng = np.random.default_rng([seed, 101])
+    resumed_from = None
+    saved_arrays = None
+    if ckpt_path and os.path.exists(ckpt_path):
+        saved_state, saved_arrays = _read_checkpoint(ckpt_path)
+        diff = _fingerprint_mismatch(saved_state.get("fingerprint", {}), fingerprint)
+        if diff:
+            raise EmulatorConfigurationError(
+                f"checkpoint {ckpt_path} belongs to a different training (differs in {diff}); "
+                f"delete {checkpoint_dir} or choose another --checkpoint-dir")
+        state = saved_state
+        shuffle_rng.bit_generator.state = state["rng"]
+        for var, arr in zip(model.trainable_variables, saved_arrays["weights"]):
+            var.assign(arr)
+        resumed_from = (state["stage"], state["epoch"])
+        _log(verbose, f"resuming from {ckpt_path}: stage {state['stage'] + 1}/{len(learning_rates)}, "
+                      f"epoch {state['epoch']}")
+
+    trainable = model.trainable_variables
+
+    def snapshot():
+        return [v.numpy().copy() for v in trainable]
+
+    def restore(values):
+        for var, arr in zip(trainable, values):
+            var.assign(arr)
+
+    @tf.function(reduce_retracing=True)
+    def predict_batch(xb):
+        return model(xb, training=False)
+
+    def val_rmse(idx):
+        """RMSE over the whole validation set (not a mean of batch RMSEs)."""
+        sq = 0.0
+        for start in range(0, len(idx), 8192):
+            b = idx[start:start + 8192]
+            pred = predict_batch(tf.gather(x_pool32, tf.constant(b))).numpy()
+            sq += float(np.sum(((pred - y_pool[b]).astype(float) * output_scales) ** 2))
+        return float(np.sqrt(sq / (len(idx) * y_pool.shape[1])))
+
+    def save_checkpoint(optimizer, best_weights):
+        if not ckpt_path:
+            return
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        state["rng"] = shuffle_rng.bit_generator.state
+        arrays = {"weights": snapshot(), "best_weights": best_weights or [],
+                  "optimizer": [v.numpy() for v in optimizer.variables]}
+        _write_checkpoint(ckpt_path, state, arrays)
+
+    t_start = time.time()
+    elapsed_before = float(state.get("elapsed", 0.0))
+    # One optimizer and one traced step for all stages; each stage starts it
+    # afresh (zero moments, step 0) at its own learning rate.
+    optimizer = keras.optimizers.Nadam(learning_rate=learning_rates[0], beta_1=0.9, beta_2=0.999)
+    optimizer.build(trainable)
+    optimizer_initial = [v.numpy().copy() for v in optimizer.variables]
+
+    def train_step(idx):
+        xb, yb = tf.gather(x_pool32, idx), tf.gather(y_pool32, idx)
+        with tf.GradientTape() as tape:
+            loss = rmse_loss(yb, model(xb, training=True))
+        optimizer.apply_gradients(zip(tape.gradient(loss, trainable), trainable))
+        return loss
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
+    def train_block(order):
+        """Gradient steps over consecutive batches of ``order`` inside one graph
+        call (cheaper than a Python loop; blocks keep Ctrl-C responsive)."""
+        n_steps = (tf.shape(order, out_type=tf.int64)[0] + batch_size - 1) // batch_size
+        total = tf.constant(0.0, tf.float32)
+        for i in tf.range(n_steps):
+            total += train_step(order[i * batch_size:(i + 1) * batch_size])
+        return total
+
+    block = batch_size * 200
+    for stage in range(state["stage"], len(learning_rates)):
+        lr = learning_rates[stage]
+        # a fresh random validation split per stage, reproducible on resume
+        perm = np.random.default_rng([seed, 1000 + stage]).permutation(len(pool))
+        n_val = int(np.ceil(validation_fraction * len(pool)))
+        val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        for var, arr in zip(optimizer.variables, optimizer_initial):
+            var.assign(arr)
+        optimizer.learning_rate.assign(lr)
+
+        best_weights = None
+        if saved_arrays is not None and stage == resumed_from[0]:
+            for var, arr in zip(optimizer.variables, saved_arrays["optimizer"]):
+                var.assign(arr)
+            best_weights = saved_arrays["best_weights"] or None
+            saved_arrays = None
+        if state["epoch"] == 0 and best_weights is None:
+            state.update(best_val=None, best_epoch=-1, wait=0)
+        for epoch in range(state["epoch"], max_epochs):
+            t0 = time.time()
+            order = train_idx[shuffle_rng.permutation(len(train_idx))]
+            loss_sum = 0.0
+            for start in range(0, len(order), block):
+                loss_sum += float(train_block(tf.constant(order[start:start + block], tf.int64)))
+            train_loss = loss_sum / int(np.ceil(len(order) / batch_size))   # mean batch RMSE
+            val_loss = val_rmse(val_idx)
+            if state["best_val"] is None or val_loss < state["best_val"]:
+                state.update(best_val=val_loss, best_epoch=epoch, wait=0)
+                best_weights = snapshot()
+            else:
+                state["wait"] += 1
+            seconds = time.time() - t0
+            state["history"].append({"stage": stage, "epoch": epoch, "learning_rate": lr,
+                                     "train_loss": train_loss, "val_loss": val_loss,
+                                     "seconds": seconds})
+            state["epoch"] = epoch + 1
+            _log(verbose, f"stage {stage + 1}/{len(learning_rates)} lr={lr:g} epoch {epoch + 1}: "
+                          f"train {train_loss:.5f} val {val_loss:.5f} "
+                          f"(best {state['best_val']:.5f} at {state['best_epoch'] + 1}) {seconds:.1f} s")
+            stop = state["wait"] >= patience or state["epoch"] >= max_epochs
+            state["elapsed"] = elapsed_before + time.time() - t_start
+            if not stop and state["epoch"] % checkpoint_every == 0:
+                save_checkpoint(optimizer, best_weights)
+            if not stop:
+                event = {k: state[k] for k in ("stage", "epoch", "best_epoch", "wait")}
+                event.update(train_loss=train_loss, val_loss=val_loss, best_val_loss=state["best_val"])
+                for cb in callbacks:
+                    cb(event)
+            if stop:
+                break
+        # end of stage: restore the best weights (paper Sec. 2.2)
+        restore(best_weights)
+        state["stages"].append({"stage": stage, "learning_rate": lr, "epochs": state["epoch"],
+                                "best_epoch": state["best_epoch"] + 1,
+                                "best_val_loss": state["best_val"]})
+        _log(verbose, f"stage {stage + 1} done: {state['epoch']} epochs, best validation RMSE "
+                      f"{state['best_val']:.5f} mag at epoch {state['best_epoch'] + 1}")
+        state.update(stage=stage + 1, epoch=0, best_val=None, best_epoch=-1, wait=0)
+        save_checkpoint(optimizer, None)
+
+    # ---- export and test-set statistics
+    from .export import export_emulator
+    from .evaluate import residual_statistics
+
+    provenance = {
+        "sps": data.attrs.get("sps"), "training_set": training_set_identity(data),
+        "distributions": _json_or_str(data.attrs.get("distributions")),
+        "fixed_params": _json_or_str(data.attrs.get("fixed_params")),
+        "n_valid_rows": int(len(data)), "n_train": int(len(pool) - n_val_min),
+        "n_validation": int(n_val_min), "n_test": int(len(test)),
+        "test_selection": {"method": "splitmix64(row ^ splitmix64(seed)) < fraction",
+                           "seed": seed, "fraction": test_fraction},
+        "seed": seed, "package_version": __version__, "width": width, "n_hidden": n_hidden,
+        "activation": "gelu_tanh", "loss": "rmse", "mfrac_loss_scale": float(mfrac_loss_scale),
+        "optimizer": "nadam(0.9, 0.999)",
+        "batch_size": batch_size, "learning_rates": learning_rates, "patience": patience,
+        "max_epochs": max_epochs, "validation_fraction": validation_fraction,
+        "stages": state["stages"], "epochs": [s["epochs"] for s in state["stages"]],
+        "training_seconds": state["elapsed"], "mass_normalised": bool(mass_normalised),
+        "param_range_source": dict(zip(data.param_names, range_source)),
+        "zred_domain": list(zred_domain) if zred_domain else None,
+        "tensorflow_version": tf.__version__, "keras_version": keras.__version__,
+    }
+    emu = export_emulator(model, data.param_names, data.filter_names, ranges,
+                          mass_param=MASS_PARAM if mass_normalised else None, mass_mu0=mass_mu0,
+                          mu0=mu0, a=a, provenance=provenance)
+    t_params, t_mags, t_mfrac = data.params[test], data.mags[test], data.mfrac[test]
+    pred_mags, pred_extras = emu.predict_mags_and_extras(t_params, check=False)
+    residuals = pred_mags - t_mags
+    stats, cov = residual_statistics(residuals)
+    emu.residual_stats, emu.residual_covariance = stats, cov
+    dlog = np.log10(pred_extras[:, 0]) - np.log10(t_mfrac)
+    emu.provenance["extra_residuals"] = {"mfrac": {
+        "transform": MFRAC_TRANSFORM, "bias_dex": float(dlog.mean()), "std_dex": float(dlog.std(ddof=1))}}
+    emu.provenance["test_rmse_mag"] = float(np.sqrt(np.mean(residuals ** 2)))
+    _log(verbose, f"test set ({len(test)} rows): residual std per filter {np.min(stats[:, -1]):.4f}"
+                  f"..{np.max(stats[:, -1]):.4f} mag (median {np.median(stats[:, -1]):.4f}); "
+                  f"log10 mfrac std {dlog.std(ddof=1):.4f} dex")
+    if out is not None:
+        emu.save(out)
+        _log(verbose, f"wrote {out}")
+        if ckpt_path and not keep_checkpoint:
+            _remove_checkpoint(checkpoint_dir, ckpt_path)
+    return TrainingResult(emu, model, state["history"], state["stages"], t_params, t_mags,
+                          t_mfrac, residuals, resumed_from, network_inputs)
+
+
+def _remove_checkpoint(checkpoint_dir, ckpt_path):
+    for p in (ckpt_path, ckpt_path + ".partial"):
+        if os.path.exists(p):
+            os.remove(p)
+    try:
+        os.rmdir(checkpoint_dir)
+    except OSError:
+        pass   # not empty: something else lives there
+
+
+def _json_or_str(value):
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return str(value)

