@@ -1,0 +1,80 @@
+"""``prospect-emulator demo``: fit the bundled example galaxy with the default emulator."""
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+
+def add_arguments(parser):
+    parser.add_argument("--emulator", default=None,
+                        help="emulator file (default: the shipped default emulator)")
+    parser.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
+    parser.add_argument("--nlive", type=int, default=200, help="dynesty live points (default 200)")
+    parser.add_argument("--n-effective", type=int, default=2000,
+                        help="dynesty target effective sample size (default 2000)")
+
+
+def run(args):
+    from ..data import DEFAULT_EMULATOR_PATH, EXAMPLE_GALAXY_PATH
+    from ..fitting.catalog import CatalogColumns, read_catalog
+    from ..fitting.models import fitting_model_params
+    from ..fitting.plots import corner_plot, sed_plot
+    from ..fitting.run import fit_galaxy, make_obs, posterior_samples, posterior_summary
+    from ..prospector import EmulatedSpecModel, EmulatorNoiseModel
+    from ..runtime import load_emulator
+    from astropy.table import Table
+
+    emu_path = args.emulator or DEFAULT_EMULATOR_PATH
+    emulator = load_emulator(emu_path)
+    records, filters = read_catalog(EXAMPLE_GALAXY_PATH, CatalogColumns(), emulator.filter_names)
+    rec = records[0]
+    truth = Table.read(EXAMPLE_GALAXY_PATH).meta["truth"]
+    os.makedirs(args.out, exist_ok=True)
+    print(f"example galaxy: z = {rec['zred']}, {len(filters)} bands; emulator: {emulator!r}")
+
+    with warnings.catch_warnings():
+        # the Student-t SFR-ratio prior reaches beyond the training range: proposals there get -inf
+        warnings.simplefilter("ignore")
+        model = EmulatedSpecModel(fitting_model_params(rec["zred"]), emulator=emulator)
+    noise = EmulatorNoiseModel(model)
+    obs = make_obs(filters, rec["maggies"], rec["maggies_unc"])
+    results_path = os.path.join(args.out, "example_results.h5")
+    print(f"fitting {len(model.free_params)} free parameters with dynesty "
+          f"(nlive {args.nlive}, target n_eff {args.n_effective}) ...", flush=True)
+    t0 = time.time()
+    fit = fit_galaxy(obs, model, noise, results_path=results_path,
+                     nested_kwargs={"nested_nlive_init": args.nlive,
+                                    "nested_target_n_effective": args.n_effective},
+                     run_params={"object_id": rec["id"], "emulator": os.path.abspath(emu_path)})
+    print(f"done: {fit['ncall']} likelihood calls in {time.time() - t0:.1f} s "
+          f"({1e6 * fit['seconds'] / max(fit['ncall'], 1):.0f} us per call incl. dynesty)")
+
+    summary = posterior_summary(model, fit["samples"], fit["weights"])
+    true_theta = np.concatenate([np.atleast_1d(truth[p]) for p in model.free_params])
+    _, _, true_mfrac = model.predict(true_theta, obs={"filters": None, "wavelength": None, "spectrum": None})
+    from ..fitting.derived import step_sfh_summary
+    true_derived = step_sfh_summary(model.params["agebins"], model.params["mass"],
+                                    Table.read(EXAMPLE_GALAXY_PATH).meta["truth_mfrac"])
+    rows = [("log10 M* formed (Msun)", "logmass_formed"), ("log10 M* surviving (Msun)", "logmstar"),
+            ("log10 SFR 100 Myr (Msun/yr)", "logsfr_100myr"), ("mass-weighted age (Gyr)", "mwa_gyr"),
+            ("log10 Z*/Zsun", "logzsol"), ("dust2 (optical depth)", "dust2"),
+            ("dust_index", "dust_index")]
+    truths = dict(true_derived, logzsol=truth["logzsol"][0], dust2=truth["dust2"][0],
+                  dust_index=truth["dust_index"][0])
+    print(f"\n{'quantity':30s} {'16%':>8s} {'50%':>8s} {'84%':>8s} {'truth':>8s}")
+    for label, key in rows:
+        p16, p50, p84 = summary[key]
+        print(f"{label:30s} {p16:8.3f} {p50:8.3f} {p84:8.3f} {truths[key]:8.3f}")
+
+    draws = posterior_samples(fit["samples"], fit["weights"], n=2000)
+    labels = list(model.theta_labels())
+    keep = [labels.index(p) for p in ("logmass", "logzsol", "dust2", "dust_index", "dust1_fraction")]
+    corner_plot(draws[:, keep], [labels[k] for k in keep], os.path.join(args.out, "corner.png"),
+                truths=true_theta[keep])
+    model_phot = np.array([model.predict(t, obs=obs)[1] for t in draws[:300]])
+    sed_plot(obs, model_phot, os.path.join(args.out, "sed.png"),
+             title=f"example galaxy, z = {rec['zred']}")
+    print(f"\nwrote {results_path} (Prospector results), {args.out}/corner.png, {args.out}/sed.png")
+    return 0
