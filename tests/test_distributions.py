@@ -206,3 +206,57 @@ def test_bad_toml_configurations_fail_with_a_clear_message(tmp_path, toml, messa
     path.write_text(toml)
     with pytest.raises(EmulatorConfigurationError, match=message):
         load_config(path)
+
+
+def test_a_distribution_for_a_fixed_model_parameter_makes_it_an_input():
+    config = get_preset("default").with_changes(
+        distributions={"gas_logu": {"kind": "uniform", "low": -3.0, "high": -1.0}})
+    assert config.param_names[-1] == "gas_logu" and "gas_logu" not in config.fixed
+    assert config.build_model().theta_labels() == config.param_names
+    with pytest.raises(EmulatorConfigurationError, match="both a fixed value and a distribution"):
+        get_preset("default").with_changes(
+            distributions={"gas_logu": {"kind": "uniform", "low": -3.0, "high": -1.0}},
+            fixed={"gas_logu": -2.0})
+
+
+def test_the_model_maps_inputs_to_sps_parameters():
+    """Prospector-alpha transforms: agebins from zred, masses, dust1, duste_gamma."""
+    from prospect.sources.constants import cosmo
+    config = get_preset("default")
+    model = config.build_model()
+    theta = config.sample(1, 4)[0]
+    model.set_parameters(theta)
+    p = dict(zip(config.param_names, theta))
+    agebins = model.params["agebins"]
+    tuniv = cosmo.age(p["zred"]).to("yr").value
+    assert agebins.shape == (7, 2)
+    np.testing.assert_allclose(10 ** agebins[:2, 1], [3e7, 1e8], rtol=1e-4)
+    np.testing.assert_allclose(10 ** agebins[-1], [0.85 * tuniv, tuniv], rtol=1e-10)
+    np.testing.assert_allclose(np.diff(agebins[2:-1, 1]), np.diff(agebins[2:-1, 1])[0])  # log-spaced
+    assert model.params["mass"].sum() == pytest.approx(10 ** p["logmass"], rel=1e-10)
+    sfr = model.params["mass"] / np.diff(10 ** agebins, axis=1).ravel()
+    np.testing.assert_allclose(np.log10(sfr[:-1] / sfr[1:]),
+                               [p[f"logsfr_ratios_{i}"] for i in range(1, 7)], atol=1e-8)
+    assert model.params["dust1"] == pytest.approx(p["dust1_fraction"] * p["dust2"])
+    assert model.params["duste_gamma"] == pytest.approx(10 ** p["log_duste_gamma"])
+    assert model.params["gas_logz"] == pytest.approx(p["logzsol"])
+    assert model.params["dust_type"] == 4 and model.params["add_igm_absorption"]
+    paper18 = get_preset("paper18")
+    model = paper18.build_model()
+    theta = paper18.sample(1, 4)[0]
+    model.set_parameters(theta)
+    p = dict(zip(paper18.param_names, theta))
+    assert model.params["fagn"] == pytest.approx(10 ** p["log_fagn"])
+    assert model.params["agn_tau"] == pytest.approx(10 ** p["log_agn_tau"])
+    assert model.params["gas_logz"] == pytest.approx(p["gas_logz"])
+
+
+def test_spec_model_works_without_sps_home(monkeypatch):
+    """Prospector's SpecModel raises TypeError when SPS_HOME is unset; ours does not."""
+    monkeypatch.delenv("SPS_HOME", raising=False)
+    from prospect.models import SpecModel
+    params = get_preset("default").build_model_params()
+    with pytest.raises(TypeError):
+        SpecModel(params)
+    model = get_preset("default").build_model()
+    assert len(model.emline_info) == 0

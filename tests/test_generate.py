@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import h5py
 import numpy as np
@@ -146,9 +145,10 @@ def test_a_run_stopped_after_some_chunks_resumes_to_the_same_set(reference, tmp_
 
 
 @pytest.mark.slow
-def test_interrupted_command_line_run_continues_where_it_stopped(tmp_path):
-    """Ctrl-C (SIGINT) on `prospect-emulator generate`, then the same command again."""
-    n, chunk, seed = 600, 10, 3
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_interrupted_command_line_run_continues_where_it_stopped(tmp_path, signum):
+    """Ctrl-C or kill on `prospect-emulator generate`, then the same command again."""
+    n, chunk, seed = 400, 10, 3
     out = tmp_path / "killed.h5"
     cmd = [sys.executable, "-m", "prospect_emulator.cli.main", "generate", "--preset", "default",
            "--filters", ",".join(FILTERS), "--n-samples", str(n), "--seed", str(seed),
@@ -158,7 +158,7 @@ def test_interrupted_command_line_run_continues_where_it_stopped(tmp_path):
     # the first progress line is printed once the first chunk is on disk
     line = proc.stderr.readline()
     assert line.startswith("generate:"), line
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     rest = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130, rest
     assert "run the same command again to resume" in rest
@@ -193,6 +193,17 @@ def test_resuming_a_different_training_set_is_refused_and_leaves_the_file_alone(
         f.attrs["format"] = "something-else"
     with pytest.raises(EmulatorFileError, match="not a prospect-emulator training set"):
         generate_training_set("default", FILTERS, N, SEED, foreign, progress=False)
+
+
+@pytest.mark.skipif(not os.getenv("SPS_HOME"),
+                    reason="FSPS needs SPS_HOME and its data, which this machine does not have")
+def test_paper18_on_fsps(tmp_path):
+    """The same machinery with prospect.sources.FastStepBasis (where FSPS can run)."""
+    out = tmp_path / "fsps.h5"
+    summary = generate_training_set("paper18", FILTERS, 6, SEED, out, workers=1, progress=False)
+    data = read_training_set(out)
+    assert summary.complete and data["params"].shape == (6, 18)
+    assert np.isfinite(data["mags"]).all() and data["attrs"]["sps"].startswith("fsps")
 
 
 # --- failures, user filters, progress ------------------------------------------------
@@ -266,6 +277,14 @@ def test_command_line_reports_bad_configuration_before_any_work(tmp_path, capsys
 
     assert cli_main(base + ["--filters", "sdss_r0", "--preset", "paper18"]) == 2
     assert "SPS_HOME" in capsys.readouterr().err or os.getenv("SPS_HOME")
+    assert not out.exists()
+
+
+def test_a_model_the_sps_cannot_honour_is_refused_before_the_file_is_written(tmp_path):
+    """paper18 has AGN and a Chabrier IMF: BagpipesBasis says so, and nothing is written."""
+    out = tmp_path / "never.h5"
+    with pytest.raises(EmulatorConfigurationError, match="cannot compute the 'paper18' model"):
+        generate_training_set("paper18", ["sdss_r0"], 10, 0, out, sps="bagpipes", workers=1)
     assert not out.exists()
 
 

@@ -11,7 +11,9 @@ Training sets::
     generate_training_set("default", ["sdss_g0", "sdss_r0"], n_samples=10_000, seed=1,
                           out="train.h5")
 
-Distributions and configurations: :mod:`.distributions`, :mod:`.presets`.
+Distributions and configurations: :mod:`.distributions`, :mod:`.presets`;
+training, evaluation and stitching (TensorFlow): :mod:`.train`, :mod:`.evaluate`,
+:mod:`.stitch`.
 """
 import importlib
 
@@ -26,6 +28,9 @@ _LAZY = {
     "generate_training_set": "trainingset", "read_training_set": "trainingset",
     "resolve_filters": "trainingset", "make_sps": "trainingset",
     "GenerationSummary": "trainingset",
+    # TensorFlow side (imported only when one of these is used)
+    "train_emulator": "train", "evaluate_emulator": "evaluate",
+    "export_emulator": "export", "stitch_emulators": "stitch", "train_stitched": "stitch",
 }
 
 __all__ = sorted(_LAZY)

@@ -62,7 +62,7 @@ import zlib
 import numpy as np
 
 from ..errors import EmulatorConfigurationError
-from .distributions import (Distribution, TruncatedNormal, TruncatedStudentT, Uniform,
+from .distributions import (TruncatedNormal, TruncatedStudentT, Uniform,
                             distribution_from_dict)
 
 try:  # Python >= 3.11

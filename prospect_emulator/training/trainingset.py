@@ -4,8 +4,13 @@
 seed (:meth:`TrainingSetConfig.sample`), stores them, and then computes the
 photometry chunk by chunk with ``prospect.models.SpecModel.predict`` on a
 Prospector SPS source (:class:`prospect_emulator.sources.BagpipesBasis` or
-FSPS' ``FastStepBasis``) in worker processes, each building its own SPS once.
-Photometry is stored as arsinh AB magnitudes (paper eq. 2, mu0 = 35).  A
+FSPS' ``FastStepBasis``) in worker processes (one per core by default).
+The model and SPS are built once before anything is written, and one model
+is computed with them, so that a model the SPS cannot honour is reported
+before any work; forked workers start from a copy of them (where processes
+are spawned instead, each worker builds its own).  Photometry is stored as
+arsinh AB magnitudes (paper eq. 2, mu0 = 35), computed with sedpy's
+projection (:class:`WindowedFilterList`, identical to the last bit).  A
 model that raises or gives a non-finite flux is flagged (``failed``, with the
 reason), not fatal.  Every finished chunk is flushed to disk with its
 ``chunk_done`` marker, so an interrupted run continues where it stopped when
@@ -400,12 +405,35 @@ class _SharedCounter:
 
 
 _WORKER = {}
+#: the parent's SEDComputer, visible to workers forked while the pool starts
+_INHERITED = {}
+
+
+def _preflight(config, filter_specs, sps_kind):
+    """Build the model and SPS and compute one model at the centre of the ranges.
+
+    A model the SPS source cannot honour at all (e.g. AGN parameters for
+    BagpipesBasis) is a configuration error, reported before any work.
+    """
+    computer = _SEDComputer(config, filter_specs, sps_kind)
+    centre = config.param_ranges.mean(axis=1)
+    try:
+        computer.compute_one(centre)
+    except EmulatorConfigurationError as err:
+        raise EmulatorConfigurationError(
+            f"the SPS source ({computer.description}) cannot compute the {config.name!r} "
+            f"model: {err}") from None
+    return computer
 
 
 def _init_worker(config, filter_specs, sps_kind, shared_counter):
     # Ctrl-C goes to the whole process group; the parent handles it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER["counter"] = _SharedCounter(shared_counter)
+    if _INHERITED.get("computer") is not None:
+        # forked from the parent while it held a ready SEDComputer: a private copy
+        _WORKER["computer"] = _INHERITED["computer"]
+        return
     try:
         _WORKER["computer"] = _SEDComputer(config, filter_specs, sps_kind)
     except Exception as err:
@@ -454,6 +482,7 @@ class _Progress:
         self.window = window
         self._samples = collections.deque([(time.perf_counter(), 0)])
         self._last = -np.inf
+        self._width = 0
         self.failed = 0
 
     def _record(self, computed):
@@ -487,8 +516,12 @@ class _Progress:
         if not force and now - self._last < self.interval:
             return
         self._last = now
-        end = "\r" if self.tty else "\n"
-        print(self.line(computed), end=end, file=self.stream, flush=True)
+        text = self.line(computed)
+        if self.tty:  # overwrite the previous line, padding over a longer one
+            print("\r" + text.ljust(self._width), end="", file=self.stream, flush=True)
+            self._width = len(text)
+        else:
+            print(text, file=self.stream, flush=True)
 
     def close(self, computed):
         if self.enabled:
@@ -540,7 +573,8 @@ def _identity(config, filter_specs, n_samples, seed, sps_kind):
     """The attributes that must match for a file to be resumed."""
     return {"preset": config.name, "seed": int(seed), "n_samples": int(n_samples),
             "sps_kind": sps_kind if isinstance(sps_kind, str) else "custom",
-            "config": json.dumps(config.to_dict(), sort_keys=True),
+            "config": json.dumps({k: v for k, v in config.to_dict().items()
+                                  if k != "description"}, sort_keys=True),
             "filter_names": [s.name for s in filter_specs]}
 
 
@@ -577,7 +611,8 @@ def _describe_mismatch(stored, wanted):
     return diffs
 
 
-def _create_file(path, config, filter_specs, filters, n_samples, seed, chunk_size, sps_kind):
+def _create_file(path, config, filter_specs, filters, n_samples, seed, chunk_size, sps_kind,
+                 sps_description):
     import h5py
     params = config.sample(n_samples, seed)
     n_chunks = math.ceil(n_samples / chunk_size)
@@ -587,7 +622,7 @@ def _create_file(path, config, filter_specs, filters, n_samples, seed, chunk_siz
         ident = _identity(config, filter_specs, n_samples, seed, sps_kind)
         f.attrs.update(format=TRAININGSET_FORMAT, schema_version=TRAININGSET_SCHEMA_VERSION,
                        preset=config.name, seed=int(seed), n_samples=int(n_samples),
-                       chunk_size=int(chunk_size), sps=_sps_description(sps_kind),
+                       chunk_size=int(chunk_size), sps=sps_description,
                        sps_kind=ident["sps_kind"], package_version=__version__,
                        distributions=config.distributions_json(),
                        fixed_params=config.fixed_params_json(), config=ident["config"],
@@ -739,27 +774,31 @@ def generate_training_set(preset, filters, n_samples, seed, out, sps=None, chunk
     if os.path.dirname(out) and not os.path.isdir(os.path.dirname(out)):
         raise EmulatorConfigurationError(f"directory of --out {out} does not exist")
 
-    if os.path.exists(out) and not overwrite:
+    resuming = os.path.exists(out) and not overwrite
+    if resuming:
         stored_chunk = _open_existing(out, config, filter_specs, n_samples, seed, sps_kind)
         if stored_chunk != chunk_size and progress and chunk_size != DEFAULT_CHUNK_SIZE:
             print(f"generate: resuming {out} with its chunk size {stored_chunk}", file=sys.stderr)
         chunk_size = stored_chunk
+        with h5py.File(out, "r") as f:
+            done = f["chunk_done"][...]
     else:
-        filters = [spec.load() for spec in filter_specs]
-        _create_file(out, config, filter_specs, filters, n_samples, seed, chunk_size, sps_kind)
-
-    with h5py.File(out, "r") as f:
-        done = f["chunk_done"][...]
-    n_chunks = len(done)
-    pending = [i for i in range(n_chunks) if not done[i]]
+        done = np.zeros(math.ceil(n_samples / chunk_size), dtype=bool)
+    pending = [i for i in range(len(done)) if not done[i]]
     if max_chunks is not None:
         pending = pending[:max_chunks]
-    bounds = {i: (i * chunk_size, min((i + 1) * chunk_size, n_samples)) for i in pending}
-    already = sum(min((i + 1) * chunk_size, n_samples) - i * chunk_size
-                  for i in range(n_chunks) if done[i])
 
     n_computed, worker_seconds = 0, 0.0
+    if pending or not resuming:
+        # the SPS is built, and one model computed, before anything is written
+        computer = _preflight(config, filter_specs, sps_kind)
+        if not resuming:
+            _create_file(out, config, filter_specs, list(computer.filters), n_samples, seed,
+                         chunk_size, sps_kind, computer.description)
     if pending:
+        bounds = {i: (i * chunk_size, min((i + 1) * chunk_size, n_samples)) for i in pending}
+        already = sum(min((i + 1) * chunk_size, n_samples) - i * chunk_size
+                      for i in range(len(done)) if done[i])
         with h5py.File(out, "r") as f:
             params = f["params"][...]
             prior_failed = int(np.count_nonzero(f["failed"][...] & np.repeat(
@@ -767,8 +806,8 @@ def generate_training_set(preset, filters, n_samples, seed, out, sps=None, chunk
         bar = _Progress(n_samples, already, enabled=progress)
         bar.failed = prior_failed
         tasks = [(i, params[slice(*bounds[i])]) for i in pending]
-        n_computed, worker_seconds = _compute_and_store(out, tasks, bounds, config, filter_specs,
-                                                        sps_kind, workers, bar)
+        n_computed, worker_seconds = _compute_and_store(out, tasks, bounds, computer, config,
+                                                        filter_specs, sps_kind, workers, bar)
     return _summarise(out, n_computed, time.perf_counter() - t_start, worker_seconds)
 
 
@@ -801,16 +840,16 @@ def _check_not_all_failed(index, reasons, first):
             "the model or the SPS set-up is broken, stopping")
 
 
-def _local_results(tasks, config, filter_specs, sps_kind, counter):
+def _local_results(tasks, computer, counter):
     """Chunks computed in this process (one worker): yields what a pool worker returns."""
-    computer = _SEDComputer(config, filter_specs, sps_kind)
     for index, params in tasks:
         t0 = time.perf_counter()
         mags, mfrac, reasons = computer.compute_chunk(params, counter)
         yield index, mags, mfrac, reasons, time.perf_counter() - t0, computer.description
 
 
-def _compute_and_store(out, tasks, bounds, config, filter_specs, sps_kind, workers, bar):
+def _compute_and_store(out, tasks, bounds, computer, config, filter_specs, sps_kind, workers,
+                       bar):
     """Compute the chunks of ``tasks`` and write each to ``out`` as it arrives."""
     import h5py
     computed, worker_seconds = 0, 0.0
@@ -819,15 +858,22 @@ def _compute_and_store(out, tasks, bounds, config, filter_specs, sps_kind, worke
         if workers == 1 or len(tasks) == 1:
             counter = _LocalCounter()
             counter._callback = lambda: bar.update(counter.value)
-            results = _local_results(tasks, config, filter_specs, sps_kind, counter)
+            results = _local_results(tasks, computer, counter)
             count = lambda: counter.value  # noqa: E731
         else:
             # the pool is started before the HDF5 file is opened: children never
             # inherit an open HDF5 handle
             ctx = _mp_context()
             shared = ctx.Value("q", 0)
-            pool = ctx.Pool(min(workers, len(tasks)), initializer=_init_worker,
-                            initargs=(config, filter_specs, sps_kind, shared))
+            # forked workers start from a copy of the ready model and SPS; spawned
+            # ones (platforms without fork) build their own
+            if ctx.get_start_method() == "fork":
+                _INHERITED["computer"] = computer
+            try:
+                pool = ctx.Pool(min(workers, len(tasks)), initializer=_init_worker,
+                                initargs=(config, filter_specs, sps_kind, shared))
+            finally:
+                _INHERITED.clear()
             results = pool.imap_unordered(_run_chunk, tasks, chunksize=1)
             count = lambda: shared.value  # noqa: E731
         try:
