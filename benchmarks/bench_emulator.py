@@ -25,14 +25,16 @@ Usage::
 """
 import argparse
 import os
-import platform
 import statistics
 import sys
 import timeit
 
 import numpy as np
 
-from prospect_emulator import Emulator, __version__
+from prospect_emulator import Emulator
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import emit, machine_lines, markdown_table  # noqa: E402
 
 N_INPUTS = 18
 N_OUTPUTS = 137
@@ -93,43 +95,6 @@ def time_alternating(funcs, repeat, min_time):
     return [(min(run), statistics.median(run)) for run in runs]
 
 
-def blas_threads():
-    """The number of threads the BLAS behind NumPy uses, as best we can tell."""
-    try:
-        from threadpoolctl import threadpool_info
-        info = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-        if info:
-            return ", ".join(f"{p['internal_api']} {p.get('version', '')}: {p['num_threads']} threads"
-                             for p in info)
-    except ImportError:
-        pass
-    env = {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-           if k in os.environ}
-    return f"unknown (threadpoolctl not installed; environment: {env or 'no thread variables set'})"
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info():
-    return [
-        ("CPU", f"{cpu_model()} ({os.cpu_count()} logical cores)"),
-        ("Python", platform.python_version()),
-        ("NumPy", np.__version__),
-        ("BLAS threads", blas_threads()),
-        ("prospect-emulator", __version__),
-        ("platform", platform.platform()),
-    ]
-
-
 def run(widths, batch, quick):
     single_repeat, single_time = (5, 0.05) if quick else (15, 0.2)
     batch_repeat = 2 if quick else 5
@@ -162,7 +127,7 @@ def markdown(rows, batch, quick):
     us = lambda t: f"{t[0] * 1e6:.2f} ({t[1] * 1e6:.2f})"
     ms = lambda t: f"{t[0] * 1e3:.2f} ({t[1] * 1e3:.2f})"
     lines = ["## Emulator prediction time", ""]
-    lines += [f"- {k}: {v}" for k, v in machine_info()]
+    lines += machine_lines()
     lines += [f"- network: {N_INPUTS} inputs, {N_HIDDEN} hidden GELU layers of width N, "
               f"{N_OUTPUTS} outputs, random weights; float64",
               f"- best repeat per call (median in brackets); single call: x of shape ({N_INPUTS},); "
@@ -171,17 +136,17 @@ def markdown(rows, batch, quick):
               "eq. 6, linear, denormalise); predict_maggies adds input checks and the "
               "conversion to maggies",
               f"- target: single-call predict_maggies / bare <= {TARGET_RATIO}", ""]
-    lines += ["| N | single bare (us) | single predict_mags (us) | single predict_maggies (us) "
-              "| ratio maggies/bare | batch bare (ms) | batch predict_maggies (ms) "
-              "| batch ratio | batch per object (us) |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    cells = []
     for width, (bare, mags, maggies), (bbare, bmaggies) in rows:
         ratio = maggies[0] / bare[0]
         flag = "" if ratio <= TARGET_RATIO else " (misses target)"
-        lines.append(f"| {width} | {us(bare)} | {us(mags)} | {us(maggies)} | {ratio:.2f}{flag} "
-                     f"| {ms(bbare)} | {ms(bmaggies)} | {bmaggies[0] / bbare[0]:.2f} "
-                     f"| {bmaggies[0] / batch * 1e6:.3f} |")
-    return "\n".join(lines) + "\n"
+        cells.append([width, us(bare), us(mags), us(maggies), f"{ratio:.2f}{flag}", ms(bbare),
+                      ms(bmaggies), f"{bmaggies[0] / bbare[0]:.2f}",
+                      f"{bmaggies[0] / batch * 1e6:.3f}"])
+    return lines + markdown_table(
+        ["N", "single bare (us)", "single predict_mags (us)", "single predict_maggies (us)",
+         "ratio maggies/bare", "batch bare (ms)", "batch predict_maggies (ms)", "batch ratio",
+         "batch per object (us)"], cells, "rrrrrrrrr")
 
 
 def main(argv=None):
@@ -196,11 +161,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.batch < 1 or any(w < 1 for w in args.widths):
         parser.error("--batch and --widths must be positive")
-    text = markdown(run(args.widths, args.batch, args.quick), args.batch, args.quick)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    emit(markdown(run(args.widths, args.batch, args.quick), args.batch, args.quick), args.out)
     return 0
 
 

@@ -25,16 +25,12 @@ Usage::
 """
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
 
-from prospect_emulator import __version__
-
-FILTERS_16 = ["galex_FUV", "galex_NUV", "sdss_u0", "sdss_g0", "sdss_r0", "sdss_i0", "sdss_z0",
-              "twomass_J", "twomass_H", "twomass_Ks", "spitzer_irac_ch1", "spitzer_irac_ch2",
-              "spitzer_irac_ch3", "spitzer_irac_ch4", "spitzer_mips_24", "wise_w3"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import FILTERS_16, emit, machine_lines, markdown_table  # noqa: E402
 
 
 def filters_137():
@@ -80,24 +76,13 @@ def main(argv=None):
         r = run_one(filters, n, args.workers, chunk)
         rows.append((label, r))
 
-    lines = [
-        f"Training-set generation, preset `default` on BagpipesBasis, {args.workers} workers, "
-        f"{n} models per row, chunk size {chunk}",
-        "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, prospect-emulator {__version__}",
-        "",
-        "| filters | models | failed | wall (s) | end to end (models/s) | steady (models/s) |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for label, r in rows:
-        lines.append(f"| {label} | {r['n']} | {r['failed']} | {r['wall']:.1f} | "
-                     f"{r['end_to_end']:.1f} | {r['steady']:.1f} |")
-    text = "\n".join(lines) + "\n"
-    sys.stdout.write(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text)
+    lines = [f"Training-set generation, preset `default` on BagpipesBasis, {args.workers} workers, "
+             f"{n} models per row, chunk size {chunk}", ""] + machine_lines() + [""]
+    lines += markdown_table(
+        ["filters", "models", "failed", "wall (s)", "end to end (models/s)", "steady (models/s)"],
+        [[label, r["n"], r["failed"], f"{r['wall']:.1f}", f"{r['end_to_end']:.1f}",
+          f"{r['steady']:.1f}"] for label, r in rows], "rrrrrr")
+    emit(lines, args.out)
     return 0
 
 

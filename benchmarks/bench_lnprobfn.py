@@ -20,11 +20,14 @@ Usage::
 """
 import argparse
 import os
-import platform
+import sys
 import timeit
 import warnings
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import emit, machine_lines, markdown_table  # noqa: E402
 
 N_HIDDEN, WIDTH, N_FILTERS, N_OBS_FILTERS = 5, 256, 137, 20
 TARGET_OVERHEAD_US = 50.0
@@ -145,23 +148,27 @@ def main(argv=None):
     times = {name: per_call_us(func, number, repeat) for name, func in rows}
     floor = times[f"bare emulator, {N_OBS_FILTERS} obs filters: predict_maggies(x)"]
 
-    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, NumPy {np.__version__}"
-          f"{'  (--quick: few repetitions, not for reporting)' if args.quick else ''}")
-    print(f"Model: continuity SFH, {len(INPUTS)} emulator inputs, {model.ndim} free parameters; "
-          f"emulator {N_HIDDEN}x{WIDTH}, {N_FILTERS} filters, {N_OBS_FILTERS} in the obs\n")
-    print("| call | time per call (us) | over the bare emulator (us) |")
-    print("|---|---:|---:|")
-    for name, _ in rows:
-        compare = name.startswith(("lnprobfn", "EmulatedSpecModel"))
-        print(f"| {name} | {times[name]:.1f} | {f'{times[name] - floor:+.1f}' if compare else ''} |")
+    lines = machine_lines()
+    if args.quick:
+        lines.append("- --quick: few repetitions, not for reporting")
+    lines += [f"- model: continuity SFH, {len(INPUTS)} emulator inputs, {model.ndim} free "
+              f"parameters; emulator {N_HIDDEN}x{WIDTH}, {N_FILTERS} filters, {N_OBS_FILTERS} in "
+              "the obs", ""]
+    compared = ("lnprobfn", "EmulatedSpecModel")
+    lines += markdown_table(
+        ["call", "time per call (us)", "over the bare emulator (us)"],
+        [[name, f"{times[name]:.1f}",
+          f"{times[name] - floor:+.1f}" if name.startswith(compared) else ""] for name, _ in rows],
+        "lrr")
     overhead = times["lnprobfn, EmulatorNoiseModel (diagonal)"] - floor
     verdict = ("no verdict from a --quick run" if args.quick
                else "met" if overhead <= TARGET_OVERHEAD_US else "NOT met")
     speedup = (times["prior_product: Prospector (scipy.stats)"]
                / times["prior_product: EmulatedSpecModel (FastPriorProduct)"])
-    print(f"\nlnprobfn overhead over the emulator: {overhead:.1f} us "
-          f"(target <= {TARGET_OVERHEAD_US:.0f} us: {verdict}); prior_product speed-up: {speedup:.0f}x")
+    lines += ["", f"lnprobfn overhead over the emulator: {overhead:.1f} us "
+              f"(target <= {TARGET_OVERHEAD_US:.0f} us: {verdict}); prior_product speed-up: "
+              f"{speedup:.0f}x"]
+    emit(lines)
     return 0
 
 

@@ -15,16 +15,12 @@ Usage::
 """
 import argparse
 import os
-import platform
 import sys
-import tempfile
 
 import numpy as np
 
-from prospect_emulator import __version__
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_generate import FILTERS_16  # noqa: E402
+from _common import emit, machine_lines, markdown_table, training_set  # noqa: E402
 
 
 def time_width(path, width, epochs, batch_size):
@@ -53,38 +49,23 @@ def main(argv=None):
     args = parser.parse_args(argv)
     epochs = args.epochs or (3 if args.quick else 5)
 
-    tmp, path = None, args.training_set
-    if path is None:
-        from prospect_emulator.training import generate_training_set
-        n = args.n_samples or (3000 if args.quick else 20000)
-        tmp = tempfile.TemporaryDirectory()
-        path = os.path.join(tmp.name, "train.h5")
-        print(f"bench_train: generating {n} models (16 filters) ...", file=sys.stderr, flush=True)
-        generate_training_set("default", FILTERS_16, n, seed=1, out=path, progress=False)
-
+    n = args.n_samples or (3000 if args.quick else 20000)
     rows = []
-    for width in [int(w) for w in args.widths.split(",")]:
-        print(f"bench_train: width {width} ...", file=sys.stderr, flush=True)
-        rows.append(time_width(path, width, epochs, args.batch_size))
+    with training_set(args.training_set, n, who="bench_train") as path:
+        for width in [int(w) for w in args.widths.split(",")]:
+            print(f"bench_train: width {width} ...", file=sys.stderr, flush=True)
+            rows.append(time_width(path, width, epochs, args.batch_size))
     import keras
     import tensorflow as tf
     lines = [f"Training speed (Keras {keras.__version__}, "
              f"TensorFlow {tf.__version__}, CPU threads: TensorFlow default), batch {args.batch_size}, "
              f"{rows[0]['n_inputs']} network inputs, {rows[0]['n_outputs']} outputs",
-             "", f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-             f"Python {platform.python_version()}, prospect-emulator {__version__}", "",
-             "| width | training samples | timed epochs | s / epoch | s / epoch per 10^5 samples |",
-             "|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['width']} | {r['n_train']} | {r['epochs']} | {r['per_epoch']:.3f} | "
-                     f"{r['per_1e5']:.2f} |")
-    text = "\n".join(lines) + "\n"
-    sys.stdout.write(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text)
-    if tmp is not None:
-        tmp.cleanup()
+             ""] + machine_lines() + [""]
+    lines += markdown_table(
+        ["width", "training samples", "timed epochs", "s / epoch", "s / epoch per 10^5 samples"],
+        [[r["width"], r["n_train"], r["epochs"], f"{r['per_epoch']:.3f}", f"{r['per_1e5']:.2f}"]
+         for r in rows], "rrrrr")
+    emit(lines, args.out)
     return 0
 
 

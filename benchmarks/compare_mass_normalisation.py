@@ -24,17 +24,13 @@ Usage::
 """
 import argparse
 import os
-import platform
 import sys
-import tempfile
 import time
 
 import numpy as np
 
-from prospect_emulator import __version__
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_generate import FILTERS_16  # noqa: E402
+from _common import emit, machine_lines, markdown_table, training_set  # noqa: E402
 
 
 def run(path, width, seed, mass_normalised, args):
@@ -71,50 +67,36 @@ def main(argv=None):
     if (args.training_set is None) == (args.generate is None):
         parser.error("give a training set or --generate N (one of them)")
 
-    tmp = None
-    path = args.training_set
-    if args.generate:
-        from prospect_emulator.training import generate_training_set
-        tmp = tempfile.TemporaryDirectory()
-        path = os.path.join(tmp.name, "train.h5")
-        print(f"generating {args.generate} models ...", file=sys.stderr, flush=True)
-        generate_training_set("default", FILTERS_16, args.generate, seed=1, out=path, progress=False)
-
     rows = []
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        for mass_normalised in (True, False):
-            print(f"training width {args.width}, seed {seed}, mass_normalised={mass_normalised} ...",
-                  file=sys.stderr, flush=True)
-            rows.append(run(path, args.width, seed, mass_normalised, args))
+    with training_set(args.training_set, args.generate, who="compare_mass_normalisation") as path:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            for mass_normalised in (True, False):
+                print(f"training width {args.width}, seed {seed}, "
+                      f"mass_normalised={mass_normalised} ...", file=sys.stderr, flush=True)
+                rows.append(run(path, args.width, seed, mass_normalised, args))
 
+    source = (f"{args.generate} models (generated)" if args.generate
+              else os.path.basename(args.training_set))
     lines = [f"Mass normalisation vs logmass as an input: width {args.width}, batch {args.batch_size}, "
              f"at most {args.max_epochs} epochs per stage, patience {args.patience}, "
-             f"training set {os.path.basename(path) if not args.generate else f'{args.generate} models (generated)'}",
-             "", f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-             f"prospect-emulator {__version__}", "",
-             "Test-set residuals (emulator - truth) in arsinh mag; mfrac in dex.", "",
-             "| mode | seed | epochs/stage | test RMSE | median sigma | max sigma | max abs bias | "
-             "mfrac sigma (dex) | n test | train s |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['mode']} | {r['seed']} | {r['epochs']} | {r['rmse']:.4f} | "
-                     f"{r['sigma_median']:.4f} | {r['sigma_max']:.4f} | {r['bias_max']:.4f} | "
-                     f"{r['mfrac_dex']:.4f} | {r['n_test']} | {r['seconds']:.0f} |")
+             f"training set {source}", ""] + machine_lines() + [
+             "", "Test-set residuals (emulator - truth) in arsinh mag; mfrac in dex.", ""]
+    lines += markdown_table(
+        ["mode", "seed", "epochs/stage", "test RMSE", "median sigma", "max sigma", "max abs bias",
+         "mfrac sigma (dex)", "n test", "train s"],
+        [[r["mode"], r["seed"], r["epochs"], f"{r['rmse']:.4f}", f"{r['sigma_median']:.4f}",
+          f"{r['sigma_max']:.4f}", f"{r['bias_max']:.4f}", f"{r['mfrac_dex']:.4f}", r["n_test"],
+          f"{r['seconds']:.0f}"] for r in rows], "lrlrrrrrrr")
     lines += ["", "Per-filter sigma (mag), mass-normalised / logmass input, seed "
-              f"{rows[0]['seed']}:", "", "| filter | mass-normalised | logmass input | ratio |",
-              "|---|---:|---:|---:|"]
-    for name, a, b in zip(rows[0]["filters"], rows[0]["sigma"], rows[1]["sigma"]):
-        lines.append(f"| {name} | {a:.4f} | {b:.4f} | {a / b:.2f} |")
+              f"{rows[0]['seed']}:", ""]
+    lines += markdown_table(
+        ["filter", "mass-normalised", "logmass input", "ratio"],
+        [[name, f"{a:.4f}", f"{b:.4f}", f"{a / b:.2f}"]
+         for name, a, b in zip(rows[0]["filters"], rows[0]["sigma"], rows[1]["sigma"])], "lrrr")
     ratio = [rows[i]["rmse"] / rows[i + 1]["rmse"] for i in range(0, len(rows), 2)]
     lines += ["", f"test RMSE ratio mass-normalised / logmass input: "
               f"{', '.join(f'{x:.2f}' for x in ratio)}"]
-    text = "\n".join(lines) + "\n"
-    sys.stdout.write(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text)
-    if tmp is not None:
-        tmp.cleanup()
+    emit(lines, args.out)
     return 0
 
 

@@ -46,6 +46,7 @@ class Progress:
         self.window = window
         self._samples = collections.deque([(time.perf_counter(), 0)])
         self._last = -math.inf
+        self._width = 0
         self.failed = 0
 
     def _record(self, computed):
@@ -81,8 +82,12 @@ class Progress:
         if not force and now - self._last < self.interval:
             return
         self._last = now
-        end = "\r" if self.tty else "\n"
-        print(self.line(computed), end=end, file=self.stream, flush=True)
+        text = self.line(computed)
+        if self.tty:  # overwrite the previous line, padding over a longer one
+            print("\r" + text.ljust(self._width), end="", file=self.stream, flush=True)
+            self._width = len(text)
+        else:
+            print(text, file=self.stream, flush=True)
 
     def close(self, computed):
         if self.enabled:

@@ -169,6 +169,23 @@ class TestLayout:
 
 
 # -------------------------------------------------------------- bad files
+def _newer_schema_version(f):
+    f.attrs["schema_version"] = SCHEMA_VERSION + 1
+
+
+def _missing_dataset(f):
+    del f["network/layer_2/weight"]
+
+
+def _inconsistent_content(f):
+    del f["filter_names"]
+    f["filter_names"] = np.array([b"only_one"], dtype=h5py.string_dtype())
+
+
+def _unknown_activation(f):
+    f["network"].attrs["activation"] = "relu"
+
+
 class TestBadFiles:
     def test_missing_file(self, tmp_path):
         with pytest.raises(EmulatorFileError, match="no emulator file at .*nothing.h5") as err:
@@ -204,37 +221,19 @@ class TestBadFiles:
         with pytest.raises(EmulatorFileError, match="emu.h5"):
             load_emulator(path)
 
-    def test_newer_schema_version(self, emulator, tmp_path):
+    @pytest.mark.parametrize("damage, message", [
+        (_newer_schema_version, f"schema version {SCHEMA_VERSION + 1}.*upgrade"),
+        (_missing_dataset, "damaged prospect-emulator file"),
+        (_inconsistent_content, "damaged.*last layer"),
+        (_unknown_activation, "activation 'relu'"),
+    ], ids=["newer_schema_version", "missing_dataset_is_a_damaged_file",
+            "inconsistent_content_is_a_damaged_file", "unknown_activation"])
+    def test_edited_file(self, emulator, tmp_path, damage, message):
         path = tmp_path / "emu.h5"
         emulator.save(path)
         with h5py.File(path, "a") as f:
-            f.attrs["schema_version"] = SCHEMA_VERSION + 1
-        with pytest.raises(EmulatorFileError, match=f"schema version {SCHEMA_VERSION + 1}.*upgrade"):
-            load_emulator(path)
-
-    def test_missing_dataset_is_a_damaged_file(self, emulator, tmp_path):
-        path = tmp_path / "emu.h5"
-        emulator.save(path)
-        with h5py.File(path, "a") as f:
-            del f["network/layer_2/weight"]
-        with pytest.raises(EmulatorFileError, match="damaged prospect-emulator file"):
-            load_emulator(path)
-
-    def test_inconsistent_content_is_a_damaged_file(self, emulator, tmp_path):
-        path = tmp_path / "emu.h5"
-        emulator.save(path)
-        with h5py.File(path, "a") as f:
-            del f["filter_names"]
-            f["filter_names"] = np.array([b"only_one"], dtype=h5py.string_dtype())
-        with pytest.raises(EmulatorFileError, match="damaged.*last layer"):
-            load_emulator(path)
-
-    def test_unknown_activation(self, emulator, tmp_path):
-        path = tmp_path / "emu.h5"
-        emulator.save(path)
-        with h5py.File(path, "a") as f:
-            f["network"].attrs["activation"] = "relu"
-        with pytest.raises(EmulatorFileError, match="activation 'relu'"):
+            damage(f)
+        with pytest.raises(EmulatorFileError, match=message):
             load_emulator(path)
 
     def test_emulator_load_refuses_a_stitched_file(self, tmp_path):

@@ -86,6 +86,9 @@ def test_magnitudes_are_prospector_photometry_of_the_stored_parameters(reference
     data = read_training_set(reference)
     model = BagpipesSpecModel(get_preset("default").build_model_params())
     sps = BagpipesBasis()
+    # generate skips the smoothing of the unused spectrum; Prospector's path does not
+    assert get_preset("default").build_model(sps).skip_unused_smoothing
+    assert not model.skip_unused_smoothing
     obs = {"filters": load_filters(FILTERS), "wavelength": None, "spectrum": None}
     for row in (0, 31, N - 1):
         _, phot, mfrac = model.predict(data["params"][row], obs=obs, sps=sps)

@@ -132,7 +132,7 @@ GALAXIES = {"continuity_z1": continuity_galaxy_z1, "delayed_tau_z2": delayed_tau
 
 def prospector_photometry(model_params, filter_names, sps):
     """Maggies and mfrac from SpecModel.predict with this SPS source."""
-    model = BagpipesSpecModel(model_params)
+    model = make_spec_model(model_params, sps)
     obs = {"filters": load_filters(filter_names), "wavelength": None, "spectrum": None}
     _, phot, mfrac = model.predict(model.theta, obs=obs, sps=sps)
     return phot, mfrac
@@ -445,6 +445,42 @@ class TestProspectorIntegration:
         assert len(names) == sps.get_galaxy_elines()[0].size and "H  1  6562.80A" in names
         assert list(sps.emline_info["name"]) == list(names)
 
+    def test_a_source_without_a_line_table_gets_its_lines_by_wavelength(self, sps):
+        """Any SPS source works without SPS_HOME, e.g. one that has no ``emline_info``."""
+
+        class NoLineNames:
+            def get_galaxy_spectrum(self, **params):
+                return sps.get_galaxy_spectrum(**params)
+
+            def get_galaxy_elines(self):
+                return sps.get_galaxy_elines()
+
+        params, _, filters = tau_galaxy_z03()
+        model = make_spec_model(params, NoLineNames())
+        assert not isinstance(model, BagpipesSpecModel) and len(model.emline_info) == 0
+        obs = {"filters": load_filters(filters), "wavelength": None, "spectrum": None}
+        _, phot, mfrac = model.predict(model.theta, obs=obs, sps=NoLineNames())
+        expected_phot, expected_mfrac = prospector_photometry(params, filters, sps)
+        np.testing.assert_array_equal(phot, expected_phot)
+        assert mfrac == expected_mfrac
+        np.testing.assert_array_equal(model.emline_info["wave"], sps.emline_info["wave"])
+        assert model.emline_info["name"][0] == f"line_{sps.emline_info['wave'][0]:.2f}"
+
+    def test_photometry_only_models_skip_smoothing_with_the_same_photometry(self, sps):
+        params, _, filters = tau_galaxy_z03()
+        obs = {"filters": load_filters(filters), "wavelength": None, "spectrum": None}
+        fast = make_spec_model(params, sps, skip_unused_smoothing=True)
+        slow = make_spec_model(params, sps)
+        fast_spec, fast_phot, _ = fast.predict(fast.theta, obs=obs, sps=sps)
+        slow_spec, slow_phot, _ = slow.predict(slow.theta, obs=obs, sps=sps)
+        np.testing.assert_array_equal(fast_phot, slow_phot)
+        np.testing.assert_array_equal(fast_spec, fast._norm_spec)   # left unsmoothed
+        assert not np.array_equal(slow_spec, slow._norm_spec)
+        # asked for a spectrum, it smooths as Prospector does
+        obs_spec = dict(obs, wavelength=fast._outwave.copy())
+        np.testing.assert_array_equal(fast.predict(fast.theta, obs=obs_spec, sps=sps)[0],
+                                      slow.predict(slow.theta, obs=obs_spec, sps=sps)[0])
+
     def test_pickles_for_worker_processes(self, sps, tmp_path):
         params = dict(agebins=np.log10([[1.0, 1e8], [1e8, 1e9]]), mass=np.array([1.0, 2.0]),
                       add_neb_emission=True, dust2=0.3, imf_type=2)
@@ -490,10 +526,7 @@ class TestFSPSSources:
 
     def test_fsps_step_basis_serves_the_continuity_galaxy(self, real_sps_home):
         params, _, filters = continuity_galaxy_z1()
-        fsps_sps = make_sps("fsps-step")
-        model = make_spec_model(params, fsps_sps)
-        obs = {"filters": load_filters(filters), "wavelength": None, "spectrum": None}
-        _, phot, mfrac = model.predict(model.theta, obs=obs, sps=fsps_sps)
+        phot, mfrac = prospector_photometry(params, filters, make_sps("fsps-step"))
         bagpipes_phot, bagpipes_mfrac = prospector_photometry(params, filters, BagpipesBasis())
         assert np.all(np.isfinite(phot)) and np.all(phot > 0)
         # different stellar libraries and isochrones: the same galaxy within a few tenths
@@ -505,8 +538,5 @@ class TestFSPSSources:
 
     def test_fsps_parametric_basis_serves_the_delayed_tau_galaxy(self, real_sps_home):
         params, _, filters = delayed_tau_galaxy_z2()
-        fsps_sps = make_sps("fsps-parametric")
-        model = make_spec_model(params, fsps_sps)
-        obs = {"filters": load_filters(filters), "wavelength": None, "spectrum": None}
-        _, phot, mfrac = model.predict(model.theta, obs=obs, sps=fsps_sps)
+        phot, mfrac = prospector_photometry(params, filters, make_sps("fsps-parametric"))
         assert np.all(np.isfinite(phot)) and 0.3 < mfrac < 1

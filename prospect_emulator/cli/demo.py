@@ -1,6 +1,5 @@
 """``prospect-emulator demo``: fit the bundled example galaxy with the default emulator."""
 import os
-import sys
 import time
 import warnings
 

@@ -15,6 +15,7 @@ import traceback
 import numpy as np
 
 from ..errors import EmulatorConfigurationError
+from ..fileio import atomic_path
 from ..progress import Progress
 
 __all__ = ["CatalogColumns", "read_catalog", "fit_catalog", "FLUX_UNITS"]
@@ -150,10 +151,8 @@ def _fit_record(args):
 
 
 def _write_json(path, obj):
-    tmp = path + ".partial"
-    with open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 def summary_table(outdir):

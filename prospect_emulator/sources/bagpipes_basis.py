@@ -41,6 +41,7 @@ import numpy as np
 from prospect.sources.constants import lightspeed as _C_AA_PER_S, lsun as _LSUN_PROSPECTOR
 
 from ..errors import EmulatorConfigurationError, EmulatorError, NonFiniteInputError
+from .spec_model import SPSHomeFreeSpecModel, set_eline_info
 
 try:
     from numpy import trapezoid as _trapezoid
@@ -1000,26 +1001,20 @@ class _ParsedParams:
 # ---------------------------------------------------------------------------
 # SpecModel that does not need SPS_HOME
 # ---------------------------------------------------------------------------
-def _spec_model_class():
-    from prospect.models import SpecModel
+class BagpipesSpecModel(SPSHomeFreeSpecModel):
+    """``prospect.models.SpecModel`` whose emission-line list is Bagpipes'.
 
-    class BagpipesSpecModel(SpecModel):
-        """``prospect.models.SpecModel`` whose emission-line list is Bagpipes'.
+    Prospector 1.4's ``SpecModel.__init__`` reads
+    ``$SPS_HOME/data/emlines_info.dat`` (and raises TypeError when
+    ``SPS_HOME`` is unset).  This subclass of
+    :class:`~prospect_emulator.sources.spec_model.SPSHomeFreeSpecModel` has
+    the line list of the Bagpipes Cloudy grid from the start, so that
+    ``predict`` works with :class:`BagpipesBasis` (also with
+    ``nebemlineinspec = False``, where SpecModel adds the lines to the
+    photometry itself, and with ``elines_to_ignore`` using Bagpipes' line
+    names).
+    """
 
-        Prospector 1.4's ``SpecModel.__init__`` reads
-        ``$SPS_HOME/data/emlines_info.dat`` (and raises TypeError when
-        ``SPS_HOME`` is unset).  This subclass takes the line list of the
-        Bagpipes Cloudy grid instead, so that ``predict`` works with
-        :class:`BagpipesBasis` (also with ``nebemlineinspec = False``, where
-        SpecModel adds the lines to the photometry itself, and with
-        ``elines_to_ignore`` using Bagpipes' line names).
-        """
-
-        def init_eline_info(self, eline_file=None):
-            self.emline_info = bagpipes_emline_info()
-            self._use_eline = np.ones(len(self.emline_info), dtype=bool)
-
-    return BagpipesSpecModel
-
-
-BagpipesSpecModel = _spec_model_class()
+    def init_eline_info(self, eline_file=None):
+        set_eline_info(self, bagpipes_emline_info())
+        self._eline_info_from_sps = False

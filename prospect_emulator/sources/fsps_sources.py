@@ -5,7 +5,7 @@
 Prospector's own FSPS sources (``FastStepBasis``, ``CSPSpecBasis``) and need
 python-fsps with its data tree in ``$SPS_HOME``.  All of them serve
 ``SpecModel.predict(theta, obs=obs, sps=sps)``; :func:`make_spec_model` gives
-the matching ``SpecModel`` (one that needs no ``SPS_HOME`` for Bagpipes).
+the matching ``SpecModel`` (one that needs no ``SPS_HOME``).
 """
 import os
 
@@ -91,29 +91,35 @@ def make_sps(name="bagpipes", **kwargs):
     return CSPSpecBasis(**kwargs)
 
 
-def make_spec_model(model_params, sps):
-    """The ``SpecModel`` that goes with ``sps``.
+def make_spec_model(model_params, sps=None, skip_unused_smoothing=False):
+    """The ``SpecModel`` that goes with ``sps``; it works with ``SPS_HOME`` unset.
 
     Parameters
     ----------
     model_params : dict or list
         Prospector model parameter specification.
-    sps : SPS source
+    sps : SPS source, optional
         :class:`~prospect_emulator.sources.BagpipesBasis` gets a
         :class:`~prospect_emulator.sources.BagpipesSpecModel` (Bagpipes'
-        emission-line list, no ``SPS_HOME``); anything else gets
-        ``prospect.models.SpecModel`` (which reads ``$SPS_HOME``).
+        emission-line list); anything else (or None) an
+        :class:`~prospect_emulator.sources.spec_model.SPSHomeFreeSpecModel`
+        (FSPS' line list when ``$SPS_HOME`` has it, else the source's).
+    skip_unused_smoothing : bool
+        Leave the spectrum unsmoothed when ``obs`` asks for none (photometry
+        only; identical photometry, ~20% faster); see
+        :class:`~prospect_emulator.sources.spec_model.SPSHomeFreeSpecModel`.
 
     Returns
     -------
     model : prospect.models.SpecModel
     """
     from .bagpipes_basis import BagpipesBasis, BagpipesSpecModel
+    from .spec_model import SPSHomeFreeSpecModel
     if isinstance(sps, BagpipesBasis):
-        return BagpipesSpecModel(model_params)
-    reason = fsps_unavailable_reason()
-    if reason is not None:
-        raise FSPSUnavailableError(
-            f"prospect.models.SpecModel needs $SPS_HOME/data/emlines_info.dat: {reason}")
-    from prospect.models import SpecModel
-    return SpecModel(model_params)
+        model = BagpipesSpecModel(model_params)
+    else:
+        model = SPSHomeFreeSpecModel(model_params)
+        if model._eline_info_from_sps and sps is not None:
+            model.use_eline_info_of(sps)
+    model.skip_unused_smoothing = bool(skip_unused_smoothing)
+    return model

@@ -24,7 +24,7 @@ _LAZY = {
     "distribution_from_dict": "distributions",
     "TrainingSetConfig": "presets", "get_preset": "presets", "load_config": "presets",
     "available_presets": "presets", "PAPER_TRAINING_DISTRIBUTIONS": "presets",
-    "PAPER_PRIOR_DISTRIBUTIONS": "presets", "SPSHomeFreeSpecModel": "presets",
+    "PAPER_PRIOR_DISTRIBUTIONS": "presets",
     "generate_training_set": "trainingset", "read_training_set": "trainingset",
     "resolve_filters": "trainingset", "make_sps": "trainingset",
     "GenerationSummary": "trainingset",

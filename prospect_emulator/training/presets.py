@@ -48,9 +48,9 @@ or from a TOML file (:func:`load_config`)::
     [fixed]                   # fixed model values; an input fixed here stops being an input
     gas_logu = -2.5
 
-This module also holds :class:`SPSHomeFreeSpecModel`, the work-around for
-Prospector 1.4's ``SpecModel.__init__``, which crashes with a TypeError when
-``SPS_HOME`` is unset.
+The models are built with :func:`prospect_emulator.sources.make_spec_model`,
+which works around Prospector 1.4's ``SpecModel.__init__`` crashing with a
+TypeError when ``SPS_HOME`` is unset.
 """
 import copy
 import difflib
@@ -72,8 +72,8 @@ except ImportError:  # pragma: no cover - Python 3.10
 
 __all__ = ["TrainingSetConfig", "get_preset", "load_config", "available_presets",
            "PAPER_TRAINING_DISTRIBUTIONS", "PAPER_PRIOR_DISTRIBUTIONS", "INPUT_PARAMETERS",
-           "N_SFH_BINS", "continuity_agebins", "SPSHomeFreeSpecModel",
-           "init_eline_info_without_sps_home", "expand_param_names", "SPS_KINDS"]
+           "N_SFH_BINS", "continuity_agebins",
+           "expand_param_names", "SPS_KINDS"]
 
 #: Number of continuity-SFH bins (Prospector-alpha, paper Sec. 2.1).
 N_SFH_BINS = 7
@@ -554,13 +554,17 @@ class TrainingSetConfig:
             model_params["gas_logz"] = dict(template["gas_logz"])
         return model_params
 
-    def build_model(self):
+    def build_model(self, sps=None):
         """The Prospector :class:`SpecModel` that computes this training set's SEDs.
 
-        Works without ``SPS_HOME`` (see :class:`SPSHomeFreeSpecModel`).
-        Its ``theta_labels()`` equal :attr:`param_names`.
+        Built by :func:`prospect_emulator.sources.make_spec_model` for ``sps``
+        (the SPS source it will be used with, optional): it works without
+        ``SPS_HOME`` and skips the smoothing of the unused spectrum (the
+        photometry is the same to the last bit).  Its ``theta_labels()`` equal
+        :attr:`param_names`.
         """
-        model = _spec_model_class()(self.build_model_params())
+        from ..sources.fsps_sources import make_spec_model
+        model = make_spec_model(self.build_model_params(), sps, skip_unused_smoothing=True)
         labels = list(model.theta_labels())
         if labels != self.param_names:  # pragma: no cover - guards the ordering above
             raise EmulatorConfigurationError(
@@ -734,99 +738,3 @@ def load_config(source, preset=None, zred_range=None, sps=None):
     if zred_range is not None or sps is not None:
         config = config.with_changes(zred_range=zred_range, sps=sps)
     return config
-
-
-# ---------------------------------------------------------------------------
-# SpecModel without SPS_HOME
-# ---------------------------------------------------------------------------
-_ELINE_DTYPE = [("wave", "f8"), ("name", "<U20")]
-
-
-def init_eline_info_without_sps_home(model, eline_file="emlines_info.dat"):
-    """Replacement for ``SpecModel.init_eline_info`` that tolerates no ``SPS_HOME``.
-
-    Prospector 1.4.1 joins ``os.getenv('SPS_HOME')`` with a path and crashes
-    with a TypeError when the variable is unset.  Here the FSPS line table is
-    read when it exists; otherwise an empty table is set and
-    :func:`_adapt_eline_info` later sizes it to the lines the SPS source
-    actually returns (``get_galaxy_elines``).
-    """
-    sps_home = os.getenv("SPS_HOME")
-    path = os.path.join(sps_home, "data", eline_file) if sps_home else None
-    if path and os.path.exists(path):
-        info = np.genfromtxt(path, dtype=_ELINE_DTYPE, delimiter=",")
-        model.emline_info = info
-        model._use_eline = np.ones(len(info), dtype=bool)
-        model._eline_info_from_sps = False
-    else:
-        model.emline_info = np.zeros(0, dtype=_ELINE_DTYPE)
-        model._use_eline = np.zeros(0, dtype=bool)
-        model._eline_info_from_sps = True
-
-
-def _adapt_eline_info(model):
-    """Size the line table to the SPS source's lines when no FSPS table was read."""
-    wave = np.atleast_1d(getattr(model, "_eline_wave", np.zeros(0)))
-    if not getattr(model, "_eline_info_from_sps", False) or len(model.emline_info) == len(wave):
-        return
-    names = getattr(model, "_sps_eline_names", None)
-    if names is None or len(names) != len(wave):
-        names = [f"line_{w:.2f}" for w in wave]
-    info = np.zeros(len(wave), dtype=_ELINE_DTYPE)
-    info["wave"], info["name"] = wave, names
-    model.emline_info = info
-    model._use_eline = np.ones(len(wave), dtype=bool)
-
-
-_SPEC_MODEL_CLASS = []
-
-
-def _spec_model_class():
-    if _SPEC_MODEL_CLASS:
-        return _SPEC_MODEL_CLASS[0]
-    from prospect.models import SpecModel
-
-    class SPSHomeFreeSpecModel(SpecModel):
-        """``prospect.models.SpecModel`` that works with ``SPS_HOME`` unset.
-
-        Identical to Prospector's class except for the emission-line table:
-        without FSPS data it is taken from the lines of the SPS source
-        (names from ``sps.emline_names`` when the source has them).
-        """
-
-        def init_eline_info(self, eline_file="emlines_info.dat"):
-            init_eline_info_without_sps_home(self, eline_file)
-
-        def predict(self, theta, obs=None, sps=None, **extras):
-            if getattr(self, "_eline_info_from_sps", False) and sps is not None:
-                info = getattr(sps, "emline_info", None)
-                self._sps_eline_names = (None if info is None else info["name"])
-            # Photometry only (no observed spectrum, no output wavelengths): the
-            # spectrum SpecModel returns is not used, so its velocity smoothing
-            # (~20% of the time of a model) is skipped.  predict_phot works on
-            # the unsmoothed spectrum either way, so the photometry is identical.
-            obs = obs or {}
-            self._photometry_only = (obs.get("spectrum") is None
-                                     and obs.get("wavelength") is None)
-            return super().predict(theta, obs=obs, sps=sps, **extras)
-
-        def smoothspec(self, wave, spec):
-            if getattr(self, "_photometry_only", False):
-                return spec
-            return super().smoothspec(wave, spec)
-
-        def parse_elines(self):
-            _adapt_eline_info(self)
-            return super().parse_elines()
-
-    SPSHomeFreeSpecModel.__module__ = __name__
-    SPSHomeFreeSpecModel.__qualname__ = "SPSHomeFreeSpecModel"
-    _SPEC_MODEL_CLASS.append(SPSHomeFreeSpecModel)
-    return SPSHomeFreeSpecModel
-
-
-def __getattr__(name):
-    # Built lazily so that importing this module does not import Prospector.
-    if name == "SPSHomeFreeSpecModel":
-        return _spec_model_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

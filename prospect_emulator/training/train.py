@@ -35,8 +35,10 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import EmulatorConfigurationError, EmulatorFileError
+from ..fileio import atomic_path
 from ..runtime.emulator import Emulator
 from ..runtime.magnitudes import ARSINH_A, ARSINH_MU0, arsinh_mags_to_maggies, maggies_to_arsinh_mags
+from .trainingset import _positive_int, read_training_set
 
 __all__ = ["train_emulator", "TrainingResult", "TrainingSetRows", "read_training_rows",
            "held_out_mask", "training_set_identity", "mass_unit_targets", "DEFAULT_LEARNING_RATES",
@@ -73,7 +75,8 @@ class TrainingSetRows:
         Surviving stellar mass fraction.
     param_names, filter_names : list of str
     attrs : dict
-        File attributes (``sps``, ``seed``, ``preset``, ``distributions`` ...).
+        File attributes (``sps``, ``seed``, ``preset``, ``distributions`` ...;
+        the JSON ones decoded), as :func:`~.trainingset.read_training_set` gives them.
     n_invalid : int
         Rows of finished chunks left out (failed, non-finite or mfrac <= 0).
     filter_wave_effective : ndarray or None
@@ -121,7 +124,6 @@ def read_training_rows(path):
     EmulatorFileError
         Missing file, not HDF5, not a training set, or no finished chunk.
     """
-    from .trainingset import read_training_set
     path = os.fspath(path)
     raw = read_training_set(path, valid_only=False)
     params = np.asarray(raw["params"], dtype=float)
@@ -135,13 +137,9 @@ def read_training_rows(path):
         raise EmulatorFileError(f"{path} has no finished chunk yet: let `prospect-emulator "
                                 f"generate` finish at least one chunk")
     rows = np.nonzero(good)[0]
-    attrs = dict(raw["attrs"])
-    for key in ("distributions", "fixed_params", "config"):   # back to JSON strings
-        if key in attrs and not isinstance(attrs[key], str):
-            attrs[key] = json.dumps(attrs[key])
     wave = raw.get("filter_wave_effective")
     return TrainingSetRows(path, rows, params[rows], mags[rows], mfrac[rows],
-                           list(raw["param_names"]), list(raw["filter_names"]), attrs,
+                           list(raw["param_names"]), list(raw["filter_names"]), raw["attrs"],
                            int(valid.sum() - len(rows)),
                            None if wave is None else np.asarray(wave, dtype=float),
                            raw.get("param_ranges"))
@@ -266,12 +264,6 @@ class TrainingResult:
 
 
 # ------------------------------------------------------------------ checks
-def _check_positive_int(value, what):
-    if isinstance(value, bool) or int(value) != value or int(value) <= 0:
-        raise EmulatorConfigurationError(f"{what} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _check_fraction(value, what, high=0.9):
     value = float(value)
     if not 0.0 < value < high:
@@ -295,14 +287,12 @@ def _check_out_path(out):
 def _write_checkpoint(path, state, arrays):
     """Write ``state`` (JSON) and named lists of arrays atomically."""
     import h5py
-    tmp = path + ".partial"
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["state"] = json.dumps(state)
         for group, values in arrays.items():
             g = f.create_group(group)
             for i, v in enumerate(values):
                 g[str(i)] = np.asarray(v)
-    os.replace(tmp, path)
 
 
 def _read_checkpoint(path):
@@ -400,12 +390,12 @@ def train_emulator(training_set, width, out=None, *, max_epochs=1000, patience=2
     if importlib.util.find_spec("tensorflow") is None:
         raise EmulatorConfigurationError(
             "training needs TensorFlow: pip install 'prospect-emulator[train]'")
-    width = _check_positive_int(width, "width (nodes per hidden layer)")
-    max_epochs = _check_positive_int(max_epochs, "max_epochs")
-    patience = _check_positive_int(patience, "patience")
-    batch_size = _check_positive_int(batch_size, "batch_size")
-    n_hidden = _check_positive_int(n_hidden, "n_hidden")
-    checkpoint_every = _check_positive_int(checkpoint_every, "checkpoint_every")
+    width = _positive_int(width, "width (nodes per hidden layer)", 1)
+    max_epochs = _positive_int(max_epochs, "max_epochs", 1)
+    patience = _positive_int(patience, "patience", 1)
+    batch_size = _positive_int(batch_size, "batch_size", 1)
+    n_hidden = _positive_int(n_hidden, "n_hidden", 1)
+    checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every", 1)
     validation_fraction = _check_fraction(validation_fraction, "validation_fraction", 0.5)
     test_fraction = _check_fraction(test_fraction, "test_fraction", 0.9)
     learning_rates = [float(lr) for lr in learning_rates]
@@ -637,8 +627,8 @@ def train_emulator(training_set, width, out=None, *, max_epochs=1000, patience=2
 
     provenance = {
         "sps": data.attrs.get("sps"), "training_set": training_set_identity(data),
-        "distributions": _json_or_str(data.attrs.get("distributions")),
-        "fixed_params": _json_or_str(data.attrs.get("fixed_params")),
+        "distributions": data.attrs.get("distributions"),
+        "fixed_params": data.attrs.get("fixed_params"),
         "n_valid_rows": int(len(data)), "n_train": int(len(pool) - n_val_min),
         "n_validation": int(n_val_min), "n_test": int(len(test)),
         "test_selection": {"method": "splitmix64(row ^ splitmix64(seed)) < fraction",
@@ -687,11 +677,3 @@ def _remove_checkpoint(checkpoint_dir, ckpt_path):
     except OSError:
         pass   # not empty: something else lives there
 
-
-def _json_or_str(value):
-    if value is None:
-        return None
-    try:
-        return json.loads(value)
-    except (TypeError, ValueError):
-        return str(value)

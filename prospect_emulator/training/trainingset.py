@@ -31,7 +31,6 @@ File layout (shared with ``train``/``evaluate``; ``schema_version`` 1)::
 Rows of unfinished chunks are not valid; readers use rows of done chunks with
 ``failed == False`` (:func:`read_training_set` does this).
 """
-import collections
 import contextlib
 import dataclasses
 import difflib
@@ -50,6 +49,8 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import EmulatorConfigurationError, EmulatorError, EmulatorFileError
+from ..fileio import atomic_path, open_hdf5
+from ..progress import Progress
 from ..runtime.magnitudes import ARSINH_A, ARSINH_MU0, maggies_to_arsinh_mags
 from .presets import SPS_KINDS, TrainingSetConfig, get_preset, load_config
 
@@ -269,6 +270,10 @@ def resolve_filters(filters=None, filter_files=None):
 # ---------------------------------------------------------------------------
 # SPS sources
 # ---------------------------------------------------------------------------
+#: SPS kinds of a training set -> names of :func:`prospect_emulator.sources.make_sps`
+_SOURCE_NAMES = {"bagpipes": "bagpipes", "fsps": "fsps-step"}
+
+
 def _check_sps_available(kind):
     """Fail before any work when the SPS source cannot be built here."""
     if callable(kind):
@@ -278,15 +283,12 @@ def _check_sps_available(kind):
             raise EmulatorConfigurationError(
                 "the bagpipes SPS source needs the 'sps' extra: pip install 'prospect-emulator[sps]'")
     elif kind == "fsps":
-        if not os.getenv("SPS_HOME"):
-            raise EmulatorConfigurationError(
-                "the fsps SPS source needs FSPS and its data: SPS_HOME is not set. "
+        from ..sources.fsps_sources import FSPSUnavailableError, fsps_unavailable_reason
+        reason = fsps_unavailable_reason()
+        if reason is not None:
+            raise FSPSUnavailableError(
+                f"the fsps SPS source cannot be used: {reason}. "
                 "Use --sps bagpipes (preset 'default') where FSPS is not available")
-        try:
-            import fsps  # noqa: F401
-        except Exception as err:
-            raise EmulatorConfigurationError(
-                f"the fsps SPS source cannot be used: import fsps failed ({err})") from None
     else:
         raise EmulatorConfigurationError(
             f"unknown SPS source {kind!r}; allowed: {', '.join(SPS_KINDS)} "
@@ -311,11 +313,8 @@ def make_sps(kind):
     _check_sps_available(kind)
     if callable(kind):
         return kind()
-    if kind == "bagpipes":
-        from ..sources.bagpipes_basis import BagpipesBasis
-        return BagpipesBasis()
-    from prospect.sources import FastStepBasis
-    return FastStepBasis(zcontinuous=1)
+    from ..sources.fsps_sources import make_sps as make_source
+    return make_source(_SOURCE_NAMES[kind])
 
 
 def _sps_description(kind, sps=None):
@@ -339,8 +338,8 @@ class _SEDComputer:
     """Model + SPS + filters of one process; computes rows of the training set."""
 
     def __init__(self, config, filter_specs, sps_kind):
-        self.model = config.build_model()
         self.sps = make_sps(sps_kind)
+        self.model = config.build_model(self.sps)
         self.filters = WindowedFilterList(spec.load() for spec in filter_specs)
         self.filter_names = [spec.name for spec in filter_specs]
         self.description = _sps_description(sps_kind, self.sps)
@@ -454,83 +453,6 @@ def _run_chunk(task):
 
 
 # ---------------------------------------------------------------------------
-# progress
-# ---------------------------------------------------------------------------
-def _format_duration(seconds):
-    if not np.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-class _Progress:
-    """One status line on stderr: done/total, rate (models/s), ETA, failures.
-
-    The rate is measured over the last ``window`` seconds, so the start-up of
-    the workers (building their SPS) does not drag it down for long.
-    """
-
-    def __init__(self, total, already_done, enabled=True, stream=None, interval=None,
-                 window=60.0):
-        self.total, self.already_done = total, already_done
-        self.enabled = enabled
-        self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.interval = interval if interval is not None else (0.5 if self.tty else 10.0)
-        self.window = window
-        self._samples = collections.deque([(time.perf_counter(), 0)])
-        self._last = -np.inf
-        self._width = 0
-        self.failed = 0
-
-    def _record(self, computed):
-        now = time.perf_counter()
-        if computed != self._samples[-1][1] and now - self._samples[-1][0] > 0.2:
-            self._samples.append((now, computed))
-        while len(self._samples) > 2 and now - self._samples[1][0] > self.window:
-            self._samples.popleft()
-        return now
-
-    def rate(self, computed):
-        """Models per second over the recent window."""
-        now = self._record(computed)
-        t0, c0 = self._samples[0]
-        if computed > c0 and len(self._samples) > 2:
-            # from the first progress after the window start: excludes idle start-up
-            t0, c0 = self._samples[1]
-        return (computed - c0) / (now - t0) if now > t0 and computed > c0 else 0.0
-
-    def line(self, computed):
-        done = min(self.already_done + computed, self.total)
-        rate = self.rate(computed)
-        eta = (self.total - done) / rate if rate > 0 else float("inf")
-        return (f"generate: {done}/{self.total} models ({100.0 * done / self.total:.1f}%) | "
-                f"{rate:.1f} models/s | ETA {_format_duration(eta)} | failed {self.failed}")
-
-    def update(self, computed, force=False):
-        if not self.enabled:
-            return
-        now = self._record(computed)
-        if not force and now - self._last < self.interval:
-            return
-        self._last = now
-        text = self.line(computed)
-        if self.tty:  # overwrite the previous line, padding over a longer one
-            print("\r" + text.ljust(self._width), end="", file=self.stream, flush=True)
-            self._width = len(text)
-        else:
-            print(text, file=self.stream, flush=True)
-
-    def close(self, computed):
-        if self.enabled:
-            self.update(computed, force=True)
-            if self.tty:
-                print(file=self.stream, flush=True)
-
-
-# ---------------------------------------------------------------------------
 # the HDF5 file
 # ---------------------------------------------------------------------------
 @dataclasses.dataclass
@@ -616,9 +538,9 @@ def _create_file(path, config, filter_specs, filters, n_samples, seed, chunk_siz
     import h5py
     params = config.sample(n_samples, seed)
     n_chunks = math.ceil(n_samples / chunk_size)
-    tmp = f"{path}.partial-{os.getpid()}"
     str_dt = h5py.string_dtype()
-    with h5py.File(tmp, "w") as f:
+    # the file appears complete with its parameters, or not at all
+    with atomic_path(path, f".partial-{os.getpid()}") as tmp, h5py.File(tmp, "w") as f:
         ident = _identity(config, filter_specs, n_samples, seed, sps_kind)
         f.attrs.update(format=TRAININGSET_FORMAT, schema_version=TRAININGSET_SCHEMA_VERSION,
                        preset=config.name, seed=int(seed), n_samples=int(n_samples),
@@ -646,18 +568,12 @@ def _create_file(path, config, filter_specs, filters, n_samples, seed, chunk_siz
         curves = f.create_group("filter_curves")
         for spec, flt in zip(filter_specs, filters):
             curves.create_dataset(spec.name, data=np.vstack([flt.wavelength, flt.transmission]))
-    os.replace(tmp, path)  # the file appears complete with its parameters, or not at all
 
 
 def _open_existing(path, config, filter_specs, n_samples, seed, sps_kind):
     """Check that ``path`` is this very training set; return its chunk size."""
-    import h5py
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise EmulatorFileError(f"cannot resume {path}: not a readable HDF5 file ({err}); "
-                                "remove it or pass overwrite=True / --overwrite") from None
-    with f:
+    with open_hdf5(path, advice="; cannot resume it: remove it or pass overwrite=True / "
+                                "--overwrite") as f:
         _check_format(f, path)
         stored = _read_identity(f)
         wanted = _identity(config, filter_specs, n_samples, seed, sps_kind)
@@ -797,13 +713,12 @@ def generate_training_set(preset, filters, n_samples, seed, out, sps=None, chunk
                          chunk_size, sps_kind, computer.description)
     if pending:
         bounds = {i: (i * chunk_size, min((i + 1) * chunk_size, n_samples)) for i in pending}
-        already = sum(min((i + 1) * chunk_size, n_samples) - i * chunk_size
-                      for i in range(len(done)) if done[i])
         with h5py.File(out, "r") as f:
             params = f["params"][...]
-            prior_failed = int(np.count_nonzero(f["failed"][...] & np.repeat(
-                done, chunk_size)[:n_samples]))
-        bar = _Progress(n_samples, already, enabled=progress)
+            done_rows = _done_rows(f)
+            prior_failed = int(np.count_nonzero(f["failed"][...] & done_rows))
+        bar = Progress(n_samples, int(done_rows.sum()), label="generate", unit="models",
+                       enabled=progress)
         bar.failed = prior_failed
         tasks = [(i, params[slice(*bounds[i])]) for i in pending]
         n_computed, worker_seconds = _compute_and_store(out, tasks, bounds, computer, config,
@@ -812,11 +727,12 @@ def generate_training_set(preset, filters, n_samples, seed, out, sps=None, chunk
 
 
 def _positive_int(value, name, minimum):
+    """``value`` as an int, or an error naming ``name`` unless it is an integer >= ``minimum``."""
     try:
         ivalue = int(value)
     except (TypeError, ValueError):
         raise EmulatorConfigurationError(f"{name} must be an integer, got {value!r}") from None
-    if ivalue != value or ivalue < minimum:
+    if isinstance(value, bool) or ivalue != value or ivalue < minimum:
         raise EmulatorConfigurationError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return ivalue
 
@@ -911,16 +827,20 @@ def _compute_and_store(out, tasks, bounds, computer, config, filter_specs, sps_k
     return computed, worker_seconds
 
 
+def _done_rows(f):
+    """Which rows of an open training-set file lie in finished chunks: (n_samples,) bool."""
+    chunk, n = int(f.attrs["chunk_size"]), int(f.attrs["n_samples"])
+    return np.repeat(f["chunk_done"][...], chunk)[:n]
+
+
 def _summarise(out, n_computed, elapsed, worker_seconds=0.0):
     import h5py
     with h5py.File(out, "r") as f:
-        chunk = int(f.attrs["chunk_size"])
-        n = int(f.attrs["n_samples"])
-        done = f["chunk_done"][...]
-        valid_rows = np.repeat(done, chunk)[:n]
-        n_failed = int(np.count_nonzero(f["failed"][...] & valid_rows))
-    return GenerationSummary(path=out, n_samples=n, n_done=int(valid_rows.sum()),
-                             n_failed=n_failed, complete=bool(done.all()),
+        done_rows = _done_rows(f)
+        n_failed = int(np.count_nonzero(f["failed"][...] & done_rows))
+        complete = bool(f["chunk_done"][...].all())
+    return GenerationSummary(path=out, n_samples=len(done_rows), n_done=int(done_rows.sum()),
+                             n_failed=n_failed, complete=complete,
                              n_computed=n_computed, elapsed_s=elapsed,
                              rate=n_computed / elapsed if elapsed > 0 else 0.0,
                              worker_seconds=worker_seconds)
@@ -945,24 +865,15 @@ def read_training_set(path, valid_only=True):
         (n_params, 2) from the stored distributions, ``filter_wave_effective``
         (AA), ``attrs`` (file attributes; JSON ones decoded).
     """
-    import h5py
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise EmulatorFileError(f"training set {path} does not exist")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise EmulatorFileError(f"{path} is not a readable HDF5 file ({err})") from None
-    with f:
+    with open_hdf5(path, missing=f"training set {path} does not exist") as f:
         _check_format(f, path)
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
         for key in ("distributions", "fixed_params", "config"):
             if key in attrs:
                 attrs[key] = json.loads(attrs[key])
-        chunk, n = int(attrs["chunk_size"]), int(attrs["n_samples"])
-        done_rows = np.repeat(f["chunk_done"][...], chunk)[:n]
         failed = f["failed"][...]
-        valid = done_rows & ~failed
+        valid = _done_rows(f) & ~failed
         keep = valid if valid_only else slice(None)
         param_names = [str(s) for s in f["param_names"].asstr()[...]]
         dists = attrs.get("distributions", {})
