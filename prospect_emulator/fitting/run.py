@@ -50,7 +50,8 @@ def make_obs(filter_names, maggies, maggies_unc, phot_mask=None):
     return fix_obs(obs)
 
 
-def fit_galaxy(obs, model, noise=None, nested_kwargs=None, results_path=None, run_params=None):
+def fit_galaxy(obs, model, noise=None, nested_kwargs=None, results_path=None, run_params=None,
+               sps=None):
     """Sample the posterior of one galaxy with Prospector + dynesty.
 
     Parameters
@@ -67,6 +68,8 @@ def fit_galaxy(obs, model, noise=None, nested_kwargs=None, results_path=None, ru
         into place, so a finished file is always complete).
     run_params : dict, optional
         Extra entries recorded in the results file.
+    sps : SPS source, optional
+        For a model that needs one (``None`` for an emulator).
 
     Returns
     -------
@@ -78,7 +81,7 @@ def fit_galaxy(obs, model, noise=None, nested_kwargs=None, results_path=None, ru
     from prospect.fitting import fit_model
     kwargs = dict(DEFAULT_NESTED_KWARGS, **(nested_kwargs or {}))
     t0 = time.time()
-    output = fit_model(obs, model, None, noise=(None, noise), optimize=False, dynesty=True, **kwargs)
+    output = fit_model(obs, model, sps, noise=(None, noise), optimize=False, dynesty=True, **kwargs)
     seconds = time.time() - t0
     res = output["sampling"][0]
     weights = np.exp(res["logwt"] - res["logz"][-1])
@@ -101,12 +104,15 @@ def posterior_samples(samples, weights, n=2000, seed=0):
     return np.asarray(samples)[idx]
 
 
-def posterior_summary(model, samples, weights, n=2000, seed=0):
+def posterior_summary(model, samples, weights, n=2000, seed=0, sps=None):
     """Percentiles of the free parameters and the derived physical quantities.
 
     Derived: log10 stellar mass formed and surviving (Msun), log10 SFR over
     30 and 100 Myr (Msun/yr), mass-weighted age (Gyr); see
     :data:`~prospect_emulator.fitting.derived.DERIVED_NAMES`.
+
+    ``sps`` is the SPS source of a model that needs one (``None`` for an
+    :class:`~prospect_emulator.EmulatedSpecModel`).
 
     Returns
     -------
@@ -120,7 +126,8 @@ def posterior_summary(model, samples, weights, n=2000, seed=0):
         columns[label] = draws[:, j]
     derived = []
     for theta in draws:
-        _, _, mfrac = model.predict(theta, obs={"filters": None, "wavelength": None, "spectrum": None})
+        _, _, mfrac = model.predict(theta, obs={"filters": None, "wavelength": None, "spectrum": None},
+                                    sps=sps)
         derived.append(step_sfh_summary(model.params["agebins"], model.params["mass"], mfrac))
     for key in derived[0]:
         columns[key] = np.array([d[key] for d in derived])

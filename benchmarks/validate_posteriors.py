@@ -1,0 +1,228 @@
+"""Posterior validation against the SPS the emulator replaces (paper Sec. 3.2, eq. 10).
+
+Mock galaxies are drawn from the fitting priors (paper Table 1, prior column;
+redshift uniform over the emulator's range), observed through the real SPS
+(``BagpipesBasis``) in a 3D-HST COSMOS-like filter subset with 0.1 mag noise,
+and fitted with Prospector + dynesty: twice with the emulator (the
+sampling-noise floor) and, for the first ``--n-sps`` of them, once with
+``BagpipesBasis`` itself.  Reported per parameter (logmass, logzsol, dust2,
+log SFR over 100 Myr, mass-weighted age): the distribution of Q (eq. 10) and
+the rate of |Q| >= 3 for emulator vs SPS and emulator vs emulator, the 68th
+percentile of |difference of medians|, the recovery of the true values and
+the wall time per fit.
+
+Every fit is saved as it finishes (``OUT/fits/*.json``): interrupt and run the
+same command again to continue; ``--report-only`` analyses what is there.
+
+    python benchmarks/validate_posteriors.py --out validation --n-galaxies 100 --n-sps 30
+"""
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import machine_lines  # noqa: E402
+
+from prospect_emulator.data import DEFAULT_EMULATOR_PATH  # noqa: E402
+from prospect_emulator.fileio import atomic_path  # noqa: E402
+from prospect_emulator.progress import Progress  # noqa: E402
+
+#: 3D-HST COSMOS-like bands (as the bundled example galaxy)
+FILTERS = ["cfht_megacam_us_9301", "cfht_megacam_gs_9401", "cfht_megacam_rs_9601",
+           "cfht_megacam_is_9701", "cfht_megacam_zs_9801", "subaru_suprimecam_B",
+           "subaru_suprimecam_V", "subaru_suprimecam_rp", "subaru_suprimecam_ip",
+           "subaru_suprimecam_zp", "subaru_suprimecam_ia484", "subaru_suprimecam_ia624",
+           "subaru_suprimecam_ia738", "vista_vircam_Y", "vista_vircam_J", "vista_vircam_H",
+           "vista_vircam_Ks", "acs_wfc_f606w", "acs_wfc_f814w", "wfc3_ir_f125w", "wfc3_ir_f140w",
+           "wfc3_ir_f160w", "spitzer_irac_ch1", "spitzer_irac_ch2", "spitzer_irac_ch3",
+           "spitzer_irac_ch4", "spitzer_mips_24"]
+#: parameters compared (name in the posterior summary, label)
+COMPARED = [("logmass", "log M formed"), ("logzsol", "log Z*/Zsun"), ("dust2", "dust2"),
+            ("logsfr_100myr", "log SFR(100 Myr)"), ("mwa_gyr", "mass-weighted age (Gyr)")]
+#: paper Sec. 3.2: 68th percentile of |emulator - FSPS| medians (dex); SFR over 30 Myr there
+PAPER_DIFF68 = {"logmass": 0.10, "logzsol": 0.14, "logsfr_100myr": 0.12, "mwa_gyr": None}
+NOISE_MAG = 0.1
+FLOOR = 0.05
+
+
+# ------------------------------------------------------------------ mocks
+def make_mocks(n, seed, emulator):
+    """Parameters from the fitting priors and noisy SPS photometry (maggies)."""
+    from sedpy.observate import load_filters
+    from prospect_emulator.sources import make_sps
+    from prospect_emulator.training.presets import PAPER_PRIOR_DISTRIBUTIONS, get_preset
+    zlo, zhi = emulator.param_ranges[emulator.param_names.index("zred")]
+    base = get_preset("default")
+    prior = {k: v for k, v in PAPER_PRIOR_DISTRIBUTIONS.items()
+             if k in base.param_names and k != "zred"}
+    config = base.with_changes(distributions=prior, zred_range=(zlo, zhi))
+    thetas = config.sample(n, seed)
+    sps = make_sps("bagpipes")
+    model = config.build_model(sps)
+    obs = {"filters": load_filters(FILTERS), "wavelength": None, "spectrum": None}
+    rng = np.random.default_rng(seed + 1)
+    mocks = []
+    for i, theta in enumerate(thetas):
+        _, maggies, mfrac = model.predict(theta, obs=obs, sps=sps)
+        observed = maggies * 10 ** (-0.4 * NOISE_MAG * rng.normal(size=maggies.size))
+        unc = observed * 0.4 * np.log(10) * NOISE_MAG
+        from prospect_emulator.fitting.derived import step_sfh_summary
+        truth = dict(zip(config.param_names, map(float, theta)))
+        truth.update(step_sfh_summary(model.params["agebins"], model.params["mass"], mfrac))
+        mocks.append({"id": f"mock{i:04d}", "zred": truth["zred"], "maggies": observed.tolist(),
+                      "maggies_unc": unc.tolist(), "truth": truth})
+    return mocks
+
+
+# ------------------------------------------------------------------- fits
+_WORKER = {}
+
+
+def _init(emulator_path, nested_kwargs):
+    _WORKER.update(emulator_path=emulator_path, nested_kwargs=nested_kwargs)
+
+
+def _fit(task):
+    mock, kind, path = task
+    from prospect_emulator.fitting.models import fitting_model_params
+    from prospect_emulator.fitting.run import fit_galaxy, make_obs, posterior_summary
+    # the 5% floor of eq. 9 applies to both kinds of fit alike
+    unc = np.hypot(mock["maggies_unc"], FLOOR * np.asarray(mock["maggies"]))
+    obs = make_obs(FILTERS, mock["maggies"], unc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        params = fitting_model_params(mock["zred"])
+        if kind == "sps":
+            from prospect_emulator.sources import SPSHomeFreeSpecModel, make_sps
+            if "sps" not in _WORKER:
+                _WORKER["sps"] = make_sps("bagpipes")
+            sps, model, noise = _WORKER["sps"], SPSHomeFreeSpecModel(params), None
+        else:
+            from prospect_emulator import EmulatedSpecModel, EmulatorNoiseModel, load_emulator
+            if "emulator" not in _WORKER:
+                _WORKER["emulator"] = load_emulator(_WORKER["emulator_path"]).select(FILTERS)
+            sps, model = None, EmulatedSpecModel(params, emulator=_WORKER["emulator"])
+            noise = EmulatorNoiseModel(model, floor=0.0)
+    t0 = time.time()
+    fit = fit_galaxy(obs, model, noise, nested_kwargs=_WORKER["nested_kwargs"], sps=sps)
+    summary = posterior_summary(model, fit["samples"], fit["weights"], sps=sps)
+    result = {"id": mock["id"], "kind": kind, "seconds": time.time() - t0, "ncall": fit["ncall"],
+              "percentiles": {k: [float(x) for x in v] for k, v in summary.items()}}
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(result, f)
+    return result
+
+
+# ----------------------------------------------------------------- report
+def q_statistic(a, b):
+    """Eq. 10: difference of medians over the quadrature sum of half 68% widths."""
+    m1, m2 = a[1], b[1]
+    s1, s2 = 0.5 * (a[2] - a[0]), 0.5 * (b[2] - b[0])
+    return (m1 - m2) / np.hypot(s1, s2)
+
+
+def report(out, mocks):
+    fits = {}
+    for name in os.listdir(os.path.join(out, "fits")):
+        if name.endswith(".json"):
+            with open(os.path.join(out, "fits", name)) as f:
+                r = json.load(f)
+            fits[(r["id"], r["kind"])] = r
+    truth = {m["id"]: m["truth"] for m in mocks}
+    lines = ["# Posterior validation: emulator vs BagpipesBasis (paper Sec. 3.2)", "",
+             f"Command: `python benchmarks/validate_posteriors.py --out {out}` "
+             f"(mocks: {len(mocks)}, 0.1 mag noise, {len(FILTERS)} bands, 5% floor).", ""]
+    lines += machine_lines() + [""]
+    pairs = {"emulator vs SPS": ("emu1", "sps"), "emulator vs emulator": ("emu1", "emu2")}
+    results = {"n_mocks": len(mocks)}
+    header = "| parameter | pair | N | median Q | rate \\|Q\\|>=3 | 68th pct \\|diff of medians\\| | paper |"
+    lines += [header, "|---|---|---:|---:|---:|---:|---:|"]
+    for key, label in COMPARED:
+        for pname, (k1, k2) in pairs.items():
+            ids = [i for i in truth if (i, k1) in fits and (i, k2) in fits]
+            q = np.array([q_statistic(fits[(i, k1)]["percentiles"][key], fits[(i, k2)]["percentiles"][key])
+                          for i in ids])
+            d = np.array([abs(fits[(i, k1)]["percentiles"][key][1] - fits[(i, k2)]["percentiles"][key][1])
+                          for i in ids])
+            q, d = q[np.isfinite(q)], d[np.isfinite(d)]
+            rate = float(np.mean(np.abs(q) >= 3)) if q.size else np.nan
+            d68 = float(np.percentile(d, 68)) if d.size else np.nan
+            results[f"{key}|{pname}"] = {"n": int(q.size), "median_q": float(np.median(q)) if q.size else None,
+                                         "rate_q3": rate, "diff68": d68, "q": q.tolist()}
+            paper = PAPER_DIFF68.get(key) if pname == "emulator vs SPS" else None
+            lines.append(f"| {label} | {pname} | {q.size} | {np.median(q) if q.size else np.nan:.2f} | "
+                         f"{rate:.3f} | {d68:.3f} | {paper if paper is not None else ''} |")
+    lines += ["", "Recovery of the true values (68th percentile of |median - truth|):", "",
+              "| parameter | emulator | SPS |", "|---|---:|---:|"]
+    for key, label in COMPARED:
+        row = []
+        for kind in ("emu1", "sps"):
+            d = [abs(fits[(i, kind)]["percentiles"][key][1] - truth[i][key]) for i in truth
+                 if (i, kind) in fits and np.isfinite(truth[i][key])]
+            row.append(float(np.percentile(d, 68)) if d else np.nan)
+            results[f"{key}|recovery|{kind}"] = row[-1]
+        lines.append(f"| {label} | {row[0]:.3f} | {row[1]:.3f} |")
+    lines += ["", "| fit | N | median wall time per fit (s) | median likelihood calls |", "|---|---:|---:|---:|"]
+    for kind in ("emu1", "emu2", "sps"):
+        rs = [r for (i, k), r in fits.items() if k == kind]
+        if rs:
+            lines.append(f"| {kind} | {len(rs)} | {np.median([r['seconds'] for r in rs]):.1f} | "
+                         f"{np.median([r['ncall'] for r in rs]):.0f} |")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(out, "validation.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(out, "validation.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    print(text)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="validation")
+    p.add_argument("--emulator", default=DEFAULT_EMULATOR_PATH)
+    p.add_argument("--n-galaxies", type=int, default=100)
+    p.add_argument("--n-sps", type=int, default=30, help="mocks also fitted with BagpipesBasis")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--nlive", type=int, default=200)
+    p.add_argument("--n-effective", type=int, default=2000)
+    p.add_argument("--report-only", action="store_true")
+    args = p.parse_args(argv)
+    from prospect_emulator import load_emulator
+    os.makedirs(os.path.join(args.out, "fits"), exist_ok=True)
+    mock_path = os.path.join(args.out, "mocks.json")
+    if os.path.exists(mock_path):
+        with open(mock_path) as f:
+            mocks = json.load(f)
+        if len(mocks) != args.n_galaxies:
+            sys.exit(f"{mock_path} holds {len(mocks)} mocks, not {args.n_galaxies}: use another --out")
+    else:
+        mocks = make_mocks(args.n_galaxies, args.seed, load_emulator(args.emulator))
+        with atomic_path(mock_path) as tmp, open(tmp, "w") as f:
+            json.dump(mocks, f)
+    if not args.report_only:
+        tasks = []
+        for i, m in enumerate(mocks):  # interleave so every finished batch is usable
+            kinds = ["emu1", "emu2"] + (["sps"] if i < args.n_sps else [])
+            for kind in kinds:
+                path = os.path.join(args.out, "fits", f"{m['id']}_{kind}.json")
+                if not os.path.exists(path):
+                    tasks.append((m, kind, path))
+        nested = {"nested_nlive_init": args.nlive, "nested_target_n_effective": args.n_effective}
+        bar = Progress(len(tasks), label="validate", unit="fits")
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(args.workers, initializer=_init, initargs=(args.emulator, nested)) as pool:
+            for n, _ in enumerate(pool.imap_unordered(_fit, tasks), 1):
+                bar.update(n, force=True)
+        bar.close(len(tasks))
+    report(args.out, mocks)
+
+
+if __name__ == "__main__":
+    main()
