@@ -99,10 +99,11 @@ def _fit(task):
         warnings.simplefilter("ignore")
         params = fitting_model_params(mock["zred"])
         if kind == "sps":
-            from prospect_emulator.sources import SPSHomeFreeSpecModel, make_sps
+            from prospect_emulator.sources import make_sps, make_spec_model
             if "sps" not in _WORKER:
                 _WORKER["sps"] = make_sps("bagpipes")
-            sps, model, noise = _WORKER["sps"], SPSHomeFreeSpecModel(params), None
+            sps, noise = _WORKER["sps"], None
+            model = make_spec_model(params, sps)
         else:
             from prospect_emulator import EmulatedSpecModel, EmulatorNoiseModel, load_emulator
             if "emulator" not in _WORKER:

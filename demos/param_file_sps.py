@@ -15,7 +15,7 @@ from prospect.io import write_results as writer
 
 from prospect_emulator.data import EXAMPLE_GALAXY_PATH
 from prospect_emulator.fitting.models import fitting_model_params
-from prospect_emulator.sources import BagpipesBasis, SPSHomeFreeSpecModel
+from prospect_emulator.sources import BagpipesBasis, BagpipesSpecModel
 
 
 def build_obs(objid="example", **extras):
@@ -37,7 +37,7 @@ def build_model(zred=1.3, **extras):
     """Continuity SFH + dust + dust emission + nebular emission at fixed redshift,
     with the priors of Mathews et al. (2023) Table 1."""
     model_params = fitting_model_params(zred)
-    return SPSHomeFreeSpecModel(model_params)
+    return BagpipesSpecModel(model_params)
 
 
 def build_sps(**extras):

@@ -62,6 +62,9 @@ import zlib
 import numpy as np
 
 from ..errors import EmulatorConfigurationError
+from ..transforms import (dust1_fraction_to_dust1, gas_logz_follows_stars,
+                          log_agn_tau_to_agn_tau, log_duste_gamma_to_duste_gamma,
+                          log_fagn_to_fagn, logsfr_ratios_to_masses, zred_to_agebins)
 from .distributions import (TruncatedNormal, TruncatedStudentT, Uniform,
                             distribution_from_dict)
 
@@ -178,17 +181,6 @@ def available_presets():
 # ---------------------------------------------------------------------------
 # depends_on transforms (module level so that models can be rebuilt anywhere)
 # ---------------------------------------------------------------------------
-def zred_to_agebins(zred=0.0, agebins=None, **extras):
-    """Prospector-alpha SFH bins at redshift ``zred`` (log10 yr edges).
-
-    0-30 Myr, 30-100 Myr, then bins evenly spaced in log age up to
-    0.85 t_univ(z), and a last bin from 0.85 to 1.0 t_univ(z)
-    (Prospector's ``zred_to_agebins``, WMAP9 cosmology as in Prospector).
-    """
-    from prospect.models.transforms import zred_to_agebins as _prospector_zred_to_agebins
-    return _prospector_zred_to_agebins(zred=np.atleast_1d(zred)[0], agebins=agebins)
-
-
 def continuity_agebins(zred, nbins=N_SFH_BINS):
     """SFH bin edges ``(nbins, 2)`` in log10(yr) at redshift ``zred``."""
     template = np.zeros((nbins, 2))
@@ -197,42 +189,10 @@ def continuity_agebins(zred, nbins=N_SFH_BINS):
     return zred_to_agebins(zred=zred, agebins=template)
 
 
-def dust1_fraction_to_dust1(dust1_fraction=1.0, dust2=0.0, **extras):
-    """Birth-cloud optical depth ``dust1 = dust1_fraction * dust2``."""
-    return dust1_fraction * dust2
-
-
-def log_duste_gamma_to_duste_gamma(log_duste_gamma=-2.0, **extras):
-    """``duste_gamma = 10**log_duste_gamma``."""
-    return 10.0 ** np.asarray(log_duste_gamma)
-
-
-def log_fagn_to_fagn(log_fagn=-5.0, **extras):
-    """``fagn = 10**log_fagn``."""
-    return 10.0 ** np.asarray(log_fagn)
-
-
-def log_agn_tau_to_agn_tau(log_agn_tau=1.0, **extras):
-    """``agn_tau = 10**log_agn_tau``."""
-    return 10.0 ** np.asarray(log_agn_tau)
-
-
-def _logsfr_ratios_to_masses(logmass=None, logsfr_ratios=None, agebins=None, **extras):
-    """Stellar mass formed per SFH bin (Msun), Prospector's continuity transform."""
-    from prospect.models.transforms import logsfr_ratios_to_masses
-    return logsfr_ratios_to_masses(logmass=logmass, logsfr_ratios=logsfr_ratios,
-                                   agebins=agebins)
-
-
-def _gas_logz_follows_stars(logzsol=0.0, **extras):
-    """Gas-phase metallicity equal to the stellar one."""
-    return logzsol
-
-
 #: derived SPS parameter -> (transform, inputs it needs, description)
 _DERIVED = {
     "agebins": (zred_to_agebins, ("zred",), "Prospector-alpha bins from zred"),
-    "mass": (_logsfr_ratios_to_masses, ("logmass", "logsfr_ratios"),
+    "mass": (logsfr_ratios_to_masses, ("logmass", "logsfr_ratios"),
              "Msun formed per bin from logmass and logsfr_ratios"),
     "dust1": (dust1_fraction_to_dust1, ("dust1_fraction", "dust2"), "dust1_fraction * dust2"),
     "duste_gamma": (log_duste_gamma_to_duste_gamma, ("log_duste_gamma",), "10**log_duste_gamma"),
@@ -519,7 +479,7 @@ class TrainingSetConfig:
         if "gas_logz" in input_names or "gas_logz" in self.fixed:
             template["gas_logz"].pop("depends_on", None)
         else:
-            template["gas_logz"]["depends_on"] = _gas_logz_follows_stars
+            template["gas_logz"]["depends_on"] = gas_logz_follows_stars
 
         from prospect.models import priors
         model_params = {}

@@ -1,0 +1,105 @@
+"""Prospector ``depends_on`` transforms of the presets, fast enough for fit time.
+
+Each function has Prospector's transform signature ``f(**params) -> value``.
+``logsfr_ratios_to_masses`` and ``zred_to_agebins`` return exactly what
+Prospector's functions of the same names return, but cheaply: the first in
+plain Python for a handful of bins, the second cached per redshift (astropy's
+age integral costs ~0.7 ms and the redshift is fixed during a fit).
+"""
+import math
+
+import numpy as np
+
+__all__ = ["zred_to_agebins", "logsfr_ratios_to_masses", "dust1_fraction_to_dust1",
+           "log_duste_gamma_to_duste_gamma", "log_fagn_to_fagn", "log_agn_tau_to_agn_tau",
+           "gas_logz_follows_stars", "FAST_EQUIVALENTS"]
+
+_AGEBINS_CACHE = {}
+_AGEBINS_CACHE_SIZE = 256
+_AGEBIN_WIDTHS = [None]  # [(agebins key, bin widths in yr)] of the last call
+
+
+def zred_to_agebins(zred=0.0, agebins=None, **extras):
+    """Prospector-alpha SFH bins at redshift ``zred`` (log10 yr edges).
+
+    0-30 Myr and 30-100 Myr (the first two bins of ``agebins``, kept), then
+    bins evenly spaced in log age up to 0.85 t_univ(z), and a last bin from
+    0.85 to 1.0 t_univ(z): Prospector's ``zred_to_agebins`` (WMAP9), cached
+    per (redshift, number of bins, fixed edges).
+    """
+    from prospect.models.transforms import zred_to_agebins as prospector_zred_to_agebins
+    z = float(np.atleast_1d(zred)[0])
+    agebins = np.asarray(agebins, dtype=float)
+    # the transform reads only the first bin, the upper edge of the second and the count
+    key = (z, len(agebins), agebins[0, 0], agebins[0, 1], agebins[1, 1])
+    bins = _AGEBINS_CACHE.get(key)
+    if bins is None:
+        bins = np.asarray(prospector_zred_to_agebins(zred=z, agebins=agebins), dtype=float)
+        if len(_AGEBINS_CACHE) >= _AGEBINS_CACHE_SIZE:
+            _AGEBINS_CACHE.clear()
+        _AGEBINS_CACHE[key] = bins
+    return bins.copy()
+
+
+def logsfr_ratios_to_masses(logmass=None, logsfr_ratios=None, agebins=None, **extras):
+    """Stellar mass formed per age bin (Msun), youngest first: Prospector's
+    continuity transform in plain Python (equal within 1e-15 relative).
+
+    From log10 of the total mass formed and the log10 SFR ratios of adjacent
+    bins (``logsfr_ratios_j = log10(SFR_j / SFR_j+1)``).
+    """
+    agebins = np.asarray(agebins, dtype=float)
+    ratios = np.ravel(np.asarray(logsfr_ratios, dtype=float)).tolist()
+    key = (agebins.shape, agebins.tobytes())
+    cached = _AGEBIN_WIDTHS[0]  # one (key, widths) tuple: read and replaced atomically
+    if cached is None or cached[0] != key:
+        cached = (key, (10 ** agebins[:, 1] - 10 ** agebins[:, 0]).tolist())
+        _AGEBIN_WIDTHS[0] = cached
+    dt = cached[1]
+    if len(ratios) != len(dt) - 1:
+        from prospect.models.transforms import logsfr_ratios_to_masses as stock
+        return stock(logmass=logmass, logsfr_ratios=logsfr_ratios, agebins=agebins, **extras)
+    # mass in bin i relative to bin 0: prod_{j<i} dt_{j+1} / (ratio_j dt_j)
+    coeffs, c = [1.0], 1.0
+    for j, r in enumerate(ratios):
+        c *= dt[j + 1] / (10.0 ** min(max(r, -10.0), 10.0) * dt[j])  # clip as Prospector does
+        coeffs.append(c)
+    return (10 ** logmass / math.fsum(coeffs)) * np.array(coeffs)
+
+
+def dust1_fraction_to_dust1(dust1_fraction=1.0, dust2=0.0, **extras):
+    """Birth-cloud optical depth ``dust1 = dust1_fraction * dust2``."""
+    return dust1_fraction * dust2
+
+
+def log_duste_gamma_to_duste_gamma(log_duste_gamma=-2.0, **extras):
+    """``duste_gamma = 10**log_duste_gamma``."""
+    return 10.0 ** np.asarray(log_duste_gamma)
+
+
+def log_fagn_to_fagn(log_fagn=-5.0, **extras):
+    """``fagn = 10**log_fagn``."""
+    return 10.0 ** np.asarray(log_fagn)
+
+
+def log_agn_tau_to_agn_tau(log_agn_tau=1.0, **extras):
+    """``agn_tau = 10**log_agn_tau``."""
+    return 10.0 ** np.asarray(log_agn_tau)
+
+
+def gas_logz_follows_stars(logzsol=0.0, **extras):
+    """Gas-phase metallicity equal to the stellar one."""
+    return logzsol
+
+
+def _fast_equivalents():
+    """Prospector's stock transforms -> the equal, faster ones above."""
+    from prospect.models import transforms as stock
+    return {id(f): (f, fast) for f, fast in [
+        (stock.logsfr_ratios_to_masses, logsfr_ratios_to_masses),
+        (stock.zred_to_agebins, zred_to_agebins)]}
+
+
+#: Keyed by id() of Prospector's function (any callable can be looked up; the
+#: entry keeps the original alive so its id cannot be reused): (original, fast).
+FAST_EQUIVALENTS = _fast_equivalents()
