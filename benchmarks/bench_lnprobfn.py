@@ -98,6 +98,7 @@ def per_call_us(func, number, repeat):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few repetitions (smoke test)")
+    parser.add_argument("--out", help="also write the Markdown table to this file")
     args = parser.parse_args(argv)
     number, repeat = (50, 3) if args.quick else (2000, 7)
 
@@ -168,7 +169,7 @@ def main(argv=None):
     lines += ["", f"lnprobfn overhead over the emulator: {overhead:.1f} us "
               f"(target <= {TARGET_OVERHEAD_US:.0f} us: {verdict}); prior_product speed-up: "
               f"{speedup:.0f}x"]
-    emit(lines)
+    emit(lines, args.out)
     return 0
 
 

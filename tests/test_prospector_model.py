@@ -13,8 +13,10 @@ from sedpy.observate import load_filters
 from conftest import make_random_emulator
 from prospect_emulator import (EmulatorConfigurationError, EmulatorFileError,
                                NonFiniteInputError, OutOfTrainingRangeError, arsinh_mags_to_maggies)
+from prospect_emulator.fitting.models import fitting_model_params
 from prospect_emulator.prospector import (EmulatedSpecModel, FastPriorProduct,
                                           TrainingRangeWarning)
+from prospect_emulator.prospector.priors import FastPriorTransform
 
 EMULATOR_FILTERS = ["galex_NUV", "sdss_u0", "sdss_g0", "sdss_r0", "sdss_i0", "sdss_z0",
                     "twomass_J", "twomass_H", "wise_w1", "wise_w2"]
@@ -383,6 +385,131 @@ def test_prior_product_is_rebuilt_when_the_free_parameters_change():
     assert model.ndim == stock.ndim
     assert model.prior_product(model.theta) == pytest.approx(stock.prior_product(stock.theta), abs=1e-10)
     assert model.prior_product(model.theta) != before
+
+
+# ------------------------------------------------------- fast prior transform
+def stock_prior_transform_rows(model, unit_coords):
+    """Prospector's ``model.prior_transform`` applied to every row of
+    ``unit_coords``: the same ``prior.unit_transform`` calls, one per
+    parameter on all rows at once (scipy's ppf is elementwise)."""
+    theta = np.zeros(unit_coords.shape)
+    with np.errstate(all="ignore"):
+        for name, inds in model.theta_index.items():
+            theta[:, inds] = model.config_dict[name]["prior"].unit_transform(unit_coords[:, inds])
+    return theta
+
+
+def unit_vectors_with_extreme_tails(rng, n, ndim):
+    """Uniform draws with a tenth of the elements at 1e-12 or 1 - 1e-12."""
+    unit = rng.uniform(size=(n, ndim))
+    unit[rng.uniform(size=unit.shape) < 0.05] = 1e-12
+    unit[rng.uniform(size=unit.shape) < 0.05] = 1.0 - 1e-12
+    return unit
+
+
+def assert_transform_close(got, expected):
+    """1e-10 relative, or absolute for values below 1 in magnitude; equal
+    infinities and NaNs."""
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_array_equal(got[np.isinf(expected)], expected[np.isinf(expected)])
+    finite = np.isfinite(expected)
+    error = np.abs(got[finite] - expected[finite]) / np.maximum(np.abs(expected[finite]), 1.0)
+    assert error.max(initial=0.0) < 1e-10, error.max()
+
+
+class TestFastPriorTransform:
+    def test_the_row_helper_is_prospectors_prior_transform(self):
+        stock = ProspectorParams(fitting_model_params(zred=1.3))
+        unit = unit_vectors_with_extreme_tails(np.random.default_rng(0), 50, stock.ndim)
+        expected = np.array([stock.prior_transform(u) for u in unit])
+        np.testing.assert_array_equal(stock_prior_transform_rows(stock, unit), expected)
+
+    def test_fitting_model_equals_prospector_on_ten_thousand_vectors(self):
+        # TopHat, Student-t (vector) and ClippedNormal priors of the fitting template
+        stock = ProspectorParams(fitting_model_params(zred=1.3))
+        fast = FastPriorTransform(stock)
+        assert not fast.fallback  # every prior in closed form
+        unit = unit_vectors_with_extreme_tails(np.random.default_rng(1), 10_000, stock.ndim)
+        expected = stock_prior_transform_rows(stock, unit)
+        got = np.array([fast(u) for u in unit])
+        assert_transform_close(got, expected)
+        # batched evaluation gives the same numbers as one vector at a time
+        np.testing.assert_array_equal(fast(unit), got)
+        np.testing.assert_array_equal(fast(unit.reshape(100, 100, -1)), got.reshape(100, 100, -1))
+
+    @pytest.mark.parametrize("name", sorted(PRIOR_MODELS))
+    def test_every_prior_class_equals_prospector(self, name):
+        # Normal, LogNormal, Uniform, vector StudentT, a ClippedNormal window in
+        # the lower tail; Beta, SkewNormal and FastUniform are left to Prospector
+        stock = ProspectorParams(PRIOR_MODELS[name]())
+        fast = FastPriorTransform(stock)
+        unit = unit_vectors_with_extreme_tails(np.random.default_rng(2), 2000, stock.ndim)
+        expected = stock_prior_transform_rows(stock, unit)
+        got = np.array([fast(u) for u in unit])
+        assert_transform_close(got, expected)
+        assert_transform_close(fast(unit), expected)
+
+    def test_other_prior_classes_are_transformed_by_prospector(self):
+        fast = FastPriorTransform(ProspectorParams(PRIOR_MODELS["every_prior_class"]()))
+        assert sorted(type(prior).__name__ for prior, _ in fast.fallback) == \
+            ["Beta", "FastUniform", "SkewNormal"]
+
+    @pytest.mark.parametrize("mean, sigma, mini, maxi", [
+        (0.0, 1.0, -3.0, 10.0),    # quantiles beyond z = 4 are ill-conditioned: scipy's own
+        (0.0, 0.3, -5.0, 5.0),     # +-17 sigma: the mass rounds to 1
+        (-3.0, 1.0, 0.0, 7.0),     # a = 3: the window lies in the upper tail
+        (0.0, 1.0, 30.0, 31.0),    # far upper tail: the complementary form keeps precision
+        (0.0, 1.0, -12.0, -11.9),  # narrow window in the far lower tail
+        (5.0, 1.0, 0.0, 2.0),      # both bounds below the mean
+        (0.0, 1.0, -0.001, 50.0),  # almost a half-normal
+        (1.0, 2.0, 1.0, 9.0),      # a = 0 exactly
+        (0.0, 1.0, -45.0, -40.0),  # beyond ~37 sigma: left to Prospector
+    ])
+    def test_clipped_normal_windows_in_the_tails(self, mean, sigma, mini, maxi):
+        prior = priors.ClippedNormal(mean=mean, sigma=sigma, mini=mini, maxi=maxi)
+        stock = ProspectorParams({"x": {"N": 1, "isfree": True, "init": 0.5 * (mini + maxi),
+                                        "prior": prior}})
+        fast = FastPriorTransform(stock)
+        rng = np.random.default_rng(3)
+        u = np.concatenate([rng.uniform(size=1500), 10 ** -rng.uniform(1, 15, 300),
+                            1 - 10 ** -rng.uniform(1, 15, 300), [1e-300, 1e-12, 0.5, 1 - 1e-12]])
+        expected = stock_prior_transform_rows(stock, u[:, None])
+        got = fast(u[:, None])
+        assert_transform_close(got, expected)
+        slack = 1e-12 * max(abs(mini), abs(maxi), abs(mean))  # the rounding of mean + sigma z
+        assert np.all((got >= mini - slack) & (got <= maxi + slack))
+
+    def test_ends_of_the_unit_interval_and_invalid_coordinates(self):
+        stock = ProspectorParams(PRIOR_MODELS["every_prior_class"]())
+        stock.config_dict["h"]["prior"] = priors.ClippedNormal(mean=0.3, sigma=1.0, mini=0.0, maxi=4.0)
+        stock.config_dict["i"] = {"N": 1, "isfree": True, "init": 1.0,
+                                  "prior": priors.LogUniform(mini=0.1, maxi=10.0)}
+        stock.configure()
+        fast = FastPriorTransform(stock)
+        for value in [0.0, 1.0, -0.1, 1.1, np.nan]:
+            unit = np.full((1, stock.ndim), value)
+            # u = 0 and 1: the ends of the support (-inf for the Student-t,
+            # where scipy.special.stdtrit itself gives +inf); outside: NaN
+            assert_transform_close(fast(unit[0]), stock_prior_transform_rows(stock, unit)[0])
+        student_t = stock.theta_index["d"]
+        assert np.all(fast(np.zeros(stock.ndim))[student_t] == -np.inf)
+
+    def test_emulated_spec_model_uses_it_and_rebuilds_it(self):
+        model = quiet_model()
+        stock = ProspectorParams(continuity_params())
+        unit = unit_vectors_with_extreme_tails(np.random.default_rng(4), 200, model.ndim)
+        expected = stock_prior_transform_rows(stock, unit)
+        assert_transform_close(np.array([model.prior_transform(u) for u in unit]), expected)
+        assert_transform_close(model.prior_transform(unit), expected)
+        assert isinstance(model._fast_transform, FastPriorTransform)
+        # fewer free parameters: a new transform of the new length
+        model.config_dict["dust2"]["isfree"] = False
+        model.configure()
+        stock.config_dict["dust2"]["isfree"] = False
+        stock.configure()
+        u = unit[0, :model.ndim]
+        assert model.prior_transform(u).shape == (model.ndim,)
+        assert_transform_close(model.prior_transform(u), stock.prior_transform(u))
 
 
 def test_arsinh_maggies_of_predict_match_the_emulator_magnitudes():

@@ -23,20 +23,19 @@ unknown filter, a missing input parameter, NaN inputs, a requested spectrum or
 a *fixed* parameter outside the training range raise errors that are not
 ``ValueError`` and so reach the user through ``lnprobfn`` and ``fit_model``.
 """
-import math
 import os
 import warnings
 
 import numpy as np
 from prospect.models import SpecModel
-from prospect.models import transforms as prospector_transforms
 
 from ..errors import EmulatorConfigurationError, OutOfTrainingRangeError
 from ..runtime.emulator import EmulatorBase
 from ..runtime.fileformat import load_emulator
 from ..runtime.magnitudes import arsinh_mags_to_maggies
 from ..sources.spec_model import set_eline_info
-from .priors import FastPriorProduct
+from ..transforms import FAST_EQUIVALENTS
+from .priors import FastPriorProduct, FastPriorTransform
 
 __all__ = ["EmulatedSpecModel", "TrainingRangeWarning", "filter_names_of"]
 
@@ -82,45 +81,6 @@ def _filters_fingerprint(filters):
     themselves, so a list changed in place is noticed."""
     names = getattr(filters, "filternames", None)
     return tuple(names) if names is not None else tuple(filters)
-
-
-_AGEBIN_WIDTHS = [None]  # [(agebins bytes, bin widths in yr)] of the last call
-
-
-def _fast_logsfr_ratios_to_masses(logmass=None, logsfr_ratios=None, agebins=None, **extras):
-    """``prospect.models.transforms.logsfr_ratios_to_masses`` for a handful of
-    bins, in plain Python (equal to within 1e-15 relative; ~7x faster).
-
-    Returns the stellar mass formed in each age bin (Msun), youngest first,
-    from log10 of the total mass formed and the log10 SFR ratios of adjacent
-    bins (``logsfr_ratios_j = log10(SFR_j / SFR_j+1)``).
-    """
-    agebins = np.asarray(agebins, dtype=float)
-    ratios = np.ravel(np.asarray(logsfr_ratios, dtype=float)).tolist()
-    key = (agebins.shape, agebins.tobytes())
-    cached = _AGEBIN_WIDTHS[0]  # one (key, widths) tuple: read and replaced atomically
-    if cached is None or cached[0] != key:
-        cached = (key, (10 ** agebins[:, 1] - 10 ** agebins[:, 0]).tolist())
-        _AGEBIN_WIDTHS[0] = cached
-    dt = cached[1]
-    if len(ratios) != len(dt) - 1:
-        return prospector_transforms.logsfr_ratios_to_masses(
-            logmass=logmass, logsfr_ratios=logsfr_ratios, agebins=agebins, **extras)
-    # mass in bin i relative to bin 0: prod_{j<i} dt_{j+1} / (ratio_j dt_j)
-    coeffs, c = [1.0], 1.0
-    for j, r in enumerate(ratios):
-        c *= dt[j + 1] / (10.0 ** min(max(r, -10.0), 10.0) * dt[j])  # clip as Prospector does
-        coeffs.append(c)
-    return (10 ** logmass / math.fsum(coeffs)) * np.array(coeffs)
-
-
-#: Prospector transforms replaced by an equal, faster version inside
-#: :meth:`EmulatedSpecModel.set_parameters` (the config is left untouched, so
-#: results files still name Prospector's function).  Keyed by id() so that any
-#: callable, hashable or not, can be looked up; the entry keeps the original
-#: alive, so its id cannot be reused.
-_FAST_TRANSFORMS = {id(f): (f, fast) for f, fast in [
-    (prospector_transforms.logsfr_ratios_to_masses, _fast_logsfr_ratios_to_masses)]}
 
 
 def _as_emulator(emulator):
@@ -193,10 +153,11 @@ class EmulatedSpecModel(SpecModel):
     :attr:`last_arsinh_mags` and :attr:`last_emulator` (restricted to the obs
     filters), which :class:`~prospect_emulator.EmulatorNoiseModel` reads.
 
-    The ln-prior is evaluated by
-    :class:`~prospect_emulator.prospector.priors.FastPriorProduct` (equal to
-    Prospector's value).  Its constants are read at first use: after changing
-    prior objects in place, call :meth:`reset_caches`.
+    The ln-prior and the nested-sampling prior transform are evaluated by
+    :class:`~prospect_emulator.prospector.priors.FastPriorProduct` and
+    :class:`~prospect_emulator.prospector.priors.FastPriorTransform` (equal to
+    Prospector's values).  Their constants are read at first use: after
+    changing prior objects in place, call :meth:`reset_caches`.
 
     No emission-line table is read: nebular emission is part of the emulated
     photometry, so ``$SPS_HOME`` may be unset.
@@ -228,6 +189,8 @@ class EmulatedSpecModel(SpecModel):
         self._gather_key = None
         self._fast_prior = None
         self._fast_prior_key = None
+        self._fast_transform = None
+        self._fast_transform_key = None
         self._dependencies_key = None
         self._theta_set = None
         self._theta_set_bytes = None
@@ -394,7 +357,7 @@ class EmulatedSpecModel(SpecModel):
         for name, info in self.config_dict.items():
             func = info.get("depends_on")
             if func is not None:
-                fast = _FAST_TRANSFORMS.get(id(func))
+                fast = FAST_EQUIVALENTS.get(id(func))
                 deps.append((name, fast[1] if fast is not None and fast[0] is func else func))
         self._dependencies = deps
         self._dependencies_key = self.theta_index
@@ -420,6 +383,24 @@ class EmulatedSpecModel(SpecModel):
         if nested and np.any(np.isfinite(lpp)):
             return 0.0
         return lpp
+
+    def prior_transform(self, unit_coords):
+        """Parameters at the given prior CDF values, for nested sampling
+        (same values as Prospector's, ~100x faster).
+
+        Parameters
+        ----------
+        unit_coords : ndarray, shape (ndim,) or (..., ndim)
+            Coordinates in the unit hyper-cube.
+
+        Returns
+        -------
+        theta : ndarray, same shape as ``unit_coords``
+        """
+        if self._fast_transform_key is not self.theta_index:
+            self._fast_transform = FastPriorTransform(self)
+            self._fast_transform_key = self.theta_index
+        return self._fast_transform(unit_coords)
 
     # ------------------------------------------------------------ prediction
     def predict(self, theta, obs=None, sps=None, sigma_spec=None, **extras):

@@ -1,10 +1,14 @@
-"""Vectorised evaluation of a Prospector model's ln-prior.
+"""Vectorised evaluation of a Prospector model's ln-prior and prior transform.
 
 Prospector's ``ProspectorParams._prior_product`` calls one scipy.stats
 ``pdf`` per free parameter and takes its log: ~160 microseconds per call for
 the continuity-SFH template (the Student-t is the slow part), more than an
 emulator prediction.  :class:`FastPriorProduct` gives the same numbers from a
-few NumPy operations on the whole parameter vector.
+few NumPy operations on the whole parameter vector.  Likewise
+``ProspectorParams.prior_transform`` (one scipy.stats ``ppf`` per parameter,
+milliseconds per call, once per dynesty proposal) is replaced by
+:class:`FastPriorTransform`.  Both read the model's priors once through
+:func:`parse_model_priors`.
 
 How it stays equal to Prospector
 --------------------------------
@@ -34,12 +38,16 @@ Two deliberate differences, both in regions no sampler visits:
 
 NaN parameters give NaN, as in Prospector.
 """
+from typing import NamedTuple
+
 import numpy as np
-from scipy.special import xlog1py, xlogy
+from scipy.special import ndtr, ndtri, stdtrit, xlog1py, xlogy
+from scipy.stats import truncnorm
 
 from prospect.models import priors as pp
 
-__all__ = ["FastPriorProduct", "SUPPORTED_PRIORS"]
+__all__ = ["FastPriorProduct", "FastPriorTransform", "SUPPORTED_PRIORS", "PriorBlock",
+           "parse_model_priors"]
 
 # shape-function codes
 _UNIFORM, _GAUSS, _STUDENT_T, _LOG_UNIFORM, _BETA, _LOG_NORMAL = range(6)
@@ -127,6 +135,91 @@ def _prospector_elementwise_lnp(prior, x, n):
         return np.broadcast_to(np.asarray(prior(x), dtype=float), (n,))
 
 
+class PriorBlock(NamedTuple):
+    """One supported prior of a model, standardised (see the module notes).
+
+    ``inds`` is the slice of theta it covers; ``loc``, ``scale``, ``s_low``,
+    ``s_high``, ``lnp_const`` and the arrays in ``extra`` have one entry per
+    element.  For ``ClippedNormal``, ``s_low``/``s_high`` are scipy's
+    truncation points ``a``/``b`` in standard deviations.
+    """
+    code: int
+    prior: pp.Prior
+    inds: slice
+    loc: np.ndarray
+    scale: np.ndarray
+    s_low: np.ndarray
+    s_high: np.ndarray
+    extra: dict
+    lnp_const: np.ndarray
+
+
+def parse_model_priors(model):
+    """Read the priors of a model's free parameters once.
+
+    Parameters
+    ----------
+    model : prospect.models.ProspectorParams
+
+    Returns
+    -------
+    blocks : list of PriorBlock
+        The priors of :data:`SUPPORTED_PRIORS` with usable parameters, in
+        parameter order.
+    fallback : list of (prior, slice)
+        Priors to be evaluated by Prospector itself: other classes, and
+        supported ones whose parameters are degenerate (Prospector's ln p is
+        not finite at an interior point, e.g. ``sigma <= 0``).
+    """
+    blocks, fallback = [], []
+    for name, inds in model.theta_index.items():
+        prior = model.config_dict[name]["prior"]
+        n = inds.stop - inds.start
+        if type(prior) not in SUPPORTED_PRIORS:
+            fallback.append((prior, inds))
+            continue
+        code, loc, scale, s_low, s_high, extra = _standardisation(prior, n)
+        s_ref = _reference_point(code, s_low, s_high)
+        # Prospector's own value at an interior point fixes the normalisation
+        c = _prospector_elementwise_lnp(prior, loc + scale * s_ref, n) - _shape(code, s_ref, extra)
+        if not np.all(np.isfinite(c)):  # degenerate prior parameters
+            fallback.append((prior, inds))
+            continue
+        blocks.append(PriorBlock(code, prior, inds, loc, scale, s_low, s_high, extra, c))
+    return blocks, fallback
+
+
+class _FamilyLayout:
+    """Elements of ``blocks`` concatenated in the given order; ``families[i]``
+    labels block i.  Blocks must already be sorted by family so that each
+    family is one contiguous slice of the concatenation."""
+
+    def __init__(self, blocks, families, ndim):
+        self.blocks, self.families = blocks, list(families)
+        self.index = (np.concatenate([np.arange(b.inds.start, b.inds.stop) for b in blocks])
+                      if blocks else np.zeros(0, dtype=int))
+        self.all_elements = np.array_equal(self.index, np.arange(ndim))
+        self.labels = (np.concatenate([[f] * (b.inds.stop - b.inds.start)
+                                       for f, b in zip(self.families, blocks)])
+                       if blocks else np.zeros(0))
+
+    def cat(self, field):
+        """A per-element PriorBlock field over all blocks (a new array)."""
+        if not self.blocks:
+            return np.zeros(0)
+        return np.concatenate([getattr(b, field) for b in self.blocks]).astype(float)
+
+    def block(self, family):
+        """The slice of the concatenation holding ``family``, or None."""
+        pos = np.nonzero(self.labels == family)[0]
+        return slice(pos[0], pos[-1] + 1) if pos.size else None
+
+    def extra(self, family, key):
+        """The per-element ``extra[key]`` of the family's blocks."""
+        return np.concatenate([b.extra[key] for f, b in zip(self.families, self.blocks)
+                               if f == family])
+
+
 class FastPriorProduct:
     """ln of the product of a model's priors, vectorised; equals Prospector's.
 
@@ -146,57 +239,30 @@ class FastPriorProduct:
 
     def __init__(self, model):
         self.ndim = int(model.ndim)
-        blocks = []  # (code, theta positions, loc, scale, s_low, s_high, extra)
-        self.fallback = []  # (prior, slice) evaluated by Prospector itself
-        const = 0.0
-        for name, inds in model.theta_index.items():
-            prior = model.config_dict[name]["prior"]
-            n = inds.stop - inds.start
-            if type(prior) not in SUPPORTED_PRIORS:
-                self.fallback.append((prior, inds))
-                continue
-            code, loc, scale, s_low, s_high, extra = _standardisation(prior, n)
-            s_ref = _reference_point(code, s_low, s_high)
-            # Prospector's own value at an interior point fixes the normalisation
-            c = _prospector_elementwise_lnp(prior, loc + scale * s_ref, n) - _shape(code, s_ref, extra)
-            if not np.all(np.isfinite(c)):  # degenerate prior parameters
-                self.fallback.append((prior, inds))
-                continue
-            const += float(np.sum(c))
-            blocks.append((code, np.arange(inds.start, inds.stop), loc, scale, s_low, s_high, extra))
-        blocks.sort(key=lambda b: b[0])  # stable: parameter order kept within a family
-        self.const = const
+        blocks, self.fallback = parse_model_priors(model)
+        self.const = float(sum(np.sum(b.lnp_const) for b in blocks))
+        blocks = sorted(blocks, key=lambda b: b.code)  # stable: parameter order kept within a family
+        layout = _FamilyLayout(blocks, [b.code for b in blocks], self.ndim)
+        self.index, self.all_elements = layout.index, layout.all_elements
+        self.loc, self.scale = layout.cat("loc"), layout.cat("scale")
+        self.s_low, self.s_high = layout.cat("s_low"), layout.cat("s_high")
 
-        def cat(i):
-            return np.concatenate([b[i] for b in blocks]) if blocks else np.zeros(0)
-        self.index = cat(1).astype(int)
-        self.loc, self.scale, self.s_low, self.s_high = cat(2), cat(3), cat(4), cat(5)
-        self.all_elements = np.array_equal(self.index, np.arange(self.ndim))
-        codes = np.concatenate([[b[0]] * len(b[1]) for b in blocks]).astype(int) if blocks \
-            else np.zeros(0, dtype=int)
-
-        def family(code, *keys):
-            """Slice of the family's block and its per-element extra parameters."""
-            pos = np.nonzero(codes == code)[0]
-            block = slice(pos[0], pos[-1] + 1) if pos.size else None
-            values = [np.concatenate([b[6][k] for b in blocks if b[0] == code]) if pos.size else None
-                      for k in keys]
-            return (block, *values)
-
-        self._gauss, = family(_GAUSS)
-        self._t, df = family(_STUDENT_T, "df")
+        self._gauss = layout.block(_GAUSS)
+        self._t = layout.block(_STUDENT_T)
         if self._t is not None:
             # Student-t elements are standardised by scale * sqrt(df), so that
             # their shape is -(df + 1) / 2 * log1p(u^2) (their support is unbounded)
+            df = layout.extra(_STUDENT_T, "df")
             self.scale[self._t] = self.scale[self._t] * np.sqrt(df)
             self._t_coef = -0.5 * (df + 1.0)
-        self._logu, = family(_LOG_UNIFORM)
-        self._beta, alpha, beta = family(_BETA, "alpha", "beta")
+        self._logu = layout.block(_LOG_UNIFORM)
+        self._beta = layout.block(_BETA)
         if self._beta is not None:
-            self._beta_am1, self._beta_bm1 = alpha - 1.0, beta - 1.0
-        self._lnorm, sigma = family(_LOG_NORMAL, "sigma")
+            self._beta_am1 = layout.extra(_BETA, "alpha") - 1.0
+            self._beta_bm1 = layout.extra(_BETA, "beta") - 1.0
+        self._lnorm = layout.block(_LOG_NORMAL)
         if self._lnorm is not None:
-            self._lnorm_coef = -0.5 / sigma ** 2
+            self._lnorm_coef = -0.5 / layout.extra(_LOG_NORMAL, "sigma") ** 2
 
     # ----------------------------------------------------------------------
     def __call__(self, theta):
@@ -258,3 +324,198 @@ class FastPriorProduct:
                                   for row in rows]).reshape(theta.shape[:-1])
                 lnp = lnp + extra
         return np.where(np.isnan(theta).any(axis=-1), np.nan, lnp)
+
+
+# ---------------------------------------------------------------------------
+# unit-cube transform (nested sampling)
+# transform families: ClippedNormal needs its own (Normal shares _GAUSS with it)
+_T_UNIFORM, _T_NORMAL, _T_CLIPPED, _T_STUDENT_T, _T_LOG_UNIFORM, _T_LOG_NORMAL = range(6)
+_TRANSFORM_FAMILY = {_UNIFORM: _T_UNIFORM, _GAUSS: _T_NORMAL, _STUDENT_T: _T_STUDENT_T,
+                     _LOG_UNIFORM: _T_LOG_UNIFORM, _LOG_NORMAL: _T_LOG_NORMAL}
+
+#: Above this standard-normal quantile, a ClippedNormal element whose lower
+#: bound is below the mean is inverted by scipy itself: there Phi(z) is near 1,
+#: and both scipy's log-space form and the linear form lose ~eps / phi(z) in z
+#: (different rounding, so they would differ by up to ~1e-12 sigma at z = 4).
+CLIPPED_NORMAL_UPPER_TAIL_Z = 4.0
+
+#: Smallest truncated-normal mass (and tail probability) handled in closed
+#: form: priors with narrower windows (beyond ~37 sigma in a tail) are left to
+#: Prospector, smaller tail probabilities (u ~ 1e-290) to scipy's ppf.
+_MIN_CLIPPED_MASS = 1e-290
+
+
+def _truncnorm_linear_form(a, b):
+    """(flip, sign, base, mass) so that scipy's truncnorm ppf is
+    ``z = sign * ndtri(base + (flip + sign * u) * mass)``.
+
+    The same case split as scipy (``_ppf`` in scipy.stats._continuous_distns):
+    a < 0 inverts the lower tail, Phi(z) = Phi(a) + u mass; a >= 0 the upper
+    one, Phi(-z) = Phi(-b) + (1 - u) mass, so that a window lying far in the
+    upper tail keeps its precision (1 - Phi would cancel there).
+    """
+    left = a < 0
+    central = left & (b > 0)
+    with np.errstate(invalid="ignore"):
+        mass = np.where(central, (1.0 - ndtr(a)) - ndtr(-b),
+                        np.where(left, ndtr(b) - ndtr(a), ndtr(-a) - ndtr(-b)))
+    base = np.where(left, ndtr(a), ndtr(-b))
+    return np.where(left, 0.0, 1.0), np.where(left, 1.0, -1.0), base, mass
+
+
+class FastPriorTransform:
+    """Prospector's ``prior_transform`` (unit cube -> parameters), vectorised.
+
+    Equal to ``model.prior_transform(u)`` of stock Prospector, which calls
+    ``prior.unit_transform`` (a scipy.stats ``ppf``) for every free parameter:
+    ~1.5-3 ms per call for the fitting template, called by dynesty for every
+    proposal.  Here each element is ``ppf * scale + loc`` with scipy's own
+    ``_ppf`` formula:
+
+    * ``TopHat``/``Uniform``: ``mini + u (maxi - mini)``;
+    * ``Normal``: ``mean + sigma ndtri(u)``;
+    * ``StudentT``: ``mean + scale stdtrit(df, u)``;
+    * ``LogUniform``: ``exp(log mini + u (log maxi - log mini))``;
+    * ``LogNormal``: ``exp(mode + sigma^2) exp(sigma ndtri(u))``;
+    * ``ClippedNormal``: the truncated-normal quantile in linear probability
+      space (see :func:`_truncnorm_linear_form`), with scipy's
+      ``truncnorm.ppf`` for the elements whose quantile lies beyond
+      :data:`CLIPPED_NORMAL_UPPER_TAIL_Z` in the upper tail of a window that
+      starts below the mean (ill-conditioned; a fraction ~3e-5 of draws at
+      most) or whose tail probability would underflow (u ~ 1e-290), and
+      Prospector's for windows further than ~37 sigma in a tail.
+
+    As in scipy, ``u = 0`` and ``u = 1`` give the support's ends and ``u``
+    outside [0, 1] or NaN gives NaN.  Other prior classes (``Beta``,
+    ``SkewNormal``, ``MultiVariateNormal``, subclasses, ...) and degenerate
+    priors are transformed by Prospector's ``unit_transform`` itself.
+    Agreement with Prospector is tested to 1e-10 relative in
+    ``tests/test_prospector_model.py``.
+
+    Parameters
+    ----------
+    model : prospect.models.ProspectorParams
+        Read once, through :func:`parse_model_priors` (as
+        :class:`FastPriorProduct`); build a new instance if priors or the free
+        parameters change.
+
+    Notes
+    -----
+    Call with ``unit_coords`` of shape ``(ndim,)`` (returns ``(ndim,)``) or
+    ``(..., ndim)`` (returns the same shape; Prospector's own method takes
+    only one vector).
+    """
+
+    def __init__(self, model):
+        self.ndim = int(model.ndim)
+        parsed, fallback = parse_model_priors(model)
+        blocks, families = [], []
+        for b in parsed:
+            family = _TRANSFORM_FAMILY.get(b.code)
+            if family == _T_NORMAL and type(b.prior) is pp.ClippedNormal:
+                family = _T_CLIPPED
+                if not np.all(_truncnorm_linear_form(b.s_low, b.s_high)[3] > _MIN_CLIPPED_MASS):
+                    family = None
+            if family is None:  # Beta, or a window too far in a tail
+                fallback.append((b.prior, b.inds))
+                continue
+            blocks.append(b)
+            families.append(family)
+        order = sorted(range(len(blocks)), key=lambda i: families[i])  # stable
+        layout = _FamilyLayout([blocks[i] for i in order], [families[i] for i in order], self.ndim)
+        self.fallback = sorted(fallback, key=lambda f: f[1].start)
+        self.index, self.all_elements = layout.index, layout.all_elements
+        self.loc, self.scale = layout.cat("loc"), layout.cat("scale")
+        # what scipy's ppf returns at u = 0 and u = 1: _a * scale + loc, _b * scale + loc
+        self.lower, self.upper = np.empty(self.index.size), np.empty(self.index.size)
+
+        self._uniform = layout.block(_T_UNIFORM)
+        if self._uniform is not None:
+            self.lower[self._uniform] = self.loc[self._uniform]
+            self.upper[self._uniform] = self.scale[self._uniform] + self.loc[self._uniform]
+        self._normal = layout.block(_T_NORMAL)
+        self._t = layout.block(_T_STUDENT_T)
+        for block in (self._normal, self._t):
+            if block is not None:
+                self.lower[block], self.upper[block] = -np.inf, np.inf
+        if self._t is not None:
+            self._t_df = layout.extra(_T_STUDENT_T, "df")
+        self._logu = layout.block(_T_LOG_UNIFORM)
+        if self._logu is not None:
+            mini, maxi = layout.cat("s_low")[self._logu], layout.cat("s_high")[self._logu]
+            self._logu_log_mini = np.log(mini)
+            self._logu_log_ratio = np.log(maxi) - np.log(mini)
+            self.lower[self._logu], self.upper[self._logu] = mini, maxi
+        self._lnorm = layout.block(_T_LOG_NORMAL)
+        if self._lnorm is not None:
+            self._lnorm_sigma = layout.extra(_T_LOG_NORMAL, "sigma")
+            self.lower[self._lnorm], self.upper[self._lnorm] = 0.0, np.inf
+        self._clipped = layout.block(_T_CLIPPED)
+        if self._clipped is not None:
+            a, b = layout.cat("s_low")[self._clipped], layout.cat("s_high")[self._clipped]
+            self._cn_a, self._cn_b = a, b
+            self._cn_flip, self._cn_sign, self._cn_base, self._cn_mass = _truncnorm_linear_form(a, b)
+            self._cn_left = a < 0
+            sigma, mean = self.scale[self._clipped], self.loc[self._clipped]
+            self.lower[self._clipped], self.upper[self._clipped] = a * sigma + mean, b * sigma + mean
+
+    # ----------------------------------------------------------------------
+    def __call__(self, unit_coords):
+        u = np.asarray(unit_coords, dtype=float)
+        x = u if self.all_elements else u[..., self.index]
+        # inside the open unit interval (NaN fails): the closed forms apply as they are
+        if np.count_nonzero((x > 0) & (x < 1)) == x.size:
+            out = self._closed_forms(x)
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out = self._closed_forms(x)
+            out = np.where(x == 0, self.lower, np.where(x == 1, self.upper,
+                                                        np.where((x > 0) & (x < 1), out, np.nan)))
+        if self.all_elements:
+            return out
+        theta = np.zeros(u.shape)
+        theta[..., self.index] = out
+        for prior, inds in self.fallback:
+            if u.ndim == 1:
+                theta[inds] = prior.unit_transform(u[inds])
+            else:  # row by row: Prospector's unit_transform takes one vector
+                rows, flat = u.reshape(-1, self.ndim), theta.reshape(-1, self.ndim)
+                for row, t in zip(rows, flat):
+                    t[inds] = prior.unit_transform(row[inds])
+        return theta
+
+    def _closed_forms(self, x):
+        """Every supported element of ``x`` (unit coordinates, reordered) in
+        parameter units, as scipy computes ``_ppf(u) * scale + loc``."""
+        out = np.empty(x.shape)
+        if self._uniform is not None:
+            b = self._uniform
+            out[..., b] = x[..., b] * self.scale[b] + self.loc[b]
+        if self._normal is not None:
+            b = self._normal
+            out[..., b] = ndtri(x[..., b]) * self.scale[b] + self.loc[b]
+        if self._clipped is not None:
+            b = self._clipped
+            xc = x[..., b]
+            # the tail probability below (a < 0) or above (a >= 0) the quantile
+            tail_prob = self._cn_base + (self._cn_flip + self._cn_sign * xc) * self._cn_mass
+            z = self._cn_sign * ndtri(tail_prob)
+            out[..., b] = z * self.scale[b] + self.loc[b]
+            tail = (self._cn_left & (z > CLIPPED_NORMAL_UPPER_TAIL_Z)) | (tail_prob < _MIN_CLIPPED_MASS)
+            if tail.any():
+                shape = xc.shape
+                out[..., b][tail] = truncnorm.ppf(
+                    xc[tail], np.broadcast_to(self._cn_a, shape)[tail],
+                    np.broadcast_to(self._cn_b, shape)[tail],
+                    loc=np.broadcast_to(self.loc[b], shape)[tail],
+                    scale=np.broadcast_to(self.scale[b], shape)[tail])
+        if self._t is not None:
+            b = self._t
+            out[..., b] = stdtrit(self._t_df, x[..., b]) * self.scale[b] + self.loc[b]
+        if self._logu is not None:
+            b = self._logu
+            out[..., b] = np.exp(self._logu_log_mini + x[..., b] * self._logu_log_ratio)
+        if self._lnorm is not None:
+            b = self._lnorm
+            out[..., b] = np.exp(self._lnorm_sigma * ndtri(x[..., b])) * self.scale[b]
+        return out
