@@ -1,0 +1,145 @@
+"""Fitting galaxies: derived SFH quantities, catalogues, the shipped emulator, the demo."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from prospect_emulator import EmulatorConfigurationError
+from prospect_emulator.data import EXAMPLE_GALAXY_PATH, default_emulator, default_filter_names
+from prospect_emulator.fitting.catalog import CatalogColumns, fit_catalog, read_catalog
+from prospect_emulator.fitting.derived import step_sfh_summary
+
+#: dynesty settings small enough for a test (the posterior is not the point here)
+TINY = {"nested_nlive_init": 25, "nested_nlive_batch": 25, "nested_target_n_effective": 50,
+        "nested_maxbatch": 0, "nested_dlogz_init": 5.0}
+
+
+# --------------------------------------------------------- derived quantities
+class TestStepSFHSummary:
+    agebins = np.log10([[1.0, 3e7], [3e7, 1e8], [1e8, 1e9]])
+    agebins[0, 0] = 0.0  # Prospector's first edge: log10(age) = 0 means "now"
+
+    def test_constant_sfr(self):
+        dt = np.array([3e7, 7e7, 9e8])
+        out = step_sfh_summary(self.agebins, 2.0 * dt, mfrac=0.6)  # 2 Msun/yr throughout
+        assert out["logsfr_100myr"] == pytest.approx(np.log10(2.0))
+        assert out["logsfr_30myr"] == pytest.approx(np.log10(2.0))
+        assert out["logmass_formed"] == pytest.approx(np.log10(2e9))
+        assert out["logmstar"] == pytest.approx(np.log10(2e9 * 0.6))
+        # constant SFR over 0..1 Gyr: mass-weighted age 0.5 Gyr
+        assert out["mwa_gyr"] == pytest.approx(0.5)
+
+    def test_all_mass_in_the_oldest_bin(self):
+        out = step_sfh_summary(self.agebins, [0.0, 0.0, 1e10])
+        assert out["logsfr_100myr"] == -np.inf
+        assert out["mwa_gyr"] == pytest.approx(0.55)
+        assert np.isnan(out["logmstar"])  # mfrac unknown
+
+
+# ------------------------------------------------------------------ catalogues
+def write_catalog(path, rows, filters):
+    from astropy.table import Table
+    Table(rows=rows, names=["id", "z"] + [f"{p}_{f}" for f in filters for p in ("f", "e")]).write(
+        path, overwrite=True)
+
+
+class TestReadCatalog:
+    filters = ["sdss_u0", "sdss_g0", "sdss_r0", "sdss_i0"]
+
+    def row(self, oid, z, flux=1e-9):
+        return [oid, z] + [v for _ in self.filters for v in (flux, flux / 10)]
+
+    def test_malformed_rows_are_reported_not_fatal(self, tmp_path):
+        path = str(tmp_path / "cat.csv")
+        bad_bands = self.row("few", 1.0)
+        bad_bands[4:] = [np.nan] * (len(bad_bands) - 4)  # only one band left
+        write_catalog(path, [self.row("good", 1.0), self.row("noz", np.nan), bad_bands],
+                      self.filters)
+        records, filters = read_catalog(path, CatalogColumns(), self.filters + ["twomass_J"])
+        assert filters == self.filters  # only the filters the table has
+        by_id = {r["id"]: r for r in records}
+        assert "error" not in by_id["good"]
+        assert "redshift" in by_id["noz"]["error"]
+        assert "only 1 band" in by_id["few"]["error"]
+
+    def test_units_and_templates(self, tmp_path):
+        from astropy.table import Table
+        path = str(tmp_path / "cat.ecsv")
+        Table({"ID": ["a"], "zspec": [1.0], "F_sdss_g0": [3631e6 * 1e-9], "E_sdss_g0": [3631e5 * 1e-9],
+               "F_sdss_r0": [1.0], "E_sdss_r0": [0.1], "F_sdss_i0": [1.0], "E_sdss_i0": [0.1]}
+              ).write(path)
+        cols = CatalogColumns("F_{filter}", "E_{filter}", zred="zspec", id="ID", unit="uJy")
+        (rec,), filters = read_catalog(path, cols, self.filters)
+        assert filters == ["sdss_g0", "sdss_r0", "sdss_i0"]
+        assert rec["maggies"][0] == pytest.approx(1e-9)  # 3.631 uJy = 1e-9 maggies
+        assert rec["id"] == "a" and rec["zred"] == 1.0
+
+    def test_configuration_errors_name_what_is_allowed(self, tmp_path):
+        path = str(tmp_path / "cat.csv")
+        write_catalog(path, [self.row("a", 1.0)], self.filters)
+        with pytest.raises(EmulatorConfigurationError, match="no column pairs 'flux_"):
+            read_catalog(path, CatalogColumns("flux_{filter}", "err_{filter}"), self.filters)
+        with pytest.raises(EmulatorConfigurationError, match="no redshift column 'zphot'"):
+            read_catalog(path, CatalogColumns(zred="zphot"), self.filters)
+        with pytest.raises(EmulatorConfigurationError, match="allowed: maggies, Jy"):
+            CatalogColumns(unit="erg")
+        with pytest.raises(EmulatorConfigurationError, match="need '{filter}'"):
+            CatalogColumns(flux="FLUX")
+        write_catalog(path, [self.row("a", 1.0), self.row("a", 1.2)], self.filters)
+        with pytest.raises(EmulatorConfigurationError, match="not unique"):
+            read_catalog(path, CatalogColumns(), self.filters)
+
+
+# ------------------------------------------------------- the shipped emulator
+def test_default_emulator_is_shipped_with_its_statistics():
+    emu = default_emulator()
+    assert emu.filter_names == default_filter_names()
+    assert len(emu.filter_names) == 81
+    assert "zred" in emu.param_names and "logmass" in emu.param_names
+    assert emu.extra_names == ["mfrac"]
+    assert np.all(np.isfinite(emu.residual_stats)) and np.all(emu.residual_sigma > 0)
+    assert emu.provenance.get("sps", "").lower().startswith("bagpipes")
+
+
+@pytest.mark.slow
+def test_catalogue_fit_writes_results_skips_bad_rows_and_resumes(tmp_path):
+    """Real Prospector + dynesty fits of the bundled galaxy through the command line."""
+    from astropy.table import Table
+    from prospect_emulator.cli.main import main
+    example = Table.read(EXAMPLE_GALAXY_PATH)
+    bad = example.copy()
+    bad["id"] = ["outside"]
+    bad["z"] = [9.0]  # outside the emulator's redshift range
+    cat = str(tmp_path / "cat.ecsv")
+    from astropy.table import vstack
+    vstack([example, bad]).write(cat)
+    out = str(tmp_path / "fits")
+    args = [cat, "--out", out, "--workers", "1", "--nlive", "25", "--n-effective", "50",
+            "--no-progress"]
+    assert main(["fit"] + args) == 0
+    assert os.path.exists(os.path.join(out, "example.h5"))
+    with open(os.path.join(out, "example.json")) as f:
+        result = json.load(f)
+    assert result["status"] == "ok"
+    assert set(result["percentiles"]) >= {"logmass", "logmstar", "logsfr_100myr", "mwa_gyr",
+                                          "logzsol", "dust2"}
+    assert "outside the emulator's range" in open(os.path.join(out, "skipped.txt")).read()
+    summary = Table.read(os.path.join(out, "summary.ecsv"))
+    assert list(summary["id"]) == ["example"]
+    p16, p50, p84 = (summary[f"logmass_p{p}"][0] for p in (16, 50, 84))
+    assert p16 <= p50 <= p84
+    from prospect.io.read_results import results_from
+    res, obs, _ = results_from(os.path.join(out, "example.h5"))
+    assert res["chain"].shape[1] == len(result["percentiles"]) - 5  # free params + 5 derived
+    # a second run finds nothing left to do
+    mtime = os.path.getmtime(os.path.join(out, "example.json"))
+    table = fit_catalog(cat, out, default_emulator_path(), workers=1, nested_kwargs=TINY,
+                        progress=False)
+    assert os.path.getmtime(os.path.join(out, "example.json")) == mtime
+    assert len(table) == 1
+
+
+def default_emulator_path():
+    from prospect_emulator.data import DEFAULT_EMULATOR_PATH
+    return DEFAULT_EMULATOR_PATH
