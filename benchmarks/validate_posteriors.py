@@ -29,19 +29,12 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import machine_lines  # noqa: E402
 
-from prospect_emulator.data import DEFAULT_EMULATOR_PATH  # noqa: E402
+from prospect_emulator.data import COSMOS_FILTERS, DEFAULT_EMULATOR_PATH  # noqa: E402
 from prospect_emulator.fileio import atomic_path  # noqa: E402
 from prospect_emulator.progress import Progress  # noqa: E402
 
 #: 3D-HST COSMOS-like bands (as the bundled example galaxy)
-FILTERS = ["cfht_megacam_us_9301", "cfht_megacam_gs_9401", "cfht_megacam_rs_9601",
-           "cfht_megacam_is_9701", "cfht_megacam_zs_9801", "subaru_suprimecam_B",
-           "subaru_suprimecam_V", "subaru_suprimecam_rp", "subaru_suprimecam_ip",
-           "subaru_suprimecam_zp", "subaru_suprimecam_ia484", "subaru_suprimecam_ia624",
-           "subaru_suprimecam_ia738", "vista_vircam_Y", "vista_vircam_J", "vista_vircam_H",
-           "vista_vircam_Ks", "acs_wfc_f606w", "acs_wfc_f814w", "wfc3_ir_f125w", "wfc3_ir_f140w",
-           "wfc3_ir_f160w", "spitzer_irac_ch1", "spitzer_irac_ch2", "spitzer_irac_ch3",
-           "spitzer_irac_ch4", "spitzer_mips_24"]
+FILTERS = list(COSMOS_FILTERS)
 #: parameters compared (name in the posterior summary, label)
 COMPARED = [("logmass", "log M formed"), ("logzsol", "log Z*/Zsun"), ("dust2", "dust2"),
             ("logsfr_100myr", "log SFR(100 Myr)"), ("mwa_gyr", "mass-weighted age (Gyr)")]

@@ -12,18 +12,11 @@ import argparse
 
 import numpy as np
 
-from prospect_emulator.data import EXAMPLE_GALAXY_PATH
+from prospect_emulator.data import COSMOS_FILTERS, EXAMPLE_GALAXY_PATH
 from prospect_emulator.sources import make_sps
 from prospect_emulator.training.presets import get_preset
 
-FILTERS = ["cfht_megacam_us_9301", "cfht_megacam_gs_9401", "cfht_megacam_rs_9601",
-           "cfht_megacam_is_9701", "cfht_megacam_zs_9801", "subaru_suprimecam_B",
-           "subaru_suprimecam_V", "subaru_suprimecam_rp", "subaru_suprimecam_ip",
-           "subaru_suprimecam_zp", "subaru_suprimecam_ia484", "subaru_suprimecam_ia624",
-           "subaru_suprimecam_ia738", "vista_vircam_Y", "vista_vircam_J", "vista_vircam_H",
-           "vista_vircam_Ks", "acs_wfc_f606w", "acs_wfc_f814w", "wfc3_ir_f125w", "wfc3_ir_f140w",
-           "wfc3_ir_f160w", "spitzer_irac_ch1", "spitzer_irac_ch2", "spitzer_irac_ch3",
-           "spitzer_irac_ch4", "spitzer_mips_24"]
+FILTERS = list(COSMOS_FILTERS)
 
 TRUTH = {"logmass": 10.6, "logzsol": -0.3,
          "logsfr_ratios": np.array([0.3, 0.2, 0.1, 0.0, -0.2, -0.3]),

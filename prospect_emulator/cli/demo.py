@@ -40,7 +40,7 @@ def run(args):
     noise = EmulatorNoiseModel(model)
     obs = make_obs(filters, rec["maggies"], rec["maggies_unc"])
     results_path = os.path.join(args.out, "example_results.h5")
-    print(f"fitting {len(model.free_params)} free parameters with dynesty "
+    print(f"fitting {model.ndim} free parameters with dynesty "
           f"(nlive {args.nlive}, target n_eff {args.n_effective}) ...", flush=True)
     t0 = time.time()
     fit = fit_galaxy(obs, model, noise, results_path=results_path,
