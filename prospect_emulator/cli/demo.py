@@ -16,6 +16,12 @@ def add_arguments(parser):
 
 
 def run(args):
+    import importlib.util
+    missing = [m for m in ("matplotlib", "corner") if importlib.util.find_spec(m) is None]
+    if missing:  # say so before a minute of sampling, not after
+        from ..errors import EmulatorConfigurationError
+        raise EmulatorConfigurationError(
+            f"the demo's plots need {' and '.join(missing)}: pip install 'prospect-emulator[plot]'")
     from ..data import DEFAULT_EMULATOR_PATH, EXAMPLE_GALAXY_PATH
     from ..fitting.catalog import CatalogColumns, read_catalog
     from ..fitting.models import fitting_model_params
