@@ -86,6 +86,12 @@ class TestReadCatalog:
             CatalogColumns(unit="erg")
         with pytest.raises(EmulatorConfigurationError, match="need '{filter}'"):
             CatalogColumns(flux="FLUX")
+        with pytest.raises(EmulatorConfigurationError, match="no catalogue at"):
+            read_catalog(str(tmp_path / "missing.csv"), CatalogColumns(), self.filters)
+        garbage = tmp_path / "garbage.fits"
+        garbage.write_bytes(b"not a table at all")
+        with pytest.raises(EmulatorConfigurationError, match="cannot read .* as a table"):
+            read_catalog(str(garbage), CatalogColumns(), self.filters)
         write_catalog(path, [self.row("a", 1.0), self.row("a", 1.2)], self.filters)
         with pytest.raises(EmulatorConfigurationError, match="not unique"):
             read_catalog(path, CatalogColumns(), self.filters)

@@ -74,7 +74,14 @@ def read_catalog(path, columns, filter_names):
         The emulator filters found in the table.
     """
     from astropy.table import Table
-    table = Table.read(path)
+    if not os.path.exists(path):
+        raise EmulatorConfigurationError(f"no catalogue at {path}")
+    try:
+        table = Table.read(path)
+    except Exception as err:  # astropy raises many kinds for unreadable input
+        raise EmulatorConfigurationError(
+            f"cannot read {path} as a table (FITS, CSV or ECSV; astropy.table.Table.read): "
+            f"{type(err).__name__}: {err}") from None
     filters = columns.filters_in(table.colnames, filter_names)
     if not filters:
         raise EmulatorConfigurationError(
