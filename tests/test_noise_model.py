@@ -140,6 +140,22 @@ class TestLikelihood:
         nested = lnprobfn(THETA, model=model, obs=obs, sps=None, noise=noise, nested=True)
         assert full - nested == pytest.approx(stock_ln_prior(THETA), rel=1e-10)
 
+    def test_obs_changed_in_place_or_replaced_changes_the_likelihood(self):
+        """The per-obs constants of the diagonal model are cached, but by content."""
+        model = EmulatedSpecModel(model_params(), emulator=emulator(sigma=0.03))
+        obs = observed(model, THETA)
+        noise = (None, EmulatorNoiseModel(model, floor=0.05))
+        before = lnprobfn(THETA, model=model, obs=obs, sps=None, noise=noise)
+        obs["maggies_unc"] *= 2.0  # in place
+        expected = hand_lnlike(model, THETA, obs, 0.03, 0.05) + stock_ln_prior(THETA)
+        assert lnprobfn(THETA, model=model, obs=obs, sps=None, noise=noise) == pytest.approx(
+            expected, rel=1e-9)
+        assert expected != pytest.approx(before, rel=1e-6)
+        other = observed(model, THETA, seed=11, mask_band="sdss_g0")
+        expected = hand_lnlike(model, THETA, other, 0.03, 0.05) + stock_ln_prior(THETA)
+        assert lnprobfn(THETA, model=model, obs=other, sps=None, noise=noise) == pytest.approx(
+            expected, rel=1e-9)
+
     def test_out_of_range_proposal_gives_minus_infinity_with_the_noise_model(self):
         params = model_params()
         params["dust2"]["prior"] = priors.TopHat(mini=0, maxi=5)

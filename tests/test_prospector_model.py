@@ -199,6 +199,29 @@ class TestPredict:
             for k in stock.params:
                 np.testing.assert_allclose(model.params[k], stock.params[k], rtol=1e-12, err_msg=k)
 
+    def test_set_parameters_of_the_fitting_model_equals_prospectors(self):
+        """The shipped fitting model: zred -> agebins, masses, dust1, duste_gamma,
+        gas_logz computed by the fast transforms, called positionally."""
+        from prospect_emulator.fitting.models import fitting_model_params
+        from prospect_emulator.training.presets import get_preset
+        emu = make_random_emulator(
+            n_params=15, width=8, n_hidden=1, filter_names=["sdss_r0"],
+            param_names=get_preset("default").param_names,
+            param_ranges=[(-np.inf, np.inf)] * 15, seed=0)
+        stock = ProspectorParams(fitting_model_params(1.7))
+        model = quiet_model(fitting_model_params(1.7), emulator=emu)
+        model.set_parameters(model.theta)
+        assert all(argnames is not None for _, _, argnames in model._dependencies)  # fast path
+        rng = np.random.default_rng(5)
+        for _ in range(20):
+            theta = model.prior_transform(rng.uniform(size=model.ndim))
+            stock.set_parameters(theta)
+            model.set_parameters(theta)
+            assert stock.params.keys() == model.params.keys()
+            for k in stock.params:
+                np.testing.assert_allclose(model.params[k], stock.params[k], rtol=1e-12, err_msg=k)
+                assert np.ndim(model.params[k]) == np.ndim(stock.params[k]), k
+
     def test_native_file_path_gives_the_same_model(self, tmp_path):
         emu = continuity_emulator()
         emu.save(tmp_path / "emu.h5")
@@ -351,6 +374,19 @@ def test_fast_prior_equals_prospector(name):
     # batched evaluation (as write_results uses for the whole chain)
     np.testing.assert_allclose(fast(thetas)[finite], expected[finite], rtol=0, atol=1e-10)
     assert np.isneginf(fast(thetas)[~finite]).all()
+
+
+@pytest.mark.parametrize("name", sorted(PRIOR_MODELS))
+def test_nested_prior_equals_prospectors_nested_prior(name):
+    """dynesty's mode (nested=True): 0.0 inside the support, -inf outside."""
+    stock = ProspectorParams(PRIOR_MODELS[name]())
+    fast = FastPriorProduct(stock)
+    thetas = _random_thetas(stock, np.random.default_rng(8), 300)
+    with np.errstate(all="ignore"):
+        expected = np.array([stock.prior_product(t, nested=True) for t in thetas])
+    got = np.array([fast.nested(t) for t in thetas])
+    assert np.isneginf(expected).sum() > 10 and (expected == 0.0).sum() > 10
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_fast_prior_edges_nan_and_nested_semantics():

@@ -34,7 +34,7 @@ from ..runtime.emulator import EmulatorBase
 from ..runtime.fileformat import load_emulator
 from ..runtime.magnitudes import arsinh_mags_to_maggies
 from ..sources.spec_model import set_eline_info
-from ..transforms import FAST_EQUIVALENTS
+from ..transforms import ARGUMENT_NAMES, FAST_EQUIVALENTS
 from .priors import FastPriorProduct, FastPriorTransform
 
 __all__ = ["EmulatedSpecModel", "TrainingRangeWarning", "filter_names_of"]
@@ -150,8 +150,9 @@ class EmulatedSpecModel(SpecModel):
     emulator has none.
 
     After each prediction the model keeps :attr:`last_emulator_inputs`,
-    :attr:`last_arsinh_mags` and :attr:`last_emulator` (restricted to the obs
-    filters), which :class:`~prospect_emulator.EmulatorNoiseModel` reads.
+    :attr:`last_arsinh_mags`, :attr:`last_maggies` and :attr:`last_emulator`
+    (restricted to the obs filters), which
+    :class:`~prospect_emulator.EmulatorNoiseModel` reads.
 
     The ln-prior and the nested-sampling prior transform are evaluated by
     :class:`~prospect_emulator.prospector.priors.FastPriorProduct` and
@@ -194,8 +195,10 @@ class EmulatedSpecModel(SpecModel):
         self._dependencies_key = None
         self._theta_set = None
         self._theta_set_bytes = None
+        self._theta_own = None
         self.last_emulator_inputs = None
         self.last_arsinh_mags = None
+        self.last_maggies = None
         self.last_emulator = None
 
     def _input_sources(self):
@@ -253,7 +256,23 @@ class EmulatedSpecModel(SpecModel):
         self._gather_size = n
         self._gather_take = None if identity else take
         self._fixed_inputs = np.array(fixed, dtype=int)
+        # right after set_parameters(theta) the free inputs are one take from
+        # (a copy of) theta; only fixed and depends_on inputs are read from params
+        index = self.theta_index
+        self._theta_take = np.array([index[b].start + i if b in index else 0 for b, i in sources],
+                                    dtype=int)
+        self._not_in_theta = [(j, b, i) for j, (b, i) in enumerate(sources) if b not in index]
         self._gather_key = self.theta_index
+
+    def _emulator_inputs_after_set(self):
+        """The emulator input vector right after ``set_parameters(theta)``."""
+        if self._gather_key is not self.theta_index:
+            self._build_gather()
+        x = self._theta_own[self._theta_take]
+        params = self.params
+        for j, base, i in self._not_in_theta:
+            x[j] = params[base][i]
+        return x
 
     def _emulator_inputs(self):
         """The emulator input vector from the current ``self.params``."""
@@ -336,18 +355,24 @@ class EmulatedSpecModel(SpecModel):
         arr = np.asarray(theta)
         assert len(arr) == self.ndim
         params = self.params
-        own = arr.copy()  # one copy; each parameter is a 1-d view of it, never of theta
+        own = arr.astype(float)  # one copy; each parameter is a 1-d view of it, never of theta
         for name, inds in self.theta_index.items():
             params[name] = own[inds]
         if self._has_parameter_dependencies:
             if self._dependencies_key is not self.theta_index:
                 self._collect_dependencies()
-            for name, func in self._dependencies:
-                params[name] = np.atleast_1d(func(**params))
+            for name, func, argnames in self._dependencies:
+                if argnames is None:
+                    params[name] = np.atleast_1d(func(**params))
+                else:
+                    value = func(*[params[a] for a in argnames])
+                    params[name] = value if type(value) is np.ndarray and value.ndim else \
+                        np.atleast_1d(value)
         # remember what was set, so predict() right after lnprobfn's own
-        # set_parameters(theta) does not redo it
+        # set_parameters(theta) neither redoes it nor re-reads params for the inputs
         self._theta_set = theta
         self._theta_set_bytes = arr.tobytes() if isinstance(theta, np.ndarray) else None
+        self._theta_own = own
 
     def _collect_dependencies(self):
         """The (parameter, function) pairs of ``depends_on``, in configuration
@@ -358,7 +383,14 @@ class EmulatedSpecModel(SpecModel):
             func = info.get("depends_on")
             if func is not None:
                 fast = FAST_EQUIVALENTS.get(id(func))
-                deps.append((name, fast[1] if fast is not None and fast[0] is func else func))
+                if fast is not None and fast[0] is func:
+                    func = fast[1]
+                # our own transforms are called with just the parameters they read
+                try:
+                    argnames = ARGUMENT_NAMES.get(func)
+                except TypeError:  # an unhashable callable object
+                    argnames = None
+                deps.append((name, func, argnames))
         self._dependencies = deps
         self._dependencies_key = self.theta_index
 
@@ -379,6 +411,8 @@ class EmulatedSpecModel(SpecModel):
         if self._fast_prior_key is not self.theta_index:
             self._fast_prior = FastPriorProduct(self)
             self._fast_prior_key = self.theta_index
+        if nested and type(theta) is np.ndarray and theta.ndim == 1:
+            return self._fast_prior.nested(theta)  # dynesty's case: one theta per call
         lpp = self._fast_prior(theta)
         if nested and np.any(np.isfinite(lpp)):
             return 0.0
@@ -451,14 +485,11 @@ class EmulatedSpecModel(SpecModel):
                 and theta.tobytes() == self._theta_set_bytes):
             self.set_parameters(theta)
         plan = self._plan_for(obs.get("filters"))
-        mags, mfrac = self._predict_current(plan)
-        if plan.no_filters:
-            return _NO_SPECTRUM, 0.0, mfrac
-        return _NO_SPECTRUM, arsinh_mags_to_maggies(mags, plan.emulator.mu0, plan.emulator.a), mfrac
+        maggies, mfrac = self._predict_current(plan, self._emulator_inputs_after_set())
+        return _NO_SPECTRUM, (0.0 if plan.no_filters else maggies), mfrac
 
-    def _predict_current(self, plan):
-        """(arsinh mags, mfrac) of the current params through ``plan``'s emulator."""
-        x = self._emulator_inputs()
+    def _predict_current(self, plan, x):
+        """(maggies, mfrac) at emulator inputs ``x`` through ``plan``'s emulator."""
         emu = plan.emulator
         try:
             mags, extra = emu.predict_mags_and_extras(x)
@@ -466,9 +497,11 @@ class EmulatedSpecModel(SpecModel):
             self._raise_if_fixed_input_outside(x, err)
             raise
         mfrac = float(extra[plan.mfrac_index]) if plan.mfrac_index is not None else np.nan
+        maggies = arsinh_mags_to_maggies(mags, emu.mu0, emu.a)
         self.last_emulator_inputs, self.last_arsinh_mags, self.last_emulator = x, mags, emu
+        self.last_maggies = maggies
         self._mfrac = mfrac
-        return mags, mfrac
+        return maggies, mfrac
 
     def _raise_if_fixed_input_outside(self, x, err):
         """A fixed parameter outside the training range is a set-up mistake
@@ -489,10 +522,8 @@ class EmulatedSpecModel(SpecModel):
     def predict_phot(self, filters):
         """Photometry (maggies) of the current :attr:`params` through ``filters``."""
         plan = self._plan_for(filters)
-        mags, _ = self._predict_current(plan)
-        if plan.no_filters:
-            return 0.0
-        return arsinh_mags_to_maggies(mags, plan.emulator.mu0, plan.emulator.a)
+        maggies, _ = self._predict_current(plan, self._emulator_inputs())
+        return 0.0 if plan.no_filters else maggies
 
     def predict_spec(self, obs, sigma_spec=None, **extras):
         raise EmulatorConfigurationError(

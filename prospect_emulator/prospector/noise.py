@@ -100,6 +100,7 @@ class EmulatorNoiseModel:
         self.floor = _check_floor(floor)
         self.covariance = bool(covariance)
         self._checked_emulator = None
+        self._diagonal_cache = None
         self.Sigma = None
         self.log_det = None
 
@@ -107,11 +108,11 @@ class EmulatorNoiseModel:
         """Nothing to update from the parameters: the emulator term follows the
         model's own last prediction."""
 
-    def _emulator_term(self):
-        """(J, emulator, inputs) of the model's last prediction."""
+    def _last_prediction(self):
+        """(emulator, inputs) of the model's last prediction."""
         model = self.model
-        mags, emu, x = model.last_arsinh_mags, model.last_emulator, model.last_emulator_inputs
-        if mags is None:
+        emu, x = model.last_emulator, model.last_emulator_inputs
+        if emu is None:
             raise EmulatorConfigurationError(
                 "EmulatorNoiseModel.compute() was called before the model predicted anything; "
                 "call model.predict(theta, obs=obs) first (lnprobfn does)")
@@ -122,7 +123,35 @@ class EmulatorNoiseModel:
                 finite = np.isfinite(emu.residual_sigma_at(x))
             _require_residual_stats(finite, emu.filter_names)
             self._checked_emulator = emu
-        return dmaggies_dmag(mags, emu.mu0, emu.a), emu, x
+        return emu, x
+
+    def _diagonal_terms(self, emu, x, phot_unc, phot, mask):
+        """(k, c, sel) with Sigma = k * f[sel]^2 + c at model flux f (maggies).
+
+        With eq. 2's derivative written through the flux,
+        (J sigma_emul)^2 = (sigma_emul / a)^2 (f^2 + 4 exp(-2 mu0 / a)), so
+        k = (sigma_emul / a)^2 and c = sigma_obs^2 + (floor E)^2 + 4 k exp(-2 mu0 / a).
+        Cached per (emulator, obs arrays, mask) unless the emulator's residuals
+        vary with its inputs.
+        """
+        phot_unc = np.asarray(phot_unc, dtype=float)
+        phot = np.asarray(phot, dtype=float)
+        mask_key = mask.tobytes() if isinstance(mask, np.ndarray) else repr(mask)
+        key = (phot_unc.tobytes(), phot.tobytes(), mask_key)
+        cached = self._diagonal_cache
+        if (cached is not None and cached[0] is emu and cached[1] == key
+                and not emu.residuals_vary_with_inputs):
+            return cached[2]
+        k = (emu.residual_sigma_at(x) / emu.a) ** 2
+        c = phot_unc * phot_unc + (self.floor * phot) ** 2 + 4.0 * np.exp(-2.0 * emu.mu0 / emu.a) * k
+        sel = mask
+        if isinstance(mask, slice) and mask == slice(None):
+            sel = None
+        elif isinstance(mask, np.ndarray) and mask.dtype == bool and mask.all():
+            sel = None
+        terms = (k, c, None) if sel is None else (k[sel], c[sel], sel)
+        self._diagonal_cache = (emu, key, terms)
+        return terms
 
     def compute(self, check_finite=False, phot_unc=None, phot=None, mask=slice(None), **vectors):
         """Build (and for ``covariance=True`` factorise) the covariance matrix.
@@ -134,21 +163,26 @@ class EmulatorNoiseModel:
         mask : bool ndarray or slice
             ``obs["phot_mask"]``.
         """
-        jac, emu, x = self._emulator_term()
+        emu, x = self._last_prediction()
         if phot_unc is None or phot is None:
             raise EmulatorConfigurationError(
                 "EmulatorNoiseModel.compute() needs phot_unc= and phot= (obs['maggies_unc'], "
                 "obs['maggies'])")
-        if len(jac) != len(phot):
+        flux = self.model.last_maggies
+        if len(flux) != len(phot):
             raise EmulatorConfigurationError(
-                f"the model last predicted {len(jac)} bands but the obs has {len(phot)}: "
+                f"the model last predicted {len(flux)} bands but the obs has {len(phot)}: "
                 "predict with the same obs that is being fitted")
-        base_var = phot_unc * phot_unc + (self.floor * phot) ** 2
         if not self.covariance:
-            emul = jac * emu.residual_sigma_at(x)
-            self.Sigma = (base_var + emul * emul)[mask]
-            self.log_det = float(np.log(self.Sigma).sum())
+            k, c, sel = self._diagonal_terms(emu, x, phot_unc, phot, mask)
+            sigma = flux * flux if sel is None else flux[sel] ** 2
+            sigma *= k
+            sigma += c
+            self.Sigma = sigma
+            self.log_det = float(np.log(sigma).sum())
             return
+        jac = dmaggies_dmag(self.model.last_arsinh_mags, emu.mu0, emu.a)
+        base_var = phot_unc * phot_unc + (self.floor * phot) ** 2
         sigma = (jac[:, None] * emu.residual_covariance_at(x)) * jac[None, :]
         sigma[np.diag_indices_from(sigma)] += base_var
         if isinstance(mask, slice):
@@ -164,7 +198,7 @@ class EmulatorNoiseModel:
         already masked), with the covariance from the last :meth:`compute`."""
         residual = phot_obs - phot_mu
         if self.Sigma.ndim == 1:
-            chi2 = float(np.dot(residual * residual, 1.0 / self.Sigma))
+            chi2 = float(residual @ (residual / self.Sigma))
         else:
             chi2 = float(residual @ cho_solve(self.factorized_Sigma, residual,
                                               check_finite=check_finite))

@@ -263,6 +263,11 @@ class FastPriorProduct:
         self._lnorm = layout.block(_LOG_NORMAL)
         if self._lnorm is not None:
             self._lnorm_coef = -0.5 / layout.extra(_LOG_NORMAL, "sigma") ** 2
+        # Uniform, Gaussian and Student-t shapes are finite everywhere inside
+        # their bounds, so there "finite" is just "inside" (nested sampling only
+        # asks whether the prior is finite)
+        self.finite_inside = (self._logu is None and self._beta is None and self._lnorm is None
+                              and not self.fallback)
 
     # ----------------------------------------------------------------------
     def __call__(self, theta):
@@ -270,6 +275,19 @@ class FastPriorProduct:
         if theta.ndim == 1:
             return self._single(theta)
         return self._batch(theta)
+
+    def nested(self, theta):
+        """Prospector's ``prior_product(theta, nested=True)`` for one ``theta``
+        of shape (ndim,): 0.0 where the prior is finite, else -inf (NaN for a
+        NaN theta).  Skips the density where finite means inside the bounds."""
+        if not self.finite_inside:
+            lnp = self._single(np.asarray(theta, dtype=float))
+            return 0.0 if np.isfinite(lnp) else lnp
+        x = theta if self.all_elements else theta[self.index]
+        s = (x - self.loc) / self.scale
+        if np.count_nonzero(s >= self.s_low) + np.count_nonzero(s <= self.s_high) != 2 * s.size:
+            return np.nan if np.isnan(theta).any() else -np.inf
+        return 0.0
 
     def _single(self, theta):
         x = theta if self.all_elements else theta[self.index]

@@ -68,6 +68,10 @@ class EmulatorBase:
     ``predict_mags_and_extras``.
     """
 
+    #: Whether ``residual_sigma_at(x)`` / ``residual_covariance_at(x)`` vary
+    #: with the inputs (a stitched emulator's do, across its overlaps).
+    residuals_vary_with_inputs = False
+
     @property
     def n_params(self):
         """Number of input parameters."""
@@ -262,6 +266,8 @@ class Emulator(EmulatorBase):
             self._mass_index = self.param_names.index(self.mass_param)
             self._net_index = np.array([i for i in range(self.n_params) if i != self._mass_index])
         self._nf = self.n_filters
+        self._extras_all_log10 = bool(self.extra_names) and all(
+            t == "log10" for t in self.extra_transforms)
         # the network output is the magnitudes themselves (no slicing needed)
         self._raw_is_mags = not self.extra_names and self.mass_param is None
 
@@ -293,6 +299,8 @@ class Emulator(EmulatorBase):
         return mags
 
     def _extras_from_raw(self, raw):
+        if self._extras_all_log10:  # the usual case (mfrac): one operation
+            return 10.0 ** raw[..., self._nf:]
         extras = raw[..., self._nf:].copy()
         for k, t in enumerate(self.extra_transforms):
             if t == "log10":

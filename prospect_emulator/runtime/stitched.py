@@ -46,6 +46,8 @@ class StitchedEmulator(EmulatorBase):
     applies at given inputs.
     """
 
+    residuals_vary_with_inputs = True  # weight-averaged across the overlaps
+
     def __init__(self, members, zred_param="zred"):
         members = list(members)
         if len(members) < 1:
