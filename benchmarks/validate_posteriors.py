@@ -13,6 +13,9 @@ the wall time per fit.
 
 Every fit is saved as it finishes (``OUT/fits/*.json``): interrupt and run the
 same command again to continue; ``--report-only`` analyses what is there.
+Emulator fits record the SHA-256 of the emulator file: after the emulator
+changes they are set aside (``OUT/fits/superseded/``) and fitted again, while
+the SPS fits stay valid (``--kinds sps`` runs only those).
 
     python benchmarks/validate_posteriors.py --out validation --n-galaxies 100 --n-sps 30
 """
@@ -77,8 +80,24 @@ def make_mocks(n, seed, emulator):
 _WORKER = {}
 
 
-def _init(emulator_path, nested_kwargs):
-    _WORKER.update(emulator_path=emulator_path, nested_kwargs=nested_kwargs)
+def _init(emulator_path, nested_kwargs, emulator_sha256):
+    _WORKER.update(emulator_path=emulator_path, nested_kwargs=nested_kwargs,
+                   emulator_sha256=emulator_sha256)
+
+
+def file_sha256(path):
+    """SHA-256 of a file: which emulator an emulator fit used."""
+    import hashlib
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_fit(path):
+    with open(path) as f:
+        return json.load(f)
 
 
 def _fit(task):
@@ -108,6 +127,8 @@ def _fit(task):
     summary = posterior_summary(model, fit["samples"], fit["weights"], sps=sps)
     result = {"id": mock["id"], "kind": kind, "seconds": time.time() - t0, "ncall": fit["ncall"],
               "percentiles": {k: [float(x) for x in v] for k, v in summary.items()}}
+    if kind != "sps":
+        result["emulator_sha256"] = _WORKER["emulator_sha256"]
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(result, f)
     return result
@@ -121,13 +142,13 @@ def q_statistic(a, b):
     return (m1 - m2) / np.hypot(s1, s2)
 
 
-def report(out, mocks):
+def report(out, mocks, emulator_sha256):
     fits = {}
     for name in os.listdir(os.path.join(out, "fits")):
         if name.endswith(".json"):
-            with open(os.path.join(out, "fits", name)) as f:
-                r = json.load(f)
-            fits[(r["id"], r["kind"])] = r
+            r = read_fit(os.path.join(out, "fits", name))
+            if r["kind"] == "sps" or r.get("emulator_sha256") == emulator_sha256:
+                fits[(r["id"], r["kind"])] = r
     truth = {m["id"]: m["truth"] for m in mocks}
     lines = ["# Posterior validation: emulator vs BagpipesBasis (paper Sec. 3.2)", "",
              f"Command: `python benchmarks/validate_posteriors.py --out {out}` "
@@ -186,8 +207,16 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--nlive", type=int, default=200)
     p.add_argument("--n-effective", type=int, default=2000)
+    p.add_argument("--kinds", default="emu1,emu2,sps",
+                   help="which fits to run: emu1, emu2 (the emulator twice), sps (BagpipesBasis); "
+                        "the SPS fits do not depend on the emulator and can run first")
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args(argv)
+    kinds_wanted = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    unknown = sorted(set(kinds_wanted) - {"emu1", "emu2", "sps"})
+    if unknown:
+        p.error(f"--kinds: unknown {unknown}; allowed: emu1, emu2, sps")
+    sha = file_sha256(args.emulator)
     from prospect_emulator import load_emulator
     os.makedirs(os.path.join(args.out, "fits"), exist_ok=True)
     mock_path = os.path.join(args.out, "mocks.json")
@@ -206,16 +235,23 @@ def main(argv=None):
             kinds = ["emu1", "emu2"] + (["sps"] if i < args.n_sps else [])
             for kind in kinds:
                 path = os.path.join(args.out, "fits", f"{m['id']}_{kind}.json")
-                if not os.path.exists(path):
+                if os.path.exists(path) and kind != "sps" and \
+                        read_fit(path).get("emulator_sha256") != sha:
+                    # made with another emulator: keep it aside, fit again
+                    old_dir = os.path.join(args.out, "fits", "superseded",
+                                           read_fit(path).get("emulator_sha256", "unknown")[:12])
+                    os.makedirs(old_dir, exist_ok=True)
+                    os.replace(path, os.path.join(old_dir, os.path.basename(path)))
+                if kind in kinds_wanted and not os.path.exists(path):
                     tasks.append((m, kind, path))
         nested = {"nested_nlive_init": args.nlive, "nested_target_n_effective": args.n_effective}
         bar = Progress(len(tasks), label="validate", unit="fits")
         ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(args.workers, initializer=_init, initargs=(args.emulator, nested)) as pool:
+        with ctx.Pool(args.workers, initializer=_init, initargs=(args.emulator, nested, sha)) as pool:
             for n, _ in enumerate(pool.imap_unordered(_fit, tasks), 1):
                 bar.update(n, force=True)
         bar.close(len(tasks))
-    report(args.out, mocks)
+    report(args.out, mocks, sha)
 
 
 if __name__ == "__main__":
