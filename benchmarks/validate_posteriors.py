@@ -115,7 +115,8 @@ def _fit(task):
             if "sps" not in _WORKER:
                 _WORKER["sps"] = make_sps("bagpipes")
             sps, noise = _WORKER["sps"], None
-            model = make_spec_model(params, sps)
+            # photometry only: the smoothing of the unused spectrum is skipped
+            model = make_spec_model(params, sps, skip_unused_smoothing=True)
         else:
             from prospect_emulator import EmulatedSpecModel, EmulatorNoiseModel, load_emulator
             if "emulator" not in _WORKER:
