@@ -6,9 +6,8 @@ import inspect
 import os
 
 import prospect_emulator
-from prospect_emulator import data, transforms
+from prospect_emulator import data, priors, transforms
 from prospect_emulator.fitting import catalog, derived, models, run
-from prospect_emulator.prospector import priors
 from prospect_emulator.runtime import magnitudes
 from prospect_emulator.sources import bagpipes_basis, fsps_sources, spec_model
 from prospect_emulator.training import distributions, presets, trainingset
@@ -21,9 +20,11 @@ SECTIONS = [
                                 prospect_emulator.EmulatorNoiseModel,
                                 prospect_emulator.inflate_obs_uncertainties,
                                 priors.FastPriorProduct, priors.FastPriorTransform,
+                                priors.FastPriorsMixin, transforms.FastParametersMixin,
                                 transforms.zred_to_agebins, transforms.logsfr_ratios_to_masses]),
-    ("SPS sources", [bagpipes_basis.BagpipesBasis, spec_model.SPSHomeFreeSpecModel,
-                     fsps_sources.make_sps, fsps_sources.make_spec_model]),
+    ("SPS sources", [bagpipes_basis.BagpipesBasis, bagpipes_basis.BagpipesSpecModel,
+                     spec_model.SPSHomeFreeSpecModel, fsps_sources.make_sps,
+                     fsps_sources.make_spec_model]),
     ("Training sets", [distributions.Uniform, distributions.TruncatedNormal,
                        distributions.TruncatedStudentT, presets.get_preset, presets.load_config,
                        presets.TrainingSetConfig, trainingset.generate_training_set,

@@ -16,7 +16,7 @@ from prospect_emulator import (EmulatorConfigurationError, EmulatorFileError,
 from prospect_emulator.fitting.models import fitting_model_params
 from prospect_emulator.prospector import (EmulatedSpecModel, FastPriorProduct,
                                           TrainingRangeWarning)
-from prospect_emulator.prospector.priors import FastPriorTransform
+from prospect_emulator.priors import FastPriorTransform
 
 EMULATOR_FILTERS = ["galex_NUV", "sdss_u0", "sdss_g0", "sdss_r0", "sdss_i0", "sdss_z0",
                     "twomass_J", "twomass_H", "wise_w1", "wise_w2"]

@@ -11,7 +11,7 @@
 """
 from .model import EmulatedSpecModel, TrainingRangeWarning, filter_names_of
 from .noise import EmulatorNoiseModel, inflate_obs_uncertainties
-from .priors import FastPriorProduct
+from ..priors import FastPriorProduct
 
 __all__ = ["EmulatedSpecModel", "EmulatorNoiseModel", "inflate_obs_uncertainties",
            "TrainingRangeWarning", "FastPriorProduct", "filter_names_of"]

@@ -34,8 +34,8 @@ from ..runtime.emulator import EmulatorBase
 from ..runtime.fileformat import load_emulator
 from ..runtime.magnitudes import arsinh_mags_to_maggies
 from ..sources.spec_model import set_eline_info
-from ..transforms import ARGUMENT_NAMES, FAST_EQUIVALENTS
-from .priors import FastPriorProduct, FastPriorTransform
+from ..transforms import FastParametersMixin
+from ..priors import FastPriorsMixin
 
 __all__ = ["EmulatedSpecModel", "TrainingRangeWarning", "filter_names_of"]
 
@@ -108,7 +108,7 @@ class _ObsPlan:
                             if "mfrac" in emulator.extra_names else None)
 
 
-class EmulatedSpecModel(SpecModel):
+class EmulatedSpecModel(FastParametersMixin, FastPriorsMixin, SpecModel):
     """Prospector ``SpecModel`` that predicts photometry with an SPS emulator.
 
     Parameters
@@ -155,8 +155,8 @@ class EmulatedSpecModel(SpecModel):
     :class:`~prospect_emulator.EmulatorNoiseModel` reads.
 
     The ln-prior and the nested-sampling prior transform are evaluated by
-    :class:`~prospect_emulator.prospector.priors.FastPriorProduct` and
-    :class:`~prospect_emulator.prospector.priors.FastPriorTransform` (equal to
+    :class:`~prospect_emulator.priors.FastPriorProduct` and
+    :class:`~prospect_emulator.priors.FastPriorTransform` (equal to
     Prospector's values).  Their constants are read at first use: after
     changing prior objects in place, call :meth:`reset_caches`.
 
@@ -341,100 +341,6 @@ class EmulatedSpecModel(SpecModel):
                         f"fixed parameter {base!r} lies outside the emulator's training range "
                         f"(" + "; ".join(outside) + "): every prediction would be rejected",
                         TrainingRangeWarning, stacklevel=3)
-
-    # ------------------------------------------------------------ parameters
-    def set_parameters(self, theta):
-        """Propagate ``theta`` into :attr:`params` (as Prospector does), then
-        compute the ``depends_on`` parameters in configuration order.
-
-        Same result as ``ProspectorParams.set_parameters``; slow Prospector
-        transforms with an equal fast version are swapped for it.  The
-        ``depends_on`` functions are collected when the model is configured
-        (call ``configure()`` after adding one, as Prospector requires).
-        """
-        arr = np.asarray(theta)
-        assert len(arr) == self.ndim
-        params = self.params
-        own = arr.astype(float)  # one copy; each parameter is a 1-d view of it, never of theta
-        for name, inds in self.theta_index.items():
-            params[name] = own[inds]
-        if self._has_parameter_dependencies:
-            if self._dependencies_key is not self.theta_index:
-                self._collect_dependencies()
-            for name, func, argnames in self._dependencies:
-                if argnames is None:
-                    params[name] = np.atleast_1d(func(**params))
-                else:
-                    value = func(*[params[a] for a in argnames])
-                    params[name] = value if type(value) is np.ndarray and value.ndim else \
-                        np.atleast_1d(value)
-        # remember what was set, so predict() right after lnprobfn's own
-        # set_parameters(theta) neither redoes it nor re-reads params for the inputs
-        self._theta_set = theta
-        self._theta_set_bytes = arr.tobytes() if isinstance(theta, np.ndarray) else None
-        self._theta_own = own
-
-    def _collect_dependencies(self):
-        """The (parameter, function) pairs of ``depends_on``, in configuration
-        order, read when the model is (re)configured -- as Prospector itself
-        only notices new dependencies in ``configure()``."""
-        deps = []
-        for name, info in self.config_dict.items():
-            func = info.get("depends_on")
-            if func is not None:
-                fast = FAST_EQUIVALENTS.get(id(func))
-                if fast is not None and fast[0] is func:
-                    func = fast[1]
-                # our own transforms are called with just the parameters they read
-                try:
-                    argnames = ARGUMENT_NAMES.get(func)
-                except TypeError:  # an unhashable callable object
-                    argnames = None
-                deps.append((name, func, argnames))
-        self._dependencies = deps
-        self._dependencies_key = self.theta_index
-
-    def prior_product(self, theta, nested=False, **extras):
-        """ln of the product of the priors at ``theta`` (same value as Prospector's).
-
-        Parameters
-        ----------
-        theta : ndarray, shape (ndim,) or (..., ndim)
-        nested : bool
-            As in Prospector: return 0.0 where the prior is finite (nested
-            sampling draws from the prior already).
-
-        Returns
-        -------
-        float or ndarray
-        """
-        if self._fast_prior_key is not self.theta_index:
-            self._fast_prior = FastPriorProduct(self)
-            self._fast_prior_key = self.theta_index
-        if nested and type(theta) is np.ndarray and theta.ndim == 1:
-            return self._fast_prior.nested(theta)  # dynesty's case: one theta per call
-        lpp = self._fast_prior(theta)
-        if nested and np.any(np.isfinite(lpp)):
-            return 0.0
-        return lpp
-
-    def prior_transform(self, unit_coords):
-        """Parameters at the given prior CDF values, for nested sampling
-        (same values as Prospector's, ~100x faster).
-
-        Parameters
-        ----------
-        unit_coords : ndarray, shape (ndim,) or (..., ndim)
-            Coordinates in the unit hyper-cube.
-
-        Returns
-        -------
-        theta : ndarray, same shape as ``unit_coords``
-        """
-        if self._fast_transform_key is not self.theta_index:
-            self._fast_transform = FastPriorTransform(self)
-            self._fast_transform_key = self.theta_index
-        return self._fast_transform(unit_coords)
 
     # ------------------------------------------------------------ prediction
     def predict(self, theta, obs=None, sps=None, sigma_spec=None, **extras):

@@ -43,6 +43,8 @@ from prospect.models import sedmodel as _sedmodel
 from prospect.sources.constants import lightspeed as _C_AA_PER_S, lsun as _LSUN_PROSPECTOR
 
 from ..errors import EmulatorConfigurationError, EmulatorError, NonFiniteInputError
+from ..priors import FastPriorsMixin
+from ..transforms import FastParametersMixin
 from .spec_model import SPSHomeFreeSpecModel, set_eline_info
 
 __all__ = ["BagpipesBasis", "BagpipesSpecModel", "bagpipes_emline_info",
@@ -1192,7 +1194,7 @@ class _ParsedParams:
 # ---------------------------------------------------------------------------
 # SpecModel that does not need SPS_HOME
 # ---------------------------------------------------------------------------
-class BagpipesSpecModel(SPSHomeFreeSpecModel):
+class BagpipesSpecModel(FastParametersMixin, FastPriorsMixin, SPSHomeFreeSpecModel):
     """``prospect.models.SpecModel`` whose emission-line list is Bagpipes'.
 
     Prospector 1.4's ``SpecModel.__init__`` reads
@@ -1214,8 +1216,11 @@ class BagpipesSpecModel(SPSHomeFreeSpecModel):
       identical to the last bit (see :class:`_FilterWindows`);
     * ``flux_norm``: the luminosity distance is computed once per redshift
       (identical);
+    * ``set_parameters``: :class:`~prospect_emulator.transforms.FastParametersMixin`
+      (Prospector's runs the astropy age integral of ``zred_to_agebins`` and
+      unpacks every parameter for each transform, twice per ``lnprobfn`` call);
     * ``prior_product`` and ``prior_transform``: the vectorised ones of
-      :mod:`prospect_emulator.prospector.priors` (Prospector's call a
+      :mod:`prospect_emulator.priors` (Prospector's call a
       scipy.stats distribution per parameter: ~1.5 and ~3 ms per call); the
       same values to floating-point rounding, as for ``EmulatedSpecModel``.
     """
@@ -1223,35 +1228,6 @@ class BagpipesSpecModel(SPSHomeFreeSpecModel):
     def init_eline_info(self, eline_file=None):
         set_eline_info(self, bagpipes_emline_info())
         self._eline_info_from_sps = False
-
-    # --- priors -------------------------------------------------------------
-    def prior_product(self, theta, nested=False, **extras):
-        """ln of the product of the priors at ``theta`` (Prospector's value, to rounding).
-
-        Parameters
-        ----------
-        theta : ndarray, shape (ndim,) or (..., ndim)
-        nested : bool
-            As in Prospector: 0.0 where the prior is finite.
-        """
-        if getattr(self, "_fast_prior_key", None) is not self.theta_index:
-            from ..prospector.priors import FastPriorProduct   # lazy: avoids an import cycle
-            self._fast_prior = FastPriorProduct(self)
-            self._fast_prior_key = self.theta_index            # rebuilt by configure()
-        if nested and type(theta) is np.ndarray and theta.ndim == 1:
-            return self._fast_prior.nested(theta)  # dynesty's case: one theta per call
-        lpp = self._fast_prior(theta)
-        if nested and np.any(np.isfinite(lpp)):
-            return 0.0
-        return lpp
-
-    def prior_transform(self, unit_coords):
-        """Parameters at the given prior CDF values (Prospector's, to rounding), for dynesty."""
-        if getattr(self, "_fast_transform_key", None) is not self.theta_index:
-            from ..prospector.priors import FastPriorTransform
-            self._fast_transform = FastPriorTransform(self)
-            self._fast_transform_key = self.theta_index
-        return self._fast_transform(unit_coords)
 
     # --- fixed-redshift work, cached ---------------------------------------------
     def flux_norm(self):

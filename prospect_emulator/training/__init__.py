@@ -26,7 +26,7 @@ _LAZY = {
     "available_presets": "presets", "PAPER_TRAINING_DISTRIBUTIONS": "presets",
     "PAPER_PRIOR_DISTRIBUTIONS": "presets",
     "generate_training_set": "trainingset", "read_training_set": "trainingset",
-    "resolve_filters": "trainingset", "make_sps": "trainingset",
+    "resolve_filters": "trainingset",
     "GenerationSummary": "trainingset",
     # TensorFlow side (imported only when one of these is used)
     "train_emulator": "train", "evaluate_emulator": "evaluate",

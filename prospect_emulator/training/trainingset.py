@@ -54,7 +54,7 @@ from ..progress import Progress
 from ..runtime.magnitudes import ARSINH_A, ARSINH_MU0, maggies_to_arsinh_mags
 from .presets import SPS_KINDS, TrainingSetConfig, get_preset, load_config
 
-__all__ = ["generate_training_set", "read_training_set", "resolve_filters", "make_sps",
+__all__ = ["generate_training_set", "read_training_set", "resolve_filters",
            "WindowedFilterList",
            "GenerationSummary", "TRAININGSET_FORMAT", "TRAININGSET_SCHEMA_VERSION",
            "DEFAULT_CHUNK_SIZE"]
@@ -295,7 +295,7 @@ def _check_sps_available(kind):
             "(or, from Python, a function returning a Prospector SPS object)")
 
 
-def make_sps(kind):
+def _make_training_sps(kind):
     """Build a Prospector SPS source.
 
     Parameters
@@ -338,7 +338,7 @@ class _SEDComputer:
     """Model + SPS + filters of one process; computes rows of the training set."""
 
     def __init__(self, config, filter_specs, sps_kind):
-        self.sps = make_sps(sps_kind)
+        self.sps = _make_training_sps(sps_kind)
         self.model = config.build_model(self.sps)
         self.filters = WindowedFilterList(spec.load() for spec in filter_specs)
         self.filter_names = [spec.name for spec in filter_specs]

@@ -537,3 +537,56 @@ class FastPriorTransform:
             b = self._lnorm
             out[..., b] = np.exp(self._lnorm_sigma * ndtri(x[..., b])) * self.scale[b]
         return out
+
+
+class FastPriorsMixin:
+    """``prior_product`` and ``prior_transform`` of a Prospector model through
+    :class:`FastPriorProduct` and :class:`FastPriorTransform`.
+
+    Put it before ``SpecModel`` in the bases.  The fast versions are built at
+    first use and again whenever Prospector re-configures the free parameters
+    (a new ``theta_index``); after changing prior objects in place, set
+    ``model._fast_prior_key = model._fast_transform_key = None``.
+    """
+
+    def prior_product(self, theta, nested=False, **extras):
+        """ln of the product of the priors at ``theta`` (same value as Prospector's).
+
+        Parameters
+        ----------
+        theta : ndarray, shape (ndim,) or (..., ndim)
+        nested : bool
+            As in Prospector: return 0.0 where the prior is finite (nested
+            sampling draws from the prior already).
+
+        Returns
+        -------
+        float or ndarray
+        """
+        if getattr(self, "_fast_prior_key", None) is not self.theta_index:
+            self._fast_prior = FastPriorProduct(self)
+            self._fast_prior_key = self.theta_index
+        if nested and type(theta) is np.ndarray and theta.ndim == 1:
+            return self._fast_prior.nested(theta)  # dynesty's case: one theta per call
+        lpp = self._fast_prior(theta)
+        if nested and np.any(np.isfinite(lpp)):
+            return 0.0
+        return lpp
+
+    def prior_transform(self, unit_coords):
+        """Parameters at the given prior CDF values, for nested sampling
+        (same values as Prospector's, ~100x faster).
+
+        Parameters
+        ----------
+        unit_coords : ndarray, shape (ndim,) or (..., ndim)
+            Coordinates in the unit hyper-cube.
+
+        Returns
+        -------
+        theta : ndarray, same shape as ``unit_coords``
+        """
+        if getattr(self, "_fast_transform_key", None) is not self.theta_index:
+            self._fast_transform = FastPriorTransform(self)
+            self._fast_transform_key = self.theta_index
+        return self._fast_transform(unit_coords)
