@@ -31,3 +31,16 @@ def make_random_emulator(n_params=5, width=16, n_hidden=2, filter_names=("f1", "
 @pytest.fixture
 def random_emulator():
     return make_random_emulator()
+
+
+@pytest.fixture
+def no_sps_home(monkeypatch):
+    """Unset SPS_HOME: what needs no FSPS data must work without it."""
+    monkeypatch.delenv("SPS_HOME", raising=False)
+
+
+@pytest.fixture(scope="module")
+def sps():
+    """A BagpipesBasis, built once per test module (reading its grids takes seconds)."""
+    from prospect_emulator.sources import BagpipesBasis
+    return BagpipesBasis()

@@ -36,14 +36,7 @@ from prospect_emulator.training.trainingset import WindowedFilterList
 LOGZSOL_ON_GRID = [0.0, np.log10(0.4)]
 
 
-@pytest.fixture(autouse=True)
-def no_sps_home(monkeypatch):
-    monkeypatch.delenv("SPS_HOME", raising=False)
-
-
-@pytest.fixture(scope="module")
-def sps():
-    return BagpipesBasis()
+pytestmark = pytest.mark.usefixtures("no_sps_home")  # no FSPS data needed
 
 
 def cold_copy(sps):

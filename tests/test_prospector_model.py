@@ -186,33 +186,26 @@ class TestPredict:
         assert second == pytest.approx(model.predict(theta.copy(), obs=obs)[1][0], rel=1e-14)
         assert second != first
 
-    def test_set_parameters_equals_prospectors(self):
-        params = continuity_params()
-        stock = ProspectorParams(continuity_params())
-        model = quiet_model(params)
+    @pytest.mark.parametrize("which", ["continuity template", "fitting model"])
+    def test_set_parameters_equals_prospectors(self, which):
+        """Free parameters and every depends_on parameter (for the fitting model:
+        zred -> agebins, masses, dust1, duste_gamma, gas_logz through the fast
+        transforms, called positionally)."""
+        if which == "fitting model":
+            from prospect_emulator.fitting.models import fitting_model_params
+            from prospect_emulator.training.presets import get_preset
+            emu = make_random_emulator(
+                n_params=15, width=8, n_hidden=1, filter_names=["sdss_r0"],
+                param_names=get_preset("default").param_names,
+                param_ranges=[(-np.inf, np.inf)] * 15, seed=0)
+            stock = ProspectorParams(fitting_model_params(1.7))
+            model = quiet_model(fitting_model_params(1.7), emulator=emu)
+            model.set_parameters(model.theta)
+            assert all(argnames is not None for _, _, argnames in model._dependencies)  # fast path
+        else:
+            stock = ProspectorParams(continuity_params())
+            model = quiet_model(continuity_params())
         rng = np.random.default_rng(2)
-        for _ in range(20):
-            theta = model.prior_transform(rng.uniform(size=model.ndim))
-            stock.set_parameters(theta)
-            model.set_parameters(theta)
-            assert stock.params.keys() == model.params.keys()
-            for k in stock.params:
-                np.testing.assert_allclose(model.params[k], stock.params[k], rtol=1e-12, err_msg=k)
-
-    def test_set_parameters_of_the_fitting_model_equals_prospectors(self):
-        """The shipped fitting model: zred -> agebins, masses, dust1, duste_gamma,
-        gas_logz computed by the fast transforms, called positionally."""
-        from prospect_emulator.fitting.models import fitting_model_params
-        from prospect_emulator.training.presets import get_preset
-        emu = make_random_emulator(
-            n_params=15, width=8, n_hidden=1, filter_names=["sdss_r0"],
-            param_names=get_preset("default").param_names,
-            param_ranges=[(-np.inf, np.inf)] * 15, seed=0)
-        stock = ProspectorParams(fitting_model_params(1.7))
-        model = quiet_model(fitting_model_params(1.7), emulator=emu)
-        model.set_parameters(model.theta)
-        assert all(argnames is not None for _, _, argnames in model._dependencies)  # fast path
-        rng = np.random.default_rng(5)
         for _ in range(20):
             theta = model.prior_transform(rng.uniform(size=model.ndim))
             stock.set_parameters(theta)

@@ -35,15 +35,7 @@ C_AA = 2.998e18
 MAGGIE_CGS = 3631e-23
 
 
-@pytest.fixture(autouse=True)
-def no_sps_home(monkeypatch):
-    """Everything here must work without FSPS data."""
-    monkeypatch.delenv("SPS_HOME", raising=False)
-
-
-@pytest.fixture(scope="module")
-def sps():
-    return BagpipesBasis()
+pytestmark = pytest.mark.usefixtures("no_sps_home")  # no FSPS data needed
 
 
 # ---------------------------------------------------------------------------
