@@ -144,7 +144,7 @@ def main(argv=None):
     sps = BagpipesBasis()
     build_s = time.perf_counter() - t0
 
-    lines = ["# BagpipesBasis likelihood cost (validate_posteriors.py SPS-fit configuration)", "",
+    lines = ["BagpipesBasis likelihood cost in the configuration of the SPS fits of validate_posteriors.py.", "",
              f"Command: `python benchmarks/bench_bagpipes_basis.py "
              f"--zred {' '.join(f'{z:g}' for z in args.zred)} --n {args.n} --repeat {args.repeat}"
              + (" --skip-unused-smoothing" if args.skip_unused_smoothing else "") + "`",

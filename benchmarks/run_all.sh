@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 parts=$(mktemp -d)
 python benchmarks/bench_emulator.py --out "$parts/emulator.md"
 python benchmarks/bench_lnprobfn.py --out "$parts/lnprobfn.md"
+python benchmarks/bench_bagpipes_basis.py --skip-unused-smoothing --out "$parts/bagpipes.md"
 python benchmarks/bench_generate.py --n-samples 1000 --out "$parts/generate.md"
 if [ $# -ge 1 ]; then
     python benchmarks/bench_train.py --training-set "$1" --epochs 3 --out "$parts/train.md"
@@ -32,6 +33,10 @@ fi
     echo "## Prospector likelihood call (\`benchmarks/bench_lnprobfn.py\`)"
     echo
     cat "$parts/lnprobfn.md"
+    echo
+    echo "## Likelihood call with BagpipesBasis as the SPS (\`benchmarks/bench_bagpipes_basis.py\`)"
+    echo
+    cat "$parts/bagpipes.md"
     echo
     echo "## Training-set generation (\`benchmarks/bench_generate.py --n-samples 1000\`)"
     echo
