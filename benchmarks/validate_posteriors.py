@@ -13,9 +13,10 @@ the wall time per fit.
 
 Every fit is saved as it finishes (``OUT/fits/*.json``): interrupt and run the
 same command again to continue; ``--report-only`` analyses what is there.
-Emulator fits record the SHA-256 of the emulator file: after the emulator
-changes they are set aside (``OUT/fits/superseded/``) and fitted again, while
-the SPS fits stay valid (``--kinds sps`` runs only those).
+Emulator fits record the SHA-256 of the emulator file and the version of the
+fit set-up: after either changes they are set aside (``OUT/fits/superseded/``)
+and fitted again, while the SPS fits stay valid (``--kinds sps`` runs only
+those).
 
     python benchmarks/validate_posteriors.py --out validation --n-galaxies 100 --n-sps 30
 """
@@ -47,6 +48,9 @@ NOISE_MAG = 0.1
 FLOOR = 0.05
 #: median-over-bands magnitude below which a mock counts as detectable (AB)
 DETECTABLE_MAG = 28.0
+#: version of the emulator-fit set-up; fits of another version are refitted
+#: (2: EmulatorNoiseModel converts the emulator's error with its error_softening_flux)
+EMULATOR_FIT_VERSION = 2
 
 
 # ------------------------------------------------------------------ mocks
@@ -102,6 +106,12 @@ def read_fit(path):
         return json.load(f)
 
 
+def _current(fit, emulator_sha256):
+    """Whether an emulator fit was made with this emulator file and set-up."""
+    return (fit.get("emulator_sha256") == emulator_sha256
+            and fit.get("fit_version", 1) == EMULATOR_FIT_VERSION)
+
+
 def _fit(task):
     mock, kind, path = task
     from prospect_emulator.fitting.models import fitting_model_params
@@ -132,6 +142,7 @@ def _fit(task):
               "percentiles": {k: [float(x) for x in v] for k, v in summary.items()}}
     if kind != "sps":
         result["emulator_sha256"] = _WORKER["emulator_sha256"]
+        result["fit_version"] = EMULATOR_FIT_VERSION
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(result, f)
     return result
@@ -150,7 +161,7 @@ def report(out, mocks, emulator_sha256):
     for name in os.listdir(os.path.join(out, "fits")):
         if name.endswith(".json"):
             r = read_fit(os.path.join(out, "fits", name))
-            if r["kind"] == "sps" or r.get("emulator_sha256") == emulator_sha256:
+            if r["kind"] == "sps" or _current(r, emulator_sha256):
                 fits[(r["id"], r["kind"])] = r
     truth = {m["id"]: m["truth"] for m in mocks}
     lines = ["# Posterior validation: emulator vs BagpipesBasis (paper Sec. 3.2)", "",
@@ -259,11 +270,12 @@ def main(argv=None):
             kinds = ["emu1", "emu2"] + (["sps"] if i < args.n_sps else [])
             for kind in kinds:
                 path = os.path.join(args.out, "fits", f"{m['id']}_{kind}.json")
-                if os.path.exists(path) and kind != "sps" and \
-                        read_fit(path).get("emulator_sha256") != sha:
-                    # made with another emulator: keep it aside, fit again
+                if os.path.exists(path) and kind != "sps" and not _current(read_fit(path), sha):
+                    # made with another emulator or set-up: keep it aside, fit again
+                    old = read_fit(path)
                     old_dir = os.path.join(args.out, "fits", "superseded",
-                                           read_fit(path).get("emulator_sha256", "unknown")[:12])
+                                           f"{old.get('emulator_sha256', 'unknown')[:12]}"
+                                           f"-v{old.get('fit_version', 1)}")
                     os.makedirs(old_dir, exist_ok=True)
                     os.replace(path, os.path.join(old_dir, os.path.basename(path)))
                 if kind in kinds_wanted and not os.path.exists(path):

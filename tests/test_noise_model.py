@@ -156,6 +156,39 @@ class TestLikelihood:
         assert lnprobfn(THETA, model=model, obs=other, sps=None, noise=noise) == pytest.approx(
             expected, rel=1e-9)
 
+    def test_mass_normalised_emulator_error_stays_fractional_for_faint_sources(self):
+        """A source fainter than mu0 = 35: the network's error is in unit-mass
+        magnitudes (softening mass_mu0), so its flux error is sigma / a of the flux,
+        not the ~exp(-mu0/a) floor of the output magnitudes."""
+        from prospect_emulator import Emulator
+        rng = np.random.default_rng(4)
+        sizes = [3, 16, 16, len(FILTERS)]
+        mass_mu0 = 35.0 + 2.5 * 12.5
+        emu = Emulator([rng.normal(scale=0.3, size=(a, b)) for a, b in zip(sizes[:-1], sizes[1:])],
+                       [rng.normal(scale=0.1, size=b) for b in sizes[1:]], INPUTS, FILTERS,
+                       input_mean=np.zeros(3), input_std=np.ones(3),
+                       output_mean=np.full(len(FILTERS), 52.0), param_ranges=RANGES,
+                       residual_stats=stats_with_sigma(np.full(len(FILTERS), 0.04)),
+                       mass_param="logmass", mass_mu0=mass_mu0)
+        params = model_params()
+        params["logmass"]["prior"] = priors.TopHat(mini=6, maxi=8)
+        theta = np.array([6.5, -0.7, 0.8])
+        model = EmulatedSpecModel(params, emulator=emu)
+        obs = observed(model, theta)
+        noise = EmulatorNoiseModel(model, floor=0.0)
+        lnprobfn(theta, model=model, obs=obs, sps=None, noise=(None, noise))
+        flux = model.last_maggies
+        assert (flux < 1e-14).all()  # fainter than 35 mag in every band
+        # independent: F(m_u) = 10**logmass * maggies(m_u; mass_mu0), derivative by differences
+        unit_mags = maggies_to_arsinh_mags(flux / 10 ** 6.5, mass_mu0)
+        h = 1e-5
+        jac = 10 ** 6.5 * (arsinh_mags_to_maggies(unit_mags + h, mass_mu0)
+                           - arsinh_mags_to_maggies(unit_mags - h, mass_mu0)) / (2 * h)
+        expected = obs["maggies_unc"] ** 2 + (0.04 * jac) ** 2
+        np.testing.assert_allclose(noise.Sigma, expected, rtol=1e-6)
+        np.testing.assert_allclose(np.sqrt(noise.Sigma - obs["maggies_unc"] ** 2) / flux,
+                                   0.04 / (2.5 * np.log10(np.e)), rtol=1e-6)
+
     def test_out_of_range_proposal_gives_minus_infinity_with_the_noise_model(self):
         params = model_params()
         params["dust2"]["prior"] = priors.TopHat(mini=0, maxi=5)

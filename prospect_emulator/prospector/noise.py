@@ -58,10 +58,14 @@ class EmulatorNoiseModel:
 
         Sigma_ii = sigma_obs,i^2 + (J_i sigma_emul,i)^2 + (floor * E_i)^2
 
-    where ``J_i = d maggies / d mag`` at the model's last predicted arsinh
-    magnitude, ``sigma_emul`` the emulator's residual standard deviation
-    (``residual_sigma_at`` the last inputs, arsinh mag) and ``E_i`` the
-    observed flux density (maggies).  With ``covariance=True`` the emulator
+    where ``J_i = |d maggies / d mag|`` of eq. 2 at the model's last
+    predicted flux f_i, ``J_i = sqrt(f_i^2 + s^2) / a``, ``sigma_emul`` the
+    emulator's residual standard deviation (``residual_sigma_at`` the last
+    inputs, arsinh mag) and ``E_i`` the observed flux density (maggies).  The
+    softening flux s is the emulator's ``error_softening_flux``: 2 exp(-mu0 / a)
+    (about 36 mag) for a plain emulator, and for a mass-normalised one that of
+    the network's unit-mass magnitudes times the mass, so that its error stays
+    the fraction of the flux that it is, however faint the source.  With ``covariance=True`` the emulator
     term is the full ``J C J`` (C = ``residual_covariance_at``, mag^2) and the
     likelihood uses a Cholesky factorisation.  The log-likelihood is the full
     Gaussian, including ``-0.5 log det(2 pi Sigma)``.
@@ -126,13 +130,13 @@ class EmulatorNoiseModel:
         return emu, x
 
     def _diagonal_terms(self, emu, x, phot_unc, phot, mask):
-        """(k, c, sel) with Sigma = k * f[sel]^2 + c at model flux f (maggies).
+        """(k, c, sel) with Sigma = k * (f[sel]^2 + s^2) + c at model flux f (maggies).
 
         With eq. 2's derivative written through the flux,
-        (J sigma_emul)^2 = (sigma_emul / a)^2 (f^2 + 4 exp(-2 mu0 / a)), so
-        k = (sigma_emul / a)^2 and c = sigma_obs^2 + (floor E)^2 + 4 k exp(-2 mu0 / a).
-        Cached per (emulator, obs arrays, mask) unless the emulator's residuals
-        vary with its inputs.
+        (J sigma_emul)^2 = (sigma_emul / a)^2 (f^2 + s^2), s the emulator's
+        ``error_softening_flux``, so k = (sigma_emul / a)^2 and
+        c = sigma_obs^2 + (floor E)^2.  Cached per (emulator, obs arrays, mask)
+        unless the emulator's residuals vary with its inputs.
         """
         phot_unc = np.asarray(phot_unc, dtype=float)
         phot = np.asarray(phot, dtype=float)
@@ -143,7 +147,7 @@ class EmulatorNoiseModel:
                 and not emu.residuals_vary_with_inputs):
             return cached[2]
         k = (emu.residual_sigma_at(x) / emu.a) ** 2
-        c = phot_unc * phot_unc + (self.floor * phot) ** 2 + 4.0 * np.exp(-2.0 * emu.mu0 / emu.a) * k
+        c = phot_unc * phot_unc + (self.floor * phot) ** 2
         sel = mask
         if isinstance(mask, slice) and mask == slice(None):
             sel = None
@@ -173,15 +177,18 @@ class EmulatorNoiseModel:
             raise EmulatorConfigurationError(
                 f"the model last predicted {len(flux)} bands but the obs has {len(phot)}: "
                 "predict with the same obs that is being fitted")
+        softening = emu.error_softening_flux(x)
         if not self.covariance:
             k, c, sel = self._diagonal_terms(emu, x, phot_unc, phot, mask)
             sigma = flux * flux if sel is None else flux[sel] ** 2
+            sigma += softening * softening
             sigma *= k
             sigma += c
             self.Sigma = sigma
             self.log_det = float(np.log(sigma).sum())
             return
-        jac = dmaggies_dmag(self.model.last_arsinh_mags, emu.mu0, emu.a)
+        # |d maggies / d mag| at the model flux (eq. 2), in the network's own magnitudes
+        jac = np.sqrt(flux * flux + softening * softening) / emu.a
         base_var = phot_unc * phot_unc + (self.floor * phot) ** 2
         sigma = (jac[:, None] * emu.residual_covariance_at(x)) * jac[None, :]
         sigma[np.diag_indices_from(sigma)] += base_var

@@ -11,6 +11,8 @@ Nothing here imports TensorFlow: this is the code that runs at fit time.
 """
 import difflib
 
+import math
+
 import numpy as np
 
 from ..errors import (EmulatorConfigurationError, NonFiniteInputError,
@@ -388,6 +390,22 @@ class Emulator(EmulatorBase):
     def residual_covariance_at(self, x):
         """Residual covariance (mag^2) that applies at inputs ``x``."""
         return self.residual_covariance
+
+    def error_softening_flux(self, x):
+        """Flux density (maggies) below which the emulator's error stops being
+        a fixed fraction of the flux, at inputs ``x`` of shape (n_params,).
+
+        The network's residual scatter sigma (mag) is an error in arsinh
+        magnitudes, so the flux error is ``sigma / a * sqrt(f**2 + s**2)``
+        with ``s = 2 exp(-mu0 / a)`` (the exact derivative of eq. 2).  A
+        mass-normalised emulator's network works in the arsinh magnitudes of
+        one solar mass (softening ``mass_mu0``), so for it ``s = 2
+        exp(-mass_mu0 / a) 10**logmass``: its error stays fractional down to
+        fluxes far below 10**(-0.4 mu0).
+        """
+        if self.mass_param is None:
+            return 2.0 * math.exp(-self.mu0 / self.a)
+        return 2.0 * math.exp(-self.mass_mu0 / self.a) * 10.0 ** float(x[self._mass_index])
 
     # ------------------------------------------------------------------- I/O
     @classmethod

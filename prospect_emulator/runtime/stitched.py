@@ -148,6 +148,11 @@ class StitchedEmulator(EmulatorBase):
         a = self.weights(np.asarray(x, dtype=float)[..., self._iz])
         return np.einsum("...k,kij->...ij", a, np.array([m.residual_covariance for m in self.members]))
 
+    def error_softening_flux(self, x):
+        """Largest of the members' :meth:`Emulator.error_softening_flux` at
+        ``x`` (maggies): the conservative choice where they differ."""
+        return max(m.error_softening_flux(x) for m in self.members)
+
     def residual_sigma_at(self, x):
         """sqrt(sum_i a_i sigma_i^2) at inputs ``x`` (arsinh mag)."""
         a = self.weights(np.asarray(x, dtype=float)[..., self._iz])
