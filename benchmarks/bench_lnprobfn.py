@@ -252,12 +252,12 @@ def emulator_share_inside_lnprobfn(model, obs, theta, noise, n):
     emu = model._plan_for(obs["filters"]).emulator
     acc = [0.0]
 
-    def timed(x, check=True, _orig=emu.predict_mags_and_extras):
+    def timed(x, check=True, _orig=emu.predict_maggies_and_extras):
         t0 = time.perf_counter()
         out = _orig(x, check=check)
         acc[0] += time.perf_counter() - t0
         return out
-    emu.predict_mags_and_extras = timed
+    emu.predict_maggies_and_extras = timed
     try:
         for _ in range(n // 10):  # warm up
             lnprobfn(theta, model=model, obs=obs, sps=None, noise=noise)
@@ -267,7 +267,7 @@ def emulator_share_inside_lnprobfn(model, obs, theta, noise, n):
             lnprobfn(theta, model=model, obs=obs, sps=None, noise=noise)
         total = time.perf_counter() - t0
     finally:
-        del emu.predict_mags_and_extras
+        del emu.predict_maggies_and_extras
     return acc[0] / n * 1e6, (total - acc[0]) / n * 1e6
 
 

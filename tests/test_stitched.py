@@ -159,10 +159,10 @@ class TestOnlyNeededMembersRun:
     def count_rows(self, stitch, monkeypatch):
         rows = {k: [] for k in range(len(stitch.members))}
         for k, m in enumerate(stitch.members):
-            def counted(x, check=True, _k=k, _orig=m.predict_mags_and_extras):
+            def counted(x, check=True, _k=k, _orig=m.predict_maggies_and_extras):
                 rows[_k].append(len(np.atleast_2d(x)))
                 return _orig(x, check=check)
-            monkeypatch.setattr(m, "predict_mags_and_extras", counted)
+            monkeypatch.setattr(m, "predict_maggies_and_extras", counted)
         return rows
 
     def test_members_with_zero_weight_are_not_evaluated(self, monkeypatch):

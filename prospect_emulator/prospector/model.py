@@ -32,7 +32,7 @@ from prospect.models import SpecModel
 from ..errors import EmulatorConfigurationError, OutOfTrainingRangeError
 from ..runtime.emulator import EmulatorBase
 from ..runtime.fileformat import load_emulator
-from ..runtime.magnitudes import arsinh_mags_to_maggies
+from ..runtime.magnitudes import maggies_to_arsinh_mags
 from ..sources.spec_model import set_eline_info
 from ..transforms import FastParametersMixin
 from ..priors import FastPriorsMixin
@@ -197,7 +197,6 @@ class EmulatedSpecModel(FastParametersMixin, FastPriorsMixin, SpecModel):
         self._theta_set_bytes = None
         self._theta_own = None
         self.last_emulator_inputs = None
-        self.last_arsinh_mags = None
         self.last_maggies = None
         self.last_emulator = None
 
@@ -398,16 +397,21 @@ class EmulatedSpecModel(FastParametersMixin, FastPriorsMixin, SpecModel):
         """(maggies, mfrac) at emulator inputs ``x`` through ``plan``'s emulator."""
         emu = plan.emulator
         try:
-            mags, extra = emu.predict_mags_and_extras(x)
+            maggies, extra = emu.predict_maggies_and_extras(x)
         except OutOfTrainingRangeError as err:
             self._raise_if_fixed_input_outside(x, err)
             raise
         mfrac = float(extra[plan.mfrac_index]) if plan.mfrac_index is not None else np.nan
-        maggies = arsinh_mags_to_maggies(mags, emu.mu0, emu.a)
-        self.last_emulator_inputs, self.last_arsinh_mags, self.last_emulator = x, mags, emu
-        self.last_maggies = maggies
+        self.last_emulator_inputs, self.last_maggies, self.last_emulator = x, maggies, emu
         self._mfrac = mfrac
         return maggies, mfrac
+
+    @property
+    def last_arsinh_mags(self):
+        """Arsinh magnitudes (eq. 2) of the last prediction, or None."""
+        if self.last_maggies is None:
+            return None
+        return maggies_to_arsinh_mags(self.last_maggies, self.last_emulator.mu0, self.last_emulator.a)
 
     def _raise_if_fixed_input_outside(self, x, err):
         """A fixed parameter outside the training range is a set-up mistake

@@ -293,12 +293,20 @@ class Emulator(EmulatorBase):
         return h @ self._w_out + self._b_out
 
     def _mags_from_raw(self, x, raw):
+        if self.mass_param is None:
+            return raw[..., :self._nf]
+        return maggies_to_arsinh_mags(self._maggies_from_raw(x, raw), self.mu0, self.a)
+
+    def _maggies_from_raw(self, x, raw):
         mags = raw[..., :self._nf]
-        if self.mass_param is not None:
-            logm = x[..., self._mass_index]
-            unit = arsinh_mags_to_maggies(mags, self.mass_mu0, self.a)
-            mags = maggies_to_arsinh_mags(unit * 10.0 ** np.asarray(logm)[..., None], self.mu0, self.a)
-        return mags
+        if self.mass_param is None:
+            return arsinh_mags_to_maggies(mags, self.mu0, self.a)
+        # unit-mass flux times the mass, with no detour through the output magnitudes
+        logm = x[..., self._mass_index]
+        mass = 10.0 ** float(logm) if x.ndim == 1 else 10.0 ** logm[:, None]
+        unit = arsinh_mags_to_maggies(mags, self.mass_mu0, self.a)
+        unit *= mass
+        return unit
 
     def _extras_from_raw(self, raw):
         if self._extras_all_log10:  # the usual case (mfrac): one operation
@@ -332,7 +340,15 @@ class Emulator(EmulatorBase):
 
     def predict_maggies(self, x, check=True):
         """Flux densities in maggies of every filter; see :meth:`predict_mags`."""
-        return arsinh_mags_to_maggies(self.predict_mags(x, check=check), self.mu0, self.a)
+        x = self.check_inputs(x) if check else np.asarray(x, dtype=float)
+        return self._maggies_from_raw(x, self._network(x))
+
+    def predict_maggies_and_extras(self, x, check=True):
+        """Flux densities (maggies) and the extra outputs from one forward pass;
+        see :meth:`predict_mags_and_extras`."""
+        x = self.check_inputs(x) if check else np.asarray(x, dtype=float)
+        raw = self._network(x)
+        return self._maggies_from_raw(x, raw), self._extras_from_raw(raw)
 
     def predict_mags_and_extras(self, x, check=True):
         """Magnitudes and the extra outputs (e.g. ``mfrac``) from one forward pass.

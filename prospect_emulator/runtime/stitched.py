@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import EmulatorConfigurationError
 from .emulator import EmulatorBase
-from .magnitudes import arsinh_mags_to_maggies, maggies_to_arsinh_mags
+from .magnitudes import maggies_to_arsinh_mags
 
 __all__ = ["StitchedEmulator"]
 
@@ -171,9 +171,9 @@ class StitchedEmulator(EmulatorBase):
             if rows.size == 0:
                 continue
             xm = x2[rows]
-            mags, ex = m.predict_mags_and_extras(xm, check=False)
+            maggies, ex = m.predict_maggies_and_extras(xm, check=False)
             w = a[rows, k][:, None]
-            flux[rows] += w * arsinh_mags_to_maggies(mags, m.mu0, m.a)
+            flux[rows] += w * maggies
             extras[rows] += w * ex
         if np.ndim(x) == 1:
             return flux[0], extras[0]
@@ -192,6 +192,11 @@ class StitchedEmulator(EmulatorBase):
         x = self.check_inputs(x) if check else np.asarray(x, dtype=float)
         flux, extras = self._blend(x)
         return maggies_to_arsinh_mags(flux, self.mu0, self.a), extras
+
+    def predict_maggies_and_extras(self, x, check=True):
+        """Blended flux densities (maggies, eq. 13) and extra outputs."""
+        x = self.check_inputs(x) if check else np.asarray(x, dtype=float)
+        return self._blend(x)
 
     def filter_indices(self, filter_names):
         return self.members[0].filter_indices(filter_names)
