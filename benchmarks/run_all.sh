@@ -23,8 +23,8 @@ fi
     echo
     echo "Every table below is printed by a committed script; \`bash benchmarks/run_all.sh\`"
     echo "re-runs them all and rewrites this page. Machine details head each table. On the"
-    echo "shared 2-core development VM, per-call timings of a few hundred microseconds vary by"
-    echo "about +-20 us between runs: compare rows within one run, not across runs."
+    echo "shared 2-core development VM, per-call timings of a few hundred microseconds vary"
+    echo "by tens of microseconds between runs (up to +-50 us for lnprobfn): compare rows within one run, not across runs."
     echo
     echo "## Emulator prediction (\`benchmarks/bench_emulator.py\`)"
     echo
