@@ -270,9 +270,9 @@ def main(argv=None):
             kinds = ["emu1", "emu2"] + (["sps"] if i < args.n_sps else [])
             for kind in kinds:
                 path = os.path.join(args.out, "fits", f"{m['id']}_{kind}.json")
-                if os.path.exists(path) and kind != "sps" and not _current(read_fit(path), sha):
+                old = read_fit(path) if os.path.exists(path) and kind != "sps" else None
+                if old is not None and not _current(old, sha):
                     # made with another emulator or set-up: keep it aside, fit again
-                    old = read_fit(path)
                     old_dir = os.path.join(args.out, "fits", "superseded",
                                            f"{old.get('emulator_sha256', 'unknown')[:12]}"
                                            f"-v{old.get('fit_version', 1)}")

@@ -17,7 +17,7 @@ __all__ = ["zred_to_agebins", "logsfr_ratios_to_masses", "dust1_fraction_to_dust
 
 _AGEBINS_CACHE = {}
 _AGEBINS_CACHE_SIZE = 256
-_AGEBIN_WIDTHS = [None]  # [(agebins key, bin widths in yr)] of the last call
+_AGEBIN_WIDTHS = [None]  # [(agebins key, ratios of adjacent bin widths)] of the last call
 
 
 def zred_to_agebins(zred=0.0, agebins=None, **extras):
@@ -50,9 +50,9 @@ def logsfr_ratios_to_masses(logmass=None, logsfr_ratios=None, agebins=None, **ex
     bins (``logsfr_ratios_j = log10(SFR_j / SFR_j+1)``).
     """
     agebins = np.asarray(agebins, dtype=float)
-    key = agebins.tobytes()
+    key = (agebins.shape, agebins.tobytes())
     cached = _AGEBIN_WIDTHS[0]  # one (key, width ratios) tuple: read and replaced atomically
-    if cached is None or cached[0] != key or agebins.ndim != 2:
+    if cached is None or cached[0] != key:
         dt = 10 ** agebins[:, 1] - 10 ** agebins[:, 0]
         cached = (key, (dt[1:] / dt[:-1]).tolist())
         _AGEBIN_WIDTHS[0] = cached

@@ -34,8 +34,8 @@ from ..runtime.emulator import EmulatorBase
 from ..runtime.fileformat import load_emulator
 from ..runtime.magnitudes import maggies_to_arsinh_mags
 from ..sources.spec_model import set_eline_info
-from ..transforms import FastParametersMixin
 from ..priors import FastPriorsMixin
+from ..transforms import FastParametersMixin
 
 __all__ = ["EmulatedSpecModel", "TrainingRangeWarning", "filter_names_of"]
 

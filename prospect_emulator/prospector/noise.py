@@ -65,8 +65,8 @@ class EmulatorNoiseModel:
     softening flux s is the emulator's ``error_softening_flux``: 2 exp(-mu0 / a)
     (about 36 mag) for a plain emulator, and for a mass-normalised one that of
     the network's unit-mass magnitudes times the mass, so that its error stays
-    the fraction of the flux that it is, however faint the source.  With ``covariance=True`` the emulator
-    term is the full ``J C J`` (C = ``residual_covariance_at``, mag^2) and the
+    the fraction of the flux that it is, however faint the source.  With
+    ``covariance=True`` the emulator term is the full ``J C J`` (C = ``residual_covariance_at``, mag^2) and the
     likelihood uses a Cholesky factorisation.  The log-likelihood is the full
     Gaussian, including ``-0.5 log det(2 pi Sigma)``.
 

@@ -10,7 +10,6 @@ magnitudes (eq. 2) in named sedpy filters:
 Nothing here imports TensorFlow: this is the code that runs at fit time.
 """
 import difflib
-
 import math
 
 import numpy as np
