@@ -16,8 +16,7 @@ import numpy as np
 
 from ..errors import (EmulatorConfigurationError, NonFiniteInputError,
                       OutOfTrainingRangeError)
-from .magnitudes import (ARSINH_A, ARSINH_MU0, arsinh_mags_to_maggies,
-                         maggies_to_arsinh_mags)
+from .magnitudes import ARSINH_A, ARSINH_MU0, maggies_to_arsinh_mags
 
 __all__ = ["Emulator", "EmulatorBase", "gelu_tanh", "RESIDUAL_STAT_COLUMNS"]
 
@@ -34,6 +33,19 @@ _GELU_C = np.sqrt(2.0 / np.pi)
 def gelu_tanh(z):
     """GELU activation in the tanh approximation (paper eq. 6)."""
     return 0.5 * z * (1.0 + np.tanh(_GELU_C * (z + 0.044715 * (z * z * z))))
+
+
+def _twice_gelu_tanh_(z):
+    """2 GELU_tanh(z) (eq. 6), computed in place in ``z`` (returned) with one
+    temporary: the factor 1/2 lives in the next layer's weights."""
+    t = z * z
+    t *= 0.044715 * _GELU_C
+    t += _GELU_C
+    t *= z
+    np.tanh(t, out=t)
+    t += 1.0
+    z *= t
+    return z
 
 
 def closest_names(name, candidates, n=3):
@@ -253,24 +265,37 @@ class Emulator(EmulatorBase):
 
     # ------------------------------------------------------------------ set-up
     def _compile(self):
-        """Fold the (de)normalisation layers into the first and last layers so
-        that a prediction is the bare chain of matrix products."""
+        """Fold everything linear into the weights, so that a prediction is the
+        bare chain of matrix products and the fewest element-wise operations.
+
+        * The (de)normalisation layers go into the first and last layers.
+        * The factor 1/2 of every GELU (eq. 6) goes into the next layer's
+          weights (exact: a power of two), see :func:`_twice_gelu_tanh_`.
+        * The magnitude outputs become ``z = (mu0 - mag) / a``, the argument
+          of sinh in the inverse of eq. 2, so that maggies are
+          ``2 exp(-mu0 / a) sinh(z)`` (``mass_mu0`` and times the mass for a
+          mass-normalised emulator) without a detour through magnitudes.
+        """
         w0 = self.weights[0] / self.input_std[:, None]
         b0 = self.biases[0] - (self.input_mean / self.input_std) @ self.weights[0]
-        ws, bs = [w0] + self.weights[1:], [b0] + self.biases[1:]
+        ws, bs = [w0] + [0.5 * w for w in self.weights[1:]], [b0] + self.biases[1:]
         ws[-1] = ws[-1] * self.output_std[None, :]
         bs[-1] = bs[-1] * self.output_std + self.output_mean
+        nf = self.n_filters
+        self._net_mu0 = self.mu0 if self.mass_param is None else self.mass_mu0
+        ws[-1][:, :nf] *= -1.0 / self.a
+        bs[-1][:nf] = (self._net_mu0 - bs[-1][:nf]) / self.a
+        #: maggies per unit sinh(z) (per solar mass for a mass-normalised emulator)
+        self._flux_scale = 2.0 * math.exp(-self._net_mu0 / self.a)
         self._hidden = list(zip(ws[:-1], bs[:-1]))
         self._w_out, self._b_out = ws[-1], bs[-1]
         self._set_check_bounds()
         if self.mass_param is not None:
             self._mass_index = self.param_names.index(self.mass_param)
             self._net_index = np.array([i for i in range(self.n_params) if i != self._mass_index])
-        self._nf = self.n_filters
+        self._nf = nf
         self._extras_all_log10 = bool(self.extra_names) and all(
             t == "log10" for t in self.extra_transforms)
-        # the network output is the magnitudes themselves (no slicing needed)
-        self._raw_is_mags = not self.extra_names and self.mass_param is None
 
     # -------------------------------------------------------------- properties
     @property
@@ -285,27 +310,34 @@ class Emulator(EmulatorBase):
 
     # -------------------------------------------------------------- prediction
     def _network(self, x):
-        """Raw network outputs (denormalised), shape (..., n_filters + n_extra)."""
+        """Network outputs, shape (..., n_filters + n_extra): ``z`` of the
+        magnitudes (see :meth:`_compile`), then the extra outputs."""
         h = x if self.mass_param is None else x[..., self._net_index]
         for w, b in self._hidden:
-            h = gelu_tanh(h @ w + b)
-        return h @ self._w_out + self._b_out
+            z = h @ w
+            z += b
+            h = _twice_gelu_tanh_(z)
+        out = h @ self._w_out
+        out += self._b_out
+        return out
 
     def _mags_from_raw(self, x, raw):
         if self.mass_param is None:
-            return raw[..., :self._nf]
+            return self.mu0 - self.a * raw[..., :self._nf]
         return maggies_to_arsinh_mags(self._maggies_from_raw(x, raw), self.mu0, self.a)
 
     def _maggies_from_raw(self, x, raw):
-        mags = raw[..., :self._nf]
+        maggies = np.sinh(raw[..., :self._nf])
         if self.mass_param is None:
-            return arsinh_mags_to_maggies(mags, self.mu0, self.a)
+            maggies *= self._flux_scale
+            return maggies
         # unit-mass flux times the mass, with no detour through the output magnitudes
         logm = x[..., self._mass_index]
-        mass = 10.0 ** float(logm) if x.ndim == 1 else 10.0 ** logm[:, None]
-        unit = arsinh_mags_to_maggies(mags, self.mass_mu0, self.a)
-        unit *= mass
-        return unit
+        if x.ndim == 1:
+            maggies *= self._flux_scale * 10.0 ** float(logm)
+        else:
+            maggies *= self._flux_scale * 10.0 ** logm[:, None]
+        return maggies
 
     def _extras_from_raw(self, raw):
         if self._extras_all_log10:  # the usual case (mfrac): one operation
@@ -334,8 +366,7 @@ class Emulator(EmulatorBase):
             Arsinh magnitudes (eq. 2) in the order of :attr:`filter_names`.
         """
         x = self.check_inputs(x) if check else np.asarray(x, dtype=float)
-        raw = self._network(x)
-        return raw if self._raw_is_mags else self._mags_from_raw(x, raw)
+        return self._mags_from_raw(x, self._network(x))
 
     def predict_maggies(self, x, check=True):
         """Flux densities in maggies of every filter; see :meth:`predict_mags`."""
@@ -419,8 +450,8 @@ class Emulator(EmulatorBase):
         fluxes far below 10**(-0.4 mu0).
         """
         if self.mass_param is None:
-            return 2.0 * math.exp(-self.mu0 / self.a)
-        return 2.0 * math.exp(-self.mass_mu0 / self.a) * 10.0 ** float(x[self._mass_index])
+            return self._flux_scale
+        return self._flux_scale * 10.0 ** float(x[self._mass_index])
 
     # ------------------------------------------------------------------- I/O
     @classmethod
