@@ -46,10 +46,28 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def cpu_caches():
+    """The first core's caches, e.g. "L1d 48K, L1i 32K, L2 2048K, L3 107520K" (Linux), or None."""
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        out = []
+        for index in sorted(os.listdir(base)):
+            if not index.startswith("index"):
+                continue
+            read = lambda name: open(os.path.join(base, index, name)).read().strip()  # noqa: E731
+            kind = {"Data": "d", "Instruction": "i"}.get(read("type"), "")
+            out.append(f"L{read('level')}{kind} {read('size')}")
+        return ", ".join(out) or None
+    except OSError:
+        return None
+
+
 def machine_info():
     """(name, value) pairs describing the machine and the software versions."""
+    caches = cpu_caches()
     return [
         ("CPU", f"{cpu_model()} ({os.cpu_count()} logical cores)"),
+        *([("caches of core 0", caches)] if caches else []),
         ("Python", platform.python_version()),
         ("NumPy", np.__version__),
         ("BLAS threads", blas_threads()),

@@ -9,7 +9,10 @@ emulator of the paper's shape (5 hidden layers of 256, 137 filters), fitted to
 * ``EmulatedSpecModel.predict``,
 * ``prospect.fitting.lnprobfn`` with ``EmulatorNoiseModel`` (diagonal and
   full covariance; with and without ``nested=True``, dynesty's mode),
-* Prospector's stock ``prior_product`` / ``set_parameters`` against ours.
+* Prospector's stock ``prior_product`` / ``set_parameters`` against ours,
+* the overhead by network width, and each part of the call alone and right
+  after a network call (the weights of a 5x256 float64 network exceed a 2 MiB
+  L2 cache and slow down the Python-side work that follows them).
 
 Target (issue 2): lnprobfn adds at most 50 microseconds over the bare emulator.
 
@@ -240,6 +243,7 @@ def main(argv=None):
               "Prospector's work the network no longer runs from warm caches, so both parts are "
               "slower than in the tight loops above."]
     lines += ["", *overhead_by_width_lines(obs, number, repeat)]
+    lines += ["", *work_after_network_lines(model, obs, theta, diag, 4 * number)]
     lines += ["", *shipped_model_lines(number, repeat)]
     emit(lines, args.out)
     return 0
@@ -300,6 +304,59 @@ def overhead_by_width_lines(obs, number, repeat, widths=(32, 64, 128, 256, 512))
             *markdown_table(["width", "weights (KiB)", "bare emulator (us)",
                              "lnprobfn, diagonal noise (us)", "overhead (us)",
                              "overhead, nested=True (us)"], rows, "rrrrrr")]
+
+
+def work_after_network_lines(model, obs, theta, noise, n, widths=(32, 128, 256)):
+    """Why the overhead exceeds the sum of its parts: each part of a likelihood
+    call timed alone (in a loop of itself) and right after a network call.
+
+    A network whose float64 weights exceed the core's L2 cache streams them
+    through it on every call and evicts the interpreter's and NumPy's working
+    set; the Python-side work that follows then runs from L3 and costs more.
+    """
+    import time
+    from prospect.fitting import lnprobfn
+    clock = time.perf_counter
+    names = [f.name for f in obs["filters"]]
+    x = model.last_emulator_inputs.copy()
+    networks = {w: random_emulator(width=w).select(names) for w in widths}
+    _, phot, _ = model.predict(theta, obs=obs)
+    phot_noise = noise[1]
+    vectors = {"phot_unc": obs["maggies_unc"], "phot": obs["maggies"], "mask": obs["phot_mask"]}
+    zero_cost = (_ZeroCostModel(phot), (None, _ZeroCostNoise()))
+
+    def noise_model():
+        phot_noise.compute(**vectors)
+        phot_noise.lnlikelihood(phot, obs["maggies"])
+    parts = [
+        ("prior_product(theta)", lambda: model.prior_product(theta)),
+        ("set_parameters(theta)", lambda: model.set_parameters(theta)),
+        ("EmulatorNoiseModel compute + lnlikelihood", noise_model),
+        ("Prospector's own share (zero-cost model and noise)",
+         lambda: lnprobfn(theta, model=zero_cost[0], obs=obs, sps=None, noise=zero_cost[1])),
+    ]
+
+    def per_call(before, part):
+        total = 0.0
+        for i in range(n + n // 10):  # the first tenth warms up
+            before()
+            t0 = clock()
+            part()
+            if i >= n // 10:
+                total += clock() - t0
+        return total / n * 1e6
+
+    rows = []
+    for label, part in parts:
+        row = [label, f"{per_call(lambda: None, part):.1f}"]
+        row += [f"{per_call(lambda net=net: net.predict_maggies(x), part):.1f}"
+                for net in networks.values()]
+        rows.append(row)
+    kib = {w: sum(a.nbytes for a in net.weights) // 1024 for w, net in networks.items()}
+    return ["Each part of a likelihood call alone and right after a network call (us per call, "
+            f"{n} calls, timed with perf_counter around the part only):", "",
+            *markdown_table(["part", "alone"] + [f"after a 5x{w} network ({kib[w]} KiB)"
+                                                 for w in widths], rows, "lrrrr")]
 
 
 def shipped_model_lines(number, repeat):
