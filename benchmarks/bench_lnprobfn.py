@@ -356,7 +356,12 @@ def work_after_network_lines(model, obs, theta, noise, n, widths=(32, 128, 256))
     return ["Each part of a likelihood call alone and right after a network call (us per call, "
             f"{n} calls, timed with perf_counter around the part only):", "",
             *markdown_table(["part", "alone"] + [f"after a 5x{w} network ({kib[w]} KiB)"
-                                                 for w in widths], rows, "lrrrr")]
+                                                 for w in widths], rows, "lrrrr"),
+            "", "Prospector's lnprobfn calls these parts in turn around the network, so the "
+            "overhead over the bare network is their sum as they run after it: each costs "
+            "more after a network whose float64 weights do not fit the core's L2 cache (see "
+            "the machine lines), which streams them through the cache on every call and "
+            "pushes out the interpreter's and NumPy's working set."]
 
 
 def shipped_model_lines(number, repeat):
