@@ -22,6 +22,7 @@ those).
 """
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -34,7 +35,6 @@ from _common import machine_lines  # noqa: E402
 
 from prospect_emulator.data import COSMOS_FILTERS, DEFAULT_EMULATOR_PATH  # noqa: E402
 from prospect_emulator.fileio import atomic_path  # noqa: E402
-from prospect_emulator.fitting.catalog import fitting_pool  # noqa: E402
 from prospect_emulator.progress import Progress  # noqa: E402
 
 #: 3D-HST COSMOS-like bands (as the bundled example galaxy)
@@ -282,7 +282,8 @@ def main(argv=None):
                     tasks.append((m, kind, path))
         nested = {"nested_nlive_init": args.nlive, "nested_target_n_effective": args.n_effective}
         bar = Progress(len(tasks), label="validate", unit="fits")
-        with fitting_pool(args.workers, _init, (args.emulator, nested, sha)) as pool:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(args.workers, initializer=_init, initargs=(args.emulator, nested, sha)) as pool:
             for n, _ in enumerate(pool.imap_unordered(_fit, tasks), 1):
                 bar.update(n, force=True)
         bar.close(len(tasks))

@@ -7,8 +7,7 @@ import pytest
 
 from prospect_emulator import EmulatorConfigurationError
 from prospect_emulator.data import EXAMPLE_GALAXY_PATH, default_emulator, default_filter_names
-from prospect_emulator.fitting.catalog import (CatalogColumns, fit_catalog, fitting_pool,
-                                              read_catalog)
+from prospect_emulator.fitting.catalog import CatalogColumns, fit_catalog, read_catalog
 from prospect_emulator.fitting.derived import step_sfh_summary
 
 #: dynesty settings small enough for a test (the posterior is not the point here)
@@ -150,21 +149,3 @@ def test_catalogue_fit_writes_results_skips_bad_rows_and_resumes(tmp_path):
 def default_emulator_path():
     from prospect_emulator.data import DEFAULT_EMULATOR_PATH
     return DEFAULT_EMULATOR_PATH
-
-
-class TestFittingPool:
-    """Worker processes of catalogue fits run their BLAS on one thread each:
-    with one fit per core, more threads only compete for the cores."""
-
-    def test_children_get_one_blas_thread_and_the_parent_keeps_its_environment(
-            self, monkeypatch):
-        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("MKL_NUM_THREADS", "3")  # what the user set is kept
-        with fitting_pool(1, None) as pool:
-            seen = pool.map(os.getenv,
-                            ["OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"])
-        assert seen == ["1", "1", "3"]
-        assert "OPENBLAS_NUM_THREADS" not in os.environ
-        assert "OMP_NUM_THREADS" not in os.environ
-        assert os.environ["MKL_NUM_THREADS"] == "3"

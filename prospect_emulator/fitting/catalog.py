@@ -5,7 +5,6 @@ Each finished object leaves ``<id>.h5`` (Prospector's results file) and
 is rebuilt from the JSON files, so an interrupted run loses nothing and a
 second run skips what is done.
 """
-import contextlib
 import json
 import multiprocessing
 import os
@@ -19,7 +18,7 @@ from ..errors import EmulatorConfigurationError
 from ..fileio import atomic_path
 from ..progress import Progress
 
-__all__ = ["CatalogColumns", "read_catalog", "fit_catalog", "fitting_pool", "FLUX_UNITS"]
+__all__ = ["CatalogColumns", "read_catalog", "fit_catalog", "FLUX_UNITS"]
 
 #: Flux units accepted for catalogue columns, in maggies per unit (1 maggie = 3631 Jy).
 FLUX_UNITS = {"maggies": 1.0, "Jy": 1 / 3631.0, "mJy": 1e-3 / 3631.0, "uJy": 1e-6 / 3631.0,
@@ -123,35 +122,6 @@ def _as_float(value):
 
 # --------------------------------------------------------------- workers
 _WORKER = {}
-
-#: Thread-count variables of the BLAS libraries NumPy may use.
-_BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-@contextlib.contextmanager
-def fitting_pool(workers, initializer, initargs=()):
-    """A ``multiprocessing`` pool of ``workers`` spawned processes, one fit
-    each, whose BLAS uses one thread unless the user's environment says
-    otherwise.
-
-    A likelihood call's matrix-vector products are too small to gain from
-    more BLAS threads than processes: with a fit per core the extra threads
-    only compete for the cores (``benchmarks/bench_fitting_pool.py``).
-    """
-    saved = {k: os.environ.get(k) for k in _BLAS_THREAD_VARIABLES}
-    for k in _BLAS_THREAD_VARIABLES:
-        os.environ.setdefault(k, "1")  # read by the spawned children at their NumPy import
-    try:
-        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=initializer,
-                                                          initargs=initargs)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    with pool:
-        yield pool
 
 
 def _init_worker(emulator_path, filters, nested_kwargs, covariance):
@@ -282,7 +252,8 @@ def fit_catalog(catalog_path, outdir, emulator_path, columns=None, workers=2, li
     n = 0
     try:
         if workers > 1 and len(tasks) > 1:
-            with fitting_pool(workers, _init_worker, init) as pool:
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(workers, initializer=_init_worker, initargs=init) as pool:
                 for result in pool.imap_unordered(_fit_record, tasks):
                     n += 1
                     bar.failed += result["status"] != "ok"
