@@ -8,7 +8,10 @@ distributions (log M down to 6 at z up to 3) hold many of them. This script
 reports, per filter, the residual standard deviation over all held-out rows
 (the paper's number, as ``prospect-emulator evaluate`` reports it) and over
 the rows brighter than given magnitudes in that filter (what a survey
-detects).
+detects).  For a mass-normalised emulator it also gives the scatter in the
+network's own unit-mass arsinh magnitudes (softening ``mass_mu0``): the
+fractional error that ``EmulatorNoiseModel`` assigns at every flux, while it
+uses the stored (output-magnitude) ``residual_sigma``.
 
     python benchmarks/precision_by_brightness.py EMU.h5 TRAIN.h5 --out report.md
 """
@@ -23,7 +26,8 @@ from _common import emit, markdown_table  # noqa: E402
 
 
 def precision_by_brightness(emulator, training_set, limits=(28.0, 25.0)):
-    """(filter names, std over all rows, {limit: (std, n rows)}, fraction fainter than 33 mag).
+    """(filter names, std over all rows, {limit: (std, n rows)}, fraction fainter than
+    33 mag, std in unit-mass magnitudes or None).
 
     Parameters
     ----------
@@ -43,13 +47,23 @@ def precision_by_brightness(emulator, training_set, limits=(28.0, 25.0)):
     params = data.params[held_out][:, [data.param_names.index(p) for p in emulator.param_names]]
     mags = data.mags[held_out][:, [data.filter_names.index(f) for f in emulator.filter_names]]
     residuals = emulator.predict_mags(params, check=False) - mags
+    unit_std = None
+    if getattr(emulator, "mass_param", None) is not None:
+        from prospect_emulator.runtime.magnitudes import (arsinh_mags_to_maggies,
+                                                          maggies_to_arsinh_mags)
+        per_msun = 10.0 ** -params[:, [emulator.param_names.index(emulator.mass_param)]]
+        def unit_mags(maggies):
+            return maggies_to_arsinh_mags(maggies * per_msun, emulator.mass_mu0, emulator.a)
+        unit_std = (unit_mags(emulator.predict_maggies(params, check=False))
+                    - unit_mags(arsinh_mags_to_maggies(mags, emulator.mu0, emulator.a))).std(axis=0)
     by_limit = {}
     for limit in limits:
         bright = mags < limit
         std = np.array([residuals[bright[:, j], j].std() if bright[:, j].sum() > 1 else np.nan
                         for j in range(mags.shape[1])])
         by_limit[limit] = (std, bright.sum(axis=0))
-    return emulator.filter_names, residuals.std(axis=0), by_limit, float(np.mean(mags > 33))
+    return (emulator.filter_names, residuals.std(axis=0), by_limit, float(np.mean(mags > 33)),
+            unit_std)
 
 
 def main(argv=None):
@@ -61,7 +75,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from prospect_emulator import load_emulator
     limits = [float(v) for v in args.limits.split(",")]
-    names, std_all, by_limit, faint = precision_by_brightness(
+    names, std_all, by_limit, faint, unit_std = precision_by_brightness(
         load_emulator(args.emulator), args.training_set, limits)
     lines = [f"Emulator `{os.path.basename(args.emulator)}`, held-out rows of "
              f"`{os.path.basename(args.training_set)}`; {100 * faint:.0f}% of the (row, filter) "
@@ -72,17 +86,29 @@ def main(argv=None):
         std, _ = by_limit[limit]
         summary.append([f"rows brighter than {limit:g} mag in the filter", f"{np.nanmedian(std):.4f}",
                         f"{np.nanmax(std):.4f}", str(int((std > 0.05).sum()))])
+    if unit_std is not None:
+        summary.append(["all held-out rows, unit-mass magnitudes (the network's own error)",
+                        f"{np.median(unit_std):.4f}", f"{np.max(unit_std):.4f}",
+                        str(int((unit_std > 0.05).sum()))])
     lines += markdown_table(["rows", "median std over filters (mag)", "largest std (mag)",
                              "filters above 0.05 mag"], summary, "lrrr")
+    if unit_std is not None:
+        lines += ["", "The emulator is mass-normalised: `EmulatorNoiseModel` treats the stored "
+                  "`residual_sigma` (the first row) as a fractional error at every flux, while "
+                  "the network's own fractional error is the unit-mass row, "
+                  f"{np.median(unit_std / std_all):.2f}x larger in the median filter "
+                  f"(up to {np.max(unit_std / std_all):.2f}x)."]
     lines += [""]
     header = ["filter", "std, all rows"] + [x for limit in limits
                                             for x in (f"std, < {limit:g} mag", f"rows < {limit:g}")]
+    header += ["std, unit-mass mags"] if unit_std is not None else []
     rows = []
     for j, name in enumerate(names):
         row = [name, f"{std_all[j]:.4f}"]
         for limit in limits:
             std, n = by_limit[limit]
             row += [f"{std[j]:.4f}", str(int(n[j]))]
+        row += [f"{unit_std[j]:.4f}"] if unit_std is not None else []
         rows.append(row)
     lines += markdown_table(header, rows, "l" + "r" * (len(header) - 1))
     emit(lines, args.out)
