@@ -218,7 +218,7 @@ def report(out, mocks, emulator_sha256):
 
 def _q_table(fits, ids_wanted, results, prefix):
     """Markdown lines of the Q / difference-of-medians table over the mocks ``ids_wanted``."""
-    sps_ids = {i for i in ids_wanted if any((i, "sps") == k for k in fits)}
+    sps_ids = {i for i in ids_wanted if (i, "sps") in fits}
     # the floor on the very mocks that have an SPS fit, and over all mocks
     pairs = {"emulator vs SPS": ("emu1", "sps", sps_ids),
              "emulator vs emulator, same mocks": ("emu1", "emu2", sps_ids),
