@@ -97,7 +97,7 @@ class EmulatorNoiseModel:
     """
 
     def __init__(self, model, floor=0.05, covariance=False):
-        if not hasattr(model, "last_arsinh_mags"):
+        if not hasattr(model, "last_maggies"):
             raise EmulatorConfigurationError(
                 f"EmulatorNoiseModel needs an EmulatedSpecModel; got {type(model).__name__}")
         self.model = model

@@ -282,11 +282,11 @@ class Emulator(EmulatorBase):
         ws[-1] = ws[-1] * self.output_std[None, :]
         bs[-1] = bs[-1] * self.output_std + self.output_mean
         nf = self.n_filters
-        self._net_mu0 = self.mu0 if self.mass_param is None else self.mass_mu0
+        net_mu0 = self.mu0 if self.mass_param is None else self.mass_mu0
         ws[-1][:, :nf] *= -1.0 / self.a
-        bs[-1][:nf] = (self._net_mu0 - bs[-1][:nf]) / self.a
+        bs[-1][:nf] = (net_mu0 - bs[-1][:nf]) / self.a
         #: maggies per unit sinh(z) (per solar mass for a mass-normalised emulator)
-        self._flux_scale = 2.0 * math.exp(-self._net_mu0 / self.a)
+        self._flux_scale = 2.0 * math.exp(-net_mu0 / self.a)
         self._hidden = list(zip(ws[:-1], bs[:-1]))
         self._w_out, self._b_out = ws[-1], bs[-1]
         self._set_check_bounds()

