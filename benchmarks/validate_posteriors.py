@@ -65,7 +65,7 @@ def make_mocks(n, seed, emulator):
     """Parameters from the fitting priors and noisy SPS photometry (maggies)."""
     from sedpy.observate import load_filters
     from prospect_emulator.sources import make_sps
-    from prospect_emulator.training.presets import PAPER_PRIOR_DISTRIBUTIONS, get_preset
+    from prospect_emulator.definition.presets import PAPER_PRIOR_DISTRIBUTIONS, get_preset
     zlo, zhi = emulator.param_ranges[emulator.param_names.index("zred")]
     base = get_preset("default")
     prior = {k: v for k, v in PAPER_PRIOR_DISTRIBUTIONS.items()

@@ -14,7 +14,7 @@ import numpy as np
 
 from prospect_emulator.data import COSMOS_FILTERS, EXAMPLE_GALAXY_PATH
 from prospect_emulator.sources import make_sps
-from prospect_emulator.training.presets import get_preset
+from prospect_emulator.definition.presets import get_preset
 
 FILTERS = list(COSMOS_FILTERS)
 

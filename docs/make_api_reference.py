@@ -10,7 +10,8 @@ from prospect_emulator import data, priors, transforms
 from prospect_emulator.fitting import catalog, derived, models, run
 from prospect_emulator.runtime import magnitudes
 from prospect_emulator.sources import bagpipes_basis, fsps_sources, spec_model
-from prospect_emulator.training import distributions, presets, trainingset
+from prospect_emulator.definition import distributions, presets
+from prospect_emulator.training import trainingset
 
 SECTIONS = [
     ("Runtime (NumPy only)", [prospect_emulator.Emulator, prospect_emulator.StitchedEmulator,

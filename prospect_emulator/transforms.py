@@ -12,7 +12,8 @@ import numpy as np
 
 __all__ = ["zred_to_agebins", "logsfr_ratios_to_masses", "dust1_fraction_to_dust1",
            "log_duste_gamma_to_duste_gamma", "log_fagn_to_fagn", "log_agn_tau_to_agn_tau",
-           "gas_logz_follows_stars", "FAST_EQUIVALENTS", "ARGUMENT_NAMES",
+           "gas_logz_follows_stars", "logmass_to_mass", "logtage_to_tage", "logtau_to_tau",
+           "logzred_to_zred", "FAST_EQUIVALENTS", "ARGUMENT_NAMES",
            "FastParametersMixin"]
 
 _AGEBINS_CACHE = {}
@@ -98,6 +99,26 @@ def gas_logz_follows_stars(logzsol=0.0, **extras):
     return logzsol
 
 
+def logmass_to_mass(logmass=10.0, **extras):
+    """``mass = 10**logmass`` (Msun formed; parametric SFHs)."""
+    return 10.0 ** np.asarray(logmass)
+
+
+def logtage_to_tage(logtage=0.0, **extras):
+    """``tage = 10**logtage`` (Gyr)."""
+    return 10.0 ** np.asarray(logtage)
+
+
+def logtau_to_tau(logtau=0.0, **extras):
+    """``tau = 10**logtau`` (Gyr)."""
+    return 10.0 ** np.asarray(logtau)
+
+
+def logzred_to_zred(logzred=-1.0, **extras):
+    """``zred = 10**logzred``."""
+    return 10.0 ** np.asarray(logzred)
+
+
 def _fast_equivalents():
     """Prospector's stock transforms -> the equal, faster ones above."""
     from prospect.models import transforms as stock
@@ -121,6 +142,10 @@ ARGUMENT_NAMES = {
     log_fagn_to_fagn: ("log_fagn",),
     log_agn_tau_to_agn_tau: ("log_agn_tau",),
     gas_logz_follows_stars: ("logzsol",),
+    logmass_to_mass: ("logmass",),
+    logtage_to_tage: ("logtage",),
+    logtau_to_tau: ("logtau",),
+    logzred_to_zred: ("logzred",),
 }
 
 

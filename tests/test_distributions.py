@@ -4,9 +4,9 @@ import pytest
 from scipy import integrate, stats
 
 from prospect_emulator.errors import EmulatorConfigurationError
-from prospect_emulator.training.distributions import (TruncatedNormal, TruncatedStudentT, Uniform,
+from prospect_emulator.definition.distributions import (TruncatedNormal, TruncatedStudentT, Uniform,
                                                       distribution_from_dict)
-from prospect_emulator.training.presets import (PAPER_PRIOR_DISTRIBUTIONS,
+from prospect_emulator.definition.presets import (PAPER_PRIOR_DISTRIBUTIONS,
                                                 PAPER_TRAINING_DISTRIBUTIONS, get_preset,
                                                 load_config)
 

@@ -193,7 +193,7 @@ class TestPredict:
         transforms, called positionally)."""
         if which == "fitting model":
             from prospect_emulator.fitting.models import fitting_model_params
-            from prospect_emulator.training.presets import get_preset
+            from prospect_emulator.definition.presets import get_preset
             emu = make_random_emulator(
                 n_params=15, width=8, n_hidden=1, filter_names=["sdss_r0"],
                 param_names=get_preset("default").param_names,

@@ -61,7 +61,7 @@ def _zred_range(args, config):
 def run(args):
     """Run the command; returns the exit status."""
     from ..errors import EmulatorConfigurationError
-    from ..training.presets import get_preset, load_config
+    from ..definition.presets import get_preset, load_config
     from ..training.trainingset import generate_training_set
 
     if args.config:

@@ -23,7 +23,7 @@ def prospector_prior(dists):
         training range, where ``lnprobfn`` returns -inf).
     """
     from prospect.models import priors
-    from ..training.distributions import TruncatedNormal, TruncatedStudentT, Uniform
+    from ..definition.distributions import TruncatedNormal, TruncatedStudentT, Uniform
     kind = {type(d) for d in dists}
     if len(kind) != 1:
         raise TypeError(f"components of one parameter need one distribution type, got {kind}")
@@ -53,13 +53,13 @@ def fitting_model_params(zred, config=None, prior_distributions=None):
         The emulator's preset; default ``get_preset("default")``.
     prior_distributions : mapping, optional
         Prior per expanded input name; default the paper's Table 1 prior
-        column (:data:`~prospect_emulator.training.presets.PAPER_PRIOR_DISTRIBUTIONS`).
+        column (:data:`~prospect_emulator.definition.presets.PAPER_PRIOR_DISTRIBUTIONS`).
 
     Returns
     -------
     dict
     """
-    from ..training.presets import PAPER_PRIOR_DISTRIBUTIONS, expand_param_names, get_preset
+    from ..definition.presets import PAPER_PRIOR_DISTRIBUTIONS, expand_param_names, get_preset
     config = config or get_preset("default")
     prior_distributions = prior_distributions or PAPER_PRIOR_DISTRIBUTIONS
     params = config.build_model_params()

