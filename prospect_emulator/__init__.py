@@ -3,7 +3,7 @@
 The public API::
 
     Emulator, StitchedEmulator, load_emulator      # NumPy runtime (runtime/)
-    EmulatedSpecModel, EmulatorNoiseModel          # Prospector integration (prospector/)
+    EmulatedSpecModel, EmulatorNoiseModel, EmulatorSPS   # Prospector integration (prospector/)
     maggies_to_arsinh_mags, arsinh_mags_to_maggies, dmaggies_dmag
 
 Training (TensorFlow) lives in :mod:`prospect_emulator.training`, SPS sources
@@ -17,8 +17,9 @@ from .runtime import (Emulator, StitchedEmulator, load_emulator, arsinh_mags_to_
 
 # The Prospector integration imports Prospector (seconds); load it on first use
 # so that `import prospect_emulator` stays light for runtime-only users.
-_PROSPECTOR_NAMES = ("EmulatedSpecModel", "EmulatorNoiseModel", "inflate_obs_uncertainties",
-                     "TrainingRangeWarning")
+_PROSPECTOR_NAMES = ("EmulatedSpecModel", "EmulatorNoiseModel", "EmulatorSPS",
+                     "inflate_obs_uncertainties", "TrainingRangeWarning",
+                     "PhysicsNotCheckedWarning")
 
 
 def __getattr__(name):

@@ -2,12 +2,18 @@
 the bundled example galaxy."""
 import os
 
-__all__ = ["DATA_DIR", "DEFAULT_EMULATOR_PATH", "default_emulator", "default_filter_names",
+__all__ = ["DATA_DIR", "DEFAULT_EMULATOR_PATH", "PARAMETRIC_EMULATOR_PATH", "SHIPPED_EMULATORS",
+           "default_emulator", "default_filter_names", "shipped_emulator_for",
            "EXAMPLE_GALAXY_PATH", "COSMOS_FILTERS"]
 
 DATA_DIR = os.path.dirname(os.path.abspath(__file__))
 #: The shipped default emulator (native HDF5; see docs/default_emulator.md).
 DEFAULT_EMULATOR_PATH = os.path.join(DATA_DIR, "default_emulator.h5")
+#: The shipped emulator of Prospector's parametric_sfh template (delayed tau,
+#: 0 < z <= 3; see docs/parametric_emulator.md).
+PARAMETRIC_EMULATOR_PATH = os.path.join(DATA_DIR, "parametric_emulator.h5")
+#: Shipped emulators by name.
+SHIPPED_EMULATORS = {"default": DEFAULT_EMULATOR_PATH, "parametric": PARAMETRIC_EMULATOR_PATH}
 #: Photometry of the bundled example galaxy (ECSV; maggies).
 EXAMPLE_GALAXY_PATH = os.path.join(DATA_DIR, "example_galaxy.ecsv")
 
@@ -30,13 +36,54 @@ def default_filter_names():
         return [w for line in f if not line.lstrip().startswith("#") for w in line.split()]
 
 
-def default_emulator():
-    """The shipped default emulator, trained on ``BagpipesBasis`` with the
-    ``default`` preset (15 inputs) for :func:`default_filter_names`.
+def shipped_emulator_for(model_params):
+    """Name of the shipped emulator whose physics a Prospector model asks for.
+
+    A parametric SFH (``sfh`` 1 or 4, or ``tage``/``tau`` without ``agebins``)
+    -> ``"parametric"``; otherwise ``"default"`` (continuity SFH).
+
+    Parameters
+    ----------
+    model_params : dict, list of dict or Prospector model
+    """
+    import numpy as np
+    if hasattr(model_params, "config_dict"):
+        specs = model_params.config_dict
+    elif isinstance(model_params, dict):
+        specs = model_params
+    else:
+        specs = {p["name"]: p for p in model_params}
+    sfh = specs.get("sfh", {}).get("init")
+    sfh = None if sfh is None else int(np.ravel(sfh)[0])
+    if sfh in (1, 4) or (sfh is None and "agebins" not in specs
+                         and ("tage" in specs or "tau" in specs)):
+        return "parametric"
+    return "default"
+
+
+def default_emulator(name=None, model=None):
+    """A shipped emulator, by name or by the model it is for.
+
+    Parameters
+    ----------
+    name : {"default", "parametric"}, optional
+        ``"default"``: trained on ``BagpipesBasis`` with the ``default`` preset
+        (15 inputs, continuity SFH) for :func:`default_filter_names`;
+        ``"parametric"``: Prospector's ``parametric_sfh`` template (6 inputs)
+        for the same filters.
+    model : dict, list or Prospector model, optional
+        Without ``name``: choose the emulator for this model's SFH
+        (:func:`shipped_emulator_for`).
 
     Returns
     -------
     Emulator or StitchedEmulator
     """
+    from ..errors import EmulatorConfigurationError
     from ..runtime import load_emulator
-    return load_emulator(DEFAULT_EMULATOR_PATH)
+    if name is None:
+        name = shipped_emulator_for(model) if model is not None else "default"
+    if name not in SHIPPED_EMULATORS:
+        raise EmulatorConfigurationError(
+            f"no shipped emulator named {name!r}; available: {', '.join(SHIPPED_EMULATORS)}")
+    return load_emulator(SHIPPED_EMULATORS[name])

@@ -7,11 +7,18 @@
   error (paper eq. 9), for ``noise=(None, phot_noise)``.
 * :func:`inflate_obs_uncertainties`: the paper's way, eq. 9 applied once to
   a copy of the obs dict.
+* :class:`EmulatorSPS`: what ``build_sps`` returns (``sps.ssp.libraries``
+  and Prospector's ``bestfit`` results group keep working).
+* :mod:`.physics`: every model parameter checked against the emulator's
+  training physics.
 * :class:`FastPriorProduct`: vectorised ln-prior equal to Prospector's.
 """
-from .model import EmulatedSpecModel, TrainingRangeWarning, filter_names_of
+from .model import (EmulatedSpecModel, PhysicsNotCheckedWarning, TrainingRangeWarning,
+                    filter_names_of)
 from .noise import EmulatorNoiseModel, inflate_obs_uncertainties
+from .sps import EmulatorSPS
 from ..priors import FastPriorProduct
 
-__all__ = ["EmulatedSpecModel", "EmulatorNoiseModel", "inflate_obs_uncertainties",
-           "TrainingRangeWarning", "FastPriorProduct", "filter_names_of"]
+__all__ = ["EmulatedSpecModel", "EmulatorNoiseModel", "EmulatorSPS", "inflate_obs_uncertainties",
+           "TrainingRangeWarning", "PhysicsNotCheckedWarning", "FastPriorProduct",
+           "filter_names_of"]

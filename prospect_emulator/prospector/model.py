@@ -24,11 +24,13 @@ a *fixed* parameter outside the training range raise errors that are not
 ``ValueError`` and so reach the user through ``lnprobfn`` and ``fit_model``.
 """
 import os
+import threading
 import warnings
 
 import numpy as np
 from prospect.models import SpecModel
 
+from ..definition.fitting_model import LOG_INPUT_PREFIX
 from ..errors import EmulatorConfigurationError, OutOfTrainingRangeError
 from ..runtime.emulator import EmulatorBase
 from ..runtime.fileformat import load_emulator
@@ -37,7 +39,19 @@ from ..sources.spec_model import set_eline_info
 from ..priors import FastPriorsMixin
 from ..transforms import FastParametersMixin
 
-__all__ = ["EmulatedSpecModel", "TrainingRangeWarning", "filter_names_of"]
+__all__ = ["EmulatedSpecModel", "TrainingRangeWarning", "PhysicsNotCheckedWarning",
+           "filter_names_of", "last_predicting_model"]
+
+#: The EmulatedSpecModel that predicted last in this thread: an
+#: EmulatorNoiseModel made without a model (a parameter file's build_noise)
+#: binds to it, since Prospector's lnprobfn always predicts right before the
+#: likelihood.
+_LAST_PREDICTION = threading.local()
+
+
+def last_predicting_model():
+    """The :class:`EmulatedSpecModel` that predicted last in this thread, or None."""
+    return getattr(_LAST_PREDICTION, "model", None)
 
 #: Returned as the "spectrum" of a photometric emulator (read-only, empty).
 _NO_SPECTRUM = np.zeros(0)
@@ -46,6 +60,11 @@ _NO_SPECTRUM.flags.writeable = False
 
 class TrainingRangeWarning(UserWarning):
     """A prior (or a fixed value) reaches outside the emulator's training range."""
+
+
+class PhysicsNotCheckedWarning(UserWarning):
+    """The emulator records no model definition, so the model's fixed physics
+    cannot be compared with what it was trained with."""
 
 
 def filter_names_of(filters):
@@ -83,14 +102,28 @@ def _filters_fingerprint(filters):
     return tuple(names) if names is not None else tuple(filters)
 
 
-def _as_emulator(emulator):
+def _as_emulator(emulator, model_params=None):
     if isinstance(emulator, EmulatorBase):
         return emulator
+    if emulator is None or (isinstance(emulator, str) and emulator in _shipped_names()):
+        from ..data import default_emulator
+        return default_emulator(emulator, model=model_params)
     if isinstance(emulator, (str, os.PathLike)):
         return load_emulator(emulator)
     raise EmulatorConfigurationError(
         "emulator= must be the path of a native emulator file, an Emulator or a "
         f"StitchedEmulator; got {type(emulator).__name__}")
+
+
+def _shipped_names():
+    from ..data import SHIPPED_EMULATORS
+    return SHIPPED_EMULATORS
+
+
+def _luminosity_distance_mpc(zred):
+    """d_L(zred) in Mpc in Prospector's cosmology (WMAP9), as ``SpecModel.flux_norm``."""
+    from prospect.sources.constants import cosmo
+    return float(cosmo.luminosity_distance(zred).to("Mpc").value)
 
 
 class _ObsPlan:
@@ -165,15 +198,50 @@ class EmulatedSpecModel(FastParametersMixin, FastPriorsMixin, SpecModel):
     """
 
     def __init__(self, model_params, emulator=None, param_order=None, **kwargs):
-        if emulator is None:
-            raise EmulatorConfigurationError(
-                "EmulatedSpecModel needs emulator= (a native emulator file path, an Emulator "
-                "or a StitchedEmulator)")
-        self.emulator = _as_emulator(emulator)
+        self.emulator = _as_emulator(emulator, model_params)
         self.reset_caches()
         super().__init__(model_params, param_order=param_order, **kwargs)
         self._input_sources()  # fail now, not at the first likelihood call
+        self._check_physics()
         self._warn_about_training_ranges()
+
+    @classmethod
+    def from_emulator(cls, emulator=None, zred=None, **overrides):
+        """The Prospector model the emulator was trained for, with fitting priors.
+
+        Parameters
+        ----------
+        emulator : str, os.PathLike, Emulator or StitchedEmulator, optional
+            A native emulator file, an emulator, or the name of a shipped one
+            (``"default"``, ``"parametric"``); default ``"default"``.
+        zred : float, optional
+            Fix the redshift; default free over the training range.
+        **overrides
+            Per parameter: a value (fixed) or a dict updating its
+            specification, e.g. ``lumdist=1e-5`` or
+            ``logzsol={"prior": priors.TopHat(mini=-1, maxi=0)}``.
+
+        Returns
+        -------
+        EmulatedSpecModel
+
+        Raises
+        ------
+        EmulatorConfigurationError
+            The emulator records no model definition (a published Parrot
+            emulator, a hand-made network): build ``model_params`` yourself.
+        """
+        from ..definition.fitting_model import definition_of, fitting_model_params
+        emulator = _as_emulator(emulator)
+        definition = definition_of(emulator)
+        if definition is None:
+            raise EmulatorConfigurationError(
+                f"{emulator!r} records no model definition (it was not trained by this "
+                "package): build Prospector model_params for its inputs "
+                f"{emulator.param_names} and call EmulatedSpecModel(model_params, emulator=...)")
+        ranges = dict(zip(emulator.param_names, emulator.param_ranges.tolist()))
+        params = fitting_model_params(definition, zred=zred, param_ranges=ranges, **overrides)
+        return cls(params, emulator=emulator)
 
     # ---------------------------------------------------------------- set-up
     def init_eline_info(self, eline_file="emlines_info.dat"):
@@ -199,13 +267,23 @@ class EmulatedSpecModel(FastParametersMixin, FastPriorsMixin, SpecModel):
         self.last_emulator_inputs = None
         self.last_maggies = None
         self.last_emulator = None
+        self.last_flux_scale = 1.0
+        self._distance_key = None
 
     def _input_sources(self):
-        """For every emulator input, the (model parameter, element) it reads."""
+        """For every emulator input, the (model parameter, element) it reads.
+
+        Sets :attr:`_log_inputs`: the positions of inputs ``logX`` read as
+        log10 of the model's scalar ``X`` (the model has no ``logX``)."""
         params = self.params
         names = sorted(params)
-        sources = []
-        for name in self.emulator.param_names:
+        sources, logs = [], []
+        for j, name in enumerate(self.emulator.param_names):
+            alias = name[len(LOG_INPUT_PREFIX):] if name.startswith(LOG_INPUT_PREFIX) else None
+            if name not in params and alias in params and np.size(params[alias]) == 1:
+                sources.append((alias, 0))
+                logs.append(j)
+                continue
             if name in params:
                 size = np.size(params[name])
                 if size != 1:
@@ -236,6 +314,7 @@ class EmulatedSpecModel(FastParametersMixin, FastPriorsMixin, SpecModel):
                 raise EmulatorConfigurationError(
                     f"model parameter {base!r} has {size} elements but the emulator reads only "
                     f"{sorted(f'{base}_{i + 1}' for i in elements)}")
+        self._log_inputs = np.array(logs, dtype=int)
         return sources
 
     def _build_gather(self):
@@ -271,6 +350,8 @@ class EmulatedSpecModel(FastParametersMixin, FastPriorsMixin, SpecModel):
         params = self.params
         for j, base, i in self._not_in_theta:
             x[j] = params[base][i]
+        if self._log_inputs.size:
+            x[self._log_inputs] = np.log10(x[self._log_inputs])
         return x
 
     def _emulator_inputs(self):
@@ -285,7 +366,10 @@ class EmulatedSpecModel(FastParametersMixin, FastPriorsMixin, SpecModel):
         if x is None or x.size != self._gather_size:
             self._build_gather()  # sizes changed since the plan: re-validate
             x = np.concatenate([np.ravel(params[b]) for b in self._gather_bases])
-        return x if self._gather_take is None else x[self._gather_take]
+        x = x.astype(float) if self._gather_take is None else x[self._gather_take].astype(float)
+        if self._log_inputs.size:
+            x[self._log_inputs] = np.log10(x[self._log_inputs])
+        return x
 
     def _plan_for(self, filters):
         """The emulator restricted to ``filters`` (cached by filter names)."""
@@ -306,10 +390,58 @@ class EmulatedSpecModel(FastParametersMixin, FastPriorsMixin, SpecModel):
         self._plan = plan
         return plan
 
+    def _check_physics(self):
+        """Every model parameter against the emulator's stored physics (see
+        :mod:`prospect_emulator.prospector.physics`); records
+        :attr:`parameter_treatments`, raises on a parameter it cannot honour."""
+        from ..definition.fitting_model import definition_of
+        from .physics import (check_model_physics, parameter_treatment,
+                              raise_physics_problems)
+        sources = self._input_sources()
+        inputs_read = {b for b, _ in sources}
+        self.parameter_treatments = {p: parameter_treatment(p, inputs_read)
+                                     for p in self.config_dict}
+        lumdist = self.params.get("lumdist")
+        if lumdist is not None and not (np.size(lumdist) == 1 and float(np.ravel(lumdist)[0]) > 0):
+            raise EmulatorConfigurationError(
+                f"lumdist = {lumdist!r}: the luminosity distance must be one positive number (Mpc)")
+        definition = definition_of(self.emulator)
+        if definition is None:
+            warnings.warn(
+                f"{self.emulator!r} records no model definition, so the model's fixed physics "
+                "(sfh, imf_type, dust_type, nebular and dust emission, ...) cannot be checked "
+                "against what it was trained with: make sure they match",
+                PhysicsNotCheckedWarning, stacklevel=3)
+            return
+        problems = []
+        for theta in self._physics_probe_points():
+            self.set_parameters(theta)
+            x = self._emulator_inputs()
+            for line in check_model_physics(self.params, definition, x,
+                                            self.emulator.param_names, inputs_read):
+                if line not in problems:
+                    problems.append(line)
+        self.set_parameters(self.theta.copy())
+        self._theta_set = None
+        raise_physics_problems(problems, definition, repr(self.emulator))
+
+    def _physics_probe_points(self):
+        """The initial theta and one prior draw: parameters computed by
+        ``depends_on`` are compared at both."""
+        points = [self.theta.copy()]
+        try:
+            draw = self.prior_transform(np.full(self.ndim, 0.37))
+            if np.all(np.isfinite(draw)):
+                points.append(np.asarray(draw, dtype=float))
+        except Exception:  # a prior without a transform: the initial theta alone
+            pass
+        return points
+
     def _warn_about_training_ranges(self):
         """Warn about priors wider than, and fixed values outside, the training ranges."""
         lo_t, hi_t = self.emulator.param_ranges[:, 0], self.emulator.param_ranges[:, 1]
         by_param = {}
+        logs = set(self._log_inputs.tolist()) if hasattr(self, "_log_inputs") else set()
         for j, (base, i) in enumerate(self._input_sources()):
             by_param.setdefault(base, []).append((j, i))
         for base, inputs in by_param.items():
@@ -322,6 +454,9 @@ class EmulatedSpecModel(FastParametersMixin, FastPriorsMixin, SpecModel):
                     continue
                 lo = np.broadcast_to(np.ravel(np.asarray(lo, dtype=float)), (n,))
                 hi = np.broadcast_to(np.ravel(np.asarray(hi, dtype=float)), (n,))
+                if any(j in logs for j, _ in inputs):
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        lo, hi = np.log10(lo), np.log10(hi)
                 wide = [f"{self.emulator.param_names[j]}: prior [{lo[i]:g}, {hi[i]:g}], "
                         f"training range [{lo_t[j]:g}, {hi_t[j]:g}]"
                         for j, i in inputs if lo[i] < lo_t[j] or hi[i] > hi_t[j]]
@@ -332,6 +467,9 @@ class EmulatedSpecModel(FastParametersMixin, FastPriorsMixin, SpecModel):
                         + "; ".join(wide) + ")", TrainingRangeWarning, stacklevel=3)
             elif info.get("depends_on") is None:
                 value = np.ravel(np.asarray(self.params[base], dtype=float))
+                if any(j in logs for j, _ in inputs):
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        value = np.log10(value)
                 outside = [f"{self.emulator.param_names[j]}={value[i]:g} outside "
                            f"[{lo_t[j]:g}, {hi_t[j]:g}]"
                            for j, i in inputs if not lo_t[j] <= value[i] <= hi_t[j]]
@@ -402,9 +540,30 @@ class EmulatedSpecModel(FastParametersMixin, FastPriorsMixin, SpecModel):
             self._raise_if_fixed_input_outside(x, err)
             raise
         mfrac = float(extra[plan.mfrac_index]) if plan.mfrac_index is not None else np.nan
+        lumdist = self.params.get("lumdist")
+        if lumdist is not None:
+            maggies = maggies * self._distance_scale(lumdist)
+        else:
+            self.last_flux_scale = 1.0
         self.last_emulator_inputs, self.last_maggies, self.last_emulator = x, maggies, emu
         self._mfrac = mfrac
+        _LAST_PREDICTION.model = self
         return maggies, mfrac
+
+    def _distance_scale(self, lumdist):
+        """(d_L(zred) / lumdist)^2: the emulator predicts fluxes at the redshift's
+        own distance, Prospector's ``flux_norm`` puts the source at ``lumdist``."""
+        zred = float(np.ravel(self.params.get("zred", 0.0))[0])
+        key = (zred, float(np.ravel(lumdist)[0]))
+        if key != self._distance_key:
+            if zred <= 0:
+                raise EmulatorConfigurationError(
+                    f"zred = {zred:g} with lumdist: the emulator needs zred > 0 (it predicts "
+                    "observed-frame photometry at that redshift)")
+            self._distance_factor = (_luminosity_distance_mpc(zred) / key[1]) ** 2
+            self._distance_key = key
+        self.last_flux_scale = self._distance_factor
+        return self._distance_factor
 
     @property
     def last_arsinh_mags(self):

@@ -72,9 +72,12 @@ class EmulatorNoiseModel:
 
     Parameters
     ----------
-    model : EmulatedSpecModel
+    model : EmulatedSpecModel, optional
         The model whose last prediction (inputs, arsinh magnitudes, emulator
-        restricted to the obs filters) sets the emulator term.
+        restricted to the obs filters) sets the emulator term.  Without it
+        (a parameter file's ``build_noise(**extras)``, which has no model) the
+        noise model binds to the EmulatedSpecModel that predicts first, i.e.
+        the one ``fit_model``/``lnprobfn`` fits.
     floor : float
         Fractional error floor on the observed flux density (0.05 = 5%).
     covariance : bool
@@ -96,8 +99,8 @@ class EmulatorNoiseModel:
     with the diagonal version.
     """
 
-    def __init__(self, model, floor=0.05, covariance=False):
-        if not hasattr(model, "last_maggies"):
+    def __init__(self, model=None, floor=0.05, covariance=False):
+        if model is not None and not hasattr(model, "last_maggies"):
             raise EmulatorConfigurationError(
                 f"EmulatorNoiseModel needs an EmulatedSpecModel; got {type(model).__name__}")
         self.model = model
@@ -112,9 +115,30 @@ class EmulatorNoiseModel:
         """Nothing to update from the parameters: the emulator term follows the
         model's own last prediction."""
 
+    def _bound_model(self):
+        """The model this noise model follows.  Made without one (as in a
+        parameter file's ``build_noise``), it binds to the first
+        :class:`EmulatedSpecModel` that predicts before it is used -- in
+        ``lnprobfn`` the model being fitted -- and then refuses any other."""
+        from .model import last_predicting_model
+        latest = last_predicting_model()
+        if self.model is None:
+            if latest is None:
+                raise EmulatorConfigurationError(
+                    "EmulatorNoiseModel() made without a model was used before any "
+                    "EmulatedSpecModel predicted; pass it to fit_model/lnprobfn together with an "
+                    "EmulatedSpecModel, or make it with EmulatorNoiseModel(model)")
+            self.model = latest
+            self._bound_lazily = True
+        elif getattr(self, "_bound_lazily", False) and latest is not self.model:
+            raise EmulatorConfigurationError(
+                "this EmulatorNoiseModel was bound to another EmulatedSpecModel at its first use; "
+                "make one noise model per model (EmulatorNoiseModel(model))")
+        return self.model
+
     def _last_prediction(self):
         """(emulator, inputs) of the model's last prediction."""
-        model = self.model
+        model = self._bound_model()
         emu, x = model.last_emulator, model.last_emulator_inputs
         if emu is None:
             raise EmulatorConfigurationError(
@@ -177,7 +201,8 @@ class EmulatorNoiseModel:
             raise EmulatorConfigurationError(
                 f"the model last predicted {len(flux)} bands but the obs has {len(phot)}: "
                 "predict with the same obs that is being fitted")
-        softening = emu.error_softening_flux(x)
+        # lumdist scales every flux, the softening flux included (the error stays fractional)
+        softening = emu.error_softening_flux(x) * self.model.last_flux_scale
         if not self.covariance:
             k, c, sel = self._diagonal_terms(emu, x, phot_unc, phot, mask)
             sigma = flux * flux if sel is None else flux[sel] ** 2

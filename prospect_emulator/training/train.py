@@ -629,6 +629,9 @@ def train_emulator(training_set, width, out=None, *, max_epochs=1000, patience=2
         "sps": data.attrs.get("sps"), "training_set": training_set_identity(data),
         "distributions": data.attrs.get("distributions"),
         "fixed_params": data.attrs.get("fixed_params"),
+        # the model definition (inputs, distributions, fixed physics, SFH family):
+        # fitting and amortized inference rebuild their Prospector model from it
+        "model_definition": json.loads(data.attrs["config"]) if data.attrs.get("config") else None,
         "n_valid_rows": int(len(data)), "n_train": int(len(pool) - n_val_min),
         "n_validation": int(n_val_min), "n_test": int(len(test)),
         "test_selection": {"method": "splitmix64(row ^ splitmix64(seed)) < fraction",
