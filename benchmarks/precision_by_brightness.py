@@ -33,17 +33,16 @@ def precision_by_brightness(emulator, training_set, limits=(28.0, 25.0)):
     ----------
     emulator : Emulator or StitchedEmulator
     training_set : str
-        The emulator's own training file: only its held-out test rows are used.
+        The emulator's own training file (only its held-out test rows are used),
+        or a fresh test set made with another seed (every row is used).
     limits : sequence of float
         Arsinh AB magnitudes: rows brighter than each, per filter.
     """
-    from prospect_emulator.errors import EmulatorConfigurationError
     from prospect_emulator.training.evaluate import _held_out_rows, read_training_rows
     data = read_training_rows(training_set)
     held_out = _held_out_rows(emulator, data)
-    if held_out is None:
-        raise EmulatorConfigurationError(
-            f"{training_set} is not the training set recorded in the emulator's provenance")
+    if held_out is None:  # a fresh test set the emulator never saw: every row
+        held_out = np.arange(len(data))
     params = data.params[held_out][:, [data.param_names.index(p) for p in emulator.param_names]]
     mags = data.mags[held_out][:, [data.filter_names.index(f) for f in emulator.filter_names]]
     residuals = emulator.predict_mags(params, check=False) - mags

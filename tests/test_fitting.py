@@ -11,7 +11,7 @@ from prospect_emulator.fitting.catalog import CatalogColumns, fit_catalog, read_
 from prospect_emulator.fitting.derived import step_sfh_summary
 
 #: dynesty settings small enough for a test (the posterior is not the point here)
-TINY = {"nested_nlive_init": 25, "nested_nlive_batch": 25, "nested_target_n_effective": 50,
+TINY = {"nested_nlive_init": 30, "nested_nlive_batch": 30, "nested_target_n_effective": 50,
         "nested_maxbatch": 0, "nested_dlogz_init": 5.0}
 
 
@@ -97,6 +97,60 @@ class TestReadCatalog:
             read_catalog(path, CatalogColumns(), self.filters)
 
 
+class TestFluxUnitPlausibility:
+    filters = ["sdss_g0", "sdss_r0", "sdss_i0"]
+
+    def write(self, path, flux):
+        from astropy.table import Table
+        cols = {"id": ["a", "b"], "z": [1.0, 1.0]}
+        for f in self.filters:
+            cols[f"f_{f}"], cols[f"e_{f}"] = [flux, 2 * flux], [flux / 10, flux / 5]
+        Table(cols).write(path, overwrite=True)
+
+    def test_fluxes_of_order_one_are_not_maggies(self, tmp_path):
+        path = str(tmp_path / "cat.ecsv")
+        self.write(path, 3.0)  # microjanskys, really
+        with pytest.raises(EmulatorConfigurationError,
+                           match=r"column 'f_sdss_\w+': median flux .* maggies .*allowed: "
+                                 r"maggies, Jy, mJy, uJy, nJy"):
+            read_catalog(path, CatalogColumns(unit="maggies"), self.filters)
+        (rec, _), _ = read_catalog(path, CatalogColumns(unit="uJy"), self.filters)
+        assert rec["maggies"][0] == pytest.approx(3.0e-6 / 3631)
+
+    def test_maggies_called_nanojanskys_are_refused(self, tmp_path):
+        path = str(tmp_path / "cat.ecsv")
+        self.write(path, 1e-9)
+        with pytest.raises(EmulatorConfigurationError, match="median uncertainty .* 'nJy' cannot"):
+            read_catalog(path, CatalogColumns(unit="nJy"), self.filters)
+        read_catalog(path, CatalogColumns(unit="maggies"), self.filters)
+
+
+class TestFitCommandGuards:
+    def test_too_few_live_points_are_refused(self, capsys):
+        from prospect_emulator.cli.main import main
+        assert main(["fit", EXAMPLE_GALAXY_PATH, "--out", "unused", "--nlive", "20"]) == 2
+        err = capsys.readouterr().err
+        assert "--nlive" in err and "below twice the 14 free parameters" in err
+        assert not os.path.exists("unused")
+
+    def test_a_negative_floor_is_refused_and_zero_allowed(self, capsys):
+        from prospect_emulator.cli.main import build_parser
+        parser = build_parser()
+        with pytest.raises(SystemExit):
+            parser.parse_args(["fit", "cat.csv", "--out", "x", "--floor", "-0.1"])
+        assert "fraction >= 0" in capsys.readouterr().err
+        args = parser.parse_args(["fit", "cat.csv", "--out", "x", "--floor", "0", "--seed", "4"])
+        assert args.floor == 0.0 and args.seed == 4
+        assert parser.parse_args(["demo"]).floor == 0.05
+
+    def test_wrong_flux_unit_is_refused_by_the_command(self, tmp_path, capsys):
+        from prospect_emulator.cli.main import main
+        path = str(tmp_path / "cat.ecsv")
+        TestFluxUnitPlausibility().write(path, 1e-9)
+        assert main(["fit", path, "--out", str(tmp_path / "out"), "--flux-unit", "nJy"]) == 2
+        assert "flux unit 'nJy' cannot be right" in capsys.readouterr().err
+
+
 # ------------------------------------------------------- the shipped emulator
 def test_default_emulator_is_shipped_with_its_statistics():
     emu = default_emulator()
@@ -121,7 +175,7 @@ def test_catalogue_fit_writes_results_skips_bad_rows_and_resumes(tmp_path):
     from astropy.table import vstack
     vstack([example, bad]).write(cat)
     out = str(tmp_path / "fits")
-    args = [cat, "--out", out, "--workers", "1", "--nlive", "25", "--n-effective", "50",
+    args = [cat, "--out", out, "--workers", "1", "--nlive", "30", "--n-effective", "50",
             "--no-progress"]
     assert main(["fit"] + args) == 0
     assert os.path.exists(os.path.join(out, "example.h5"))

@@ -10,9 +10,8 @@ def add_arguments(parser):
     parser.add_argument("--emulator", default=None,
                         help="emulator file (default: the shipped default emulator)")
     parser.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
-    parser.add_argument("--nlive", type=int, default=200, help="dynesty live points (default 200)")
-    parser.add_argument("--n-effective", type=int, default=2000,
-                        help="dynesty target effective sample size (default 2000)")
+    from .fit import add_fit_options
+    add_fit_options(parser)
 
 
 def run(args):
@@ -24,10 +23,11 @@ def run(args):
             f"the demo's plots need {' and '.join(missing)}: pip install 'prospect-emulator[plot]'")
     from ..data import DEFAULT_EMULATOR_PATH, EXAMPLE_GALAXY_PATH
     from ..fitting.catalog import CatalogColumns, read_catalog
-    from ..fitting.models import fitting_model_params
-    from ..fitting.plots import corner_plot, sed_plot
-    from ..fitting.run import fit_galaxy, make_obs, posterior_samples, posterior_summary
-    from ..prospector import EmulatedSpecModel, EmulatorNoiseModel
+    from ..fitting.models import build_fitting_model
+    from ..fitting.plots import corner_columns, corner_plot, sed_plot
+    from ..fitting.results import model_recipe
+    from ..fitting.run import check_nlive, fit_galaxy, make_obs, posterior_summary
+    from ..prospector import EmulatorNoiseModel
     from ..runtime import load_emulator
     from astropy.table import Table
 
@@ -42,44 +42,58 @@ def run(args):
     with warnings.catch_warnings():
         # the Student-t SFR-ratio prior reaches beyond the training range: proposals there get -inf
         warnings.simplefilter("ignore")
-        model = EmulatedSpecModel(fitting_model_params(rec["zred"]), emulator=emulator)
-    noise = EmulatorNoiseModel(model)
+        model = build_fitting_model(emulator, zred=rec["zred"])
+    check_nlive(args.nlive, model.ndim, option="--nlive")
+    noise = EmulatorNoiseModel(model, floor=args.floor)
     obs = make_obs(filters, rec["maggies"], rec["maggies_unc"])
     results_path = os.path.join(args.out, "example_results.h5")
     print(f"fitting {model.ndim} free parameters with dynesty "
           f"(nlive {args.nlive}, target n_eff {args.n_effective}) ...", flush=True)
+    true_theta = np.concatenate([np.atleast_1d(truth[p]) for p in model.free_params])
+    from ..fitting.derived import step_sfh_summary
+    model.set_parameters(true_theta)  # the SFH bins' masses of the truth
+    true_derived = step_sfh_summary(model.params["agebins"], model.params["mass"],
+                                    Table.read(EXAMPLE_GALAXY_PATH).meta["truth_mfrac"])
+    truths = dict(zip(model.theta_labels(), true_theta.tolist()),
+                  **{k: float(v) for k, v in true_derived.items()})
     t0 = time.time()
-    fit = fit_galaxy(obs, model, noise, results_path=results_path,
+    fit = fit_galaxy(obs, model, noise, results_path=results_path, seed=args.seed,
                      nested_kwargs={"nested_nlive_init": args.nlive,
                                     "nested_target_n_effective": args.n_effective},
-                     run_params={"object_id": rec["id"], "emulator": os.path.abspath(emu_path)})
+                     run_params=dict(model_recipe(emu_path, zred=rec["zred"]),
+                                     object_id=rec["id"], truths=truths))
     print(f"done: {fit['ncall']} likelihood calls in {time.time() - t0:.1f} s "
           f"({1e6 * fit['seconds'] / max(fit['ncall'], 1):.0f} us per call incl. dynesty)")
 
     summary = posterior_summary(model, fit["samples"], fit["weights"])
-    true_theta = np.concatenate([np.atleast_1d(truth[p]) for p in model.free_params])
-    _, _, true_mfrac = model.predict(true_theta, obs={"filters": None, "wavelength": None, "spectrum": None})
-    from ..fitting.derived import step_sfh_summary
-    true_derived = step_sfh_summary(model.params["agebins"], model.params["mass"],
-                                    Table.read(EXAMPLE_GALAXY_PATH).meta["truth_mfrac"])
     rows = [("log10 M* formed (Msun)", "logmass_formed"), ("log10 M* surviving (Msun)", "logmstar"),
             ("log10 SFR 100 Myr (Msun/yr)", "logsfr_100myr"), ("mass-weighted age (Gyr)", "mwa_gyr"),
             ("log10 Z*/Zsun", "logzsol"), ("dust2 (optical depth)", "dust2"),
             ("dust_index", "dust_index")]
-    truths = dict(true_derived, logzsol=truth["logzsol"][0], dust2=truth["dust2"][0],
-                  dust_index=truth["dust_index"][0])
     print(f"\n{'quantity':30s} {'16%':>8s} {'50%':>8s} {'84%':>8s} {'truth':>8s}")
     for label, key in rows:
         p16, p50, p84 = summary[key]
         print(f"{label:30s} {p16:8.3f} {p50:8.3f} {p84:8.3f} {truths[key]:8.3f}")
+    quality = fit["quality"]
+    flags = quality["flags"]
+    print(f"\nbest fit: chi2 = {quality['chi2']:.1f} over {quality['n_bands']} bands "
+          f"(chi2/N = {quality['chi2_per_band']:.2f}, total sigma incl. emulator error and "
+          f"{args.floor:g} floor); flags: " + ", ".join(
+              f"{k}={v}" for k, v in flags.items()))
 
-    draws = posterior_samples(fit["samples"], fit["weights"], n=2000)
-    labels = list(model.theta_labels())
-    keep = [labels.index(p) for p in ("logmass", "logzsol", "dust2", "dust_index", "dust1_fraction")]
+    names, labels, draws, truth_values = corner_columns(model, fit["samples"], fit["weights"],
+                                                        truths=truths)
+    keep = [names.index(p) for p in ("logmass", "logzsol", "dust2", "dust_index",
+                                     "dust1_fraction", "logmstar", "logsfr_100myr", "mwa_gyr")
+            if p in names]
     corner_plot(draws[:, keep], [labels[k] for k in keep], os.path.join(args.out, "corner.png"),
-                truths=true_theta[keep])
-    model_phot = np.array([model.predict(t, obs=obs)[1] for t in draws[:300]])
+                truths=[truth_values[k] for k in keep])
+    model_phot = np.array([model.predict(t, obs=obs)[1] for t in draws[:300, :model.ndim]])
+    names_all = [f.name for f in obs["filters"]]
+    total_sigma = np.array([quality["total_sigma"].get(n, np.nan) for n in names_all])
     sed_plot(obs, model_phot, os.path.join(args.out, "sed.png"),
-             title=f"example galaxy, z = {rec['zred']}")
-    print(f"\nwrote {results_path} (Prospector results), {args.out}/corner.png, {args.out}/sed.png")
+             title=f"example galaxy, z = {rec['zred']}", total_sigma=total_sigma,
+             best_maggies=np.array(quality["bestfit"]["maggies"]))
+    print(f"\nwrote {results_path} (Prospector results), {args.out}/corner.png, {args.out}/sed.png"
+          f"\nre-plot with: prospect-emulator plot {results_path}")
     return 0

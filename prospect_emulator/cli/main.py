@@ -20,6 +20,8 @@ COMMANDS = {
     "stitch": ("stitch", "combine redshift-domain emulators into one stitched emulator"),
     "fit": ("fit", "fit a catalogue of photometry with Prospector + dynesty"),
     "demo": ("demo", "fit the bundled example galaxy with the default emulator"),
+    "plot": ("plot", "corner and SED plots of a finished fit (a results .h5 file)"),
+    "check": ("check", "check a parameter file or catalogue for what would make a fit wrong"),
 }
 
 

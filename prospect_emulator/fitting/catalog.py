@@ -18,7 +18,8 @@ from ..errors import EmulatorConfigurationError
 from ..fileio import atomic_path
 from ..progress import Progress
 
-__all__ = ["CatalogColumns", "read_catalog", "fit_catalog", "FLUX_UNITS"]
+__all__ = ["CatalogColumns", "read_catalog", "check_flux_units", "fit_catalog", "summary_table",
+           "FLUX_UNITS", "PLAUSIBLE_MAGGIES"]
 
 #: Flux units accepted for catalogue columns, in maggies per unit (1 maggie = 3631 Jy).
 FLUX_UNITS = {"maggies": 1.0, "Jy": 1 / 3631.0, "mJy": 1e-3 / 3631.0, "uJy": 1e-6 / 3631.0,
@@ -58,6 +59,64 @@ class CatalogColumns:
                 if self.flux.format(filter=f) in cols and self.unc.format(filter=f) in cols]
 
 
+#: Plausible median flux density of a catalogue, in maggies: brighter than 1e-3
+#: maggies (7.5 AB mag, 3.6 Jy) is no galaxy survey; a median uncertainty below
+#: 1e-16 maggies (40 AB mag) is no instrument.
+PLAUSIBLE_MAGGIES = (1e-16, 1e-3)
+
+
+def check_flux_units(table, columns, filters):
+    """Refuse a flux unit that cannot be right for the catalogue's values.
+
+    The median over all rows of each flux column (and of each uncertainty
+    column), converted to maggies with ``columns.unit``, must lie in
+    :data:`PLAUSIBLE_MAGGIES`: real galaxies are fainter than about 1e-5
+    maggies (12.5 AB mag), so fluxes of order 1 with ``unit="maggies"`` are
+    micro- or nano-Janskys, and fluxes of 1e-9 called ``nJy`` are maggies.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+    columns : CatalogColumns
+    filters : list of str
+        The filters whose columns are in the table.
+
+    Raises
+    ------
+    EmulatorConfigurationError
+        Naming the column, its median, the unit given and the units allowed.
+    """
+    scale = FLUX_UNITS[columns.unit]
+    hint = (f"set the unit of the flux columns (--flux-unit / CatalogColumns(unit=...)); "
+            f"allowed: {', '.join(FLUX_UNITS)} (1 maggie = 3631 Jy)")
+    worst = None
+    for f in filters:
+        for template, kind in ((columns.flux, "flux"), (columns.unc, "uncertainty")):
+            name = template.format(filter=f)
+            values = np.array([_as_float(v) for v in table[name]], dtype=float)
+            values = np.abs(values[np.isfinite(values) & (values != 0)])
+            if not len(values):
+                continue
+            median = float(np.median(values)) * scale
+            too_bright = kind == "flux" and median > PLAUSIBLE_MAGGIES[1]
+            too_faint = kind == "uncertainty" and median < PLAUSIBLE_MAGGIES[0]
+            if too_bright or too_faint:
+                offset = np.log10(median / (PLAUSIBLE_MAGGIES[1] if too_bright
+                                            else PLAUSIBLE_MAGGIES[0]))
+                if worst is None or abs(offset) > abs(worst[0]):
+                    worst = (offset, name, kind, median / scale, median, too_bright)
+    if worst is not None:
+        _, name, kind, raw, maggies, too_bright = worst
+        mag = -2.5 * np.log10(maggies)
+        what = ("brighter than any galaxy in a survey (real galaxies are fainter than ~1e-5 "
+                "maggies, 12.5 AB mag)" if too_bright else
+                "smaller than any instrument measures (below 1e-16 maggies, 40 AB mag)")
+        raise EmulatorConfigurationError(
+            f"column {name!r}: median {kind} {raw:.3g} {columns.unit} = {maggies:.3g} maggies "
+            f"({mag:.1f} AB mag) is {what}, so the flux unit {columns.unit!r} cannot be right "
+            f"for this catalogue. {hint}")
+
+
 def _safe_id(value):
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", str(value)) or "object"
 
@@ -72,6 +131,12 @@ def read_catalog(path, columns, filter_names):
         or ``error`` (why the row cannot be fitted).
     filters : list of str
         The emulator filters found in the table.
+
+    Raises
+    ------
+    EmulatorConfigurationError
+        Unreadable table, missing columns, non-unique ids, or a flux unit
+        that cannot be right for the values (:func:`check_flux_units`).
     """
     from astropy.table import Table
     if not os.path.exists(path):
@@ -91,6 +156,7 @@ def read_catalog(path, columns, filter_names):
     if columns.zred not in table.colnames:
         raise EmulatorConfigurationError(
             f"{path}: no redshift column {columns.zred!r}; columns: {', '.join(table.colnames[:20])}")
+    check_flux_units(table, columns, filters)
     scale = FLUX_UNITS[columns.unit]
     records = []
     for i, row in enumerate(table):
@@ -124,32 +190,39 @@ def _as_float(value):
 _WORKER = {}
 
 
-def _init_worker(emulator_path, filters, nested_kwargs, covariance):
+def _init_worker(emulator_path, filters, nested_kwargs, covariance, floor=0.05, seed=None):
     from ..runtime import load_emulator
     _WORKER.update(emulator=load_emulator(emulator_path).select(filters), filters=filters,
-                   nested_kwargs=nested_kwargs, covariance=covariance)
+                   emulator_path=emulator_path, nested_kwargs=nested_kwargs,
+                   covariance=covariance, floor=floor, seed=seed)
 
 
 def _fit_record(args):
     rec, outdir = args
-    from ..prospector import EmulatedSpecModel, EmulatorNoiseModel
-    from .models import fitting_model_params
+    from ..prospector import EmulatorNoiseModel
+    from .models import build_fitting_model
+    from .results import model_recipe
     from .run import fit_galaxy, make_obs, posterior_summary
     import warnings
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # per-object prior-range warnings: said once by fit_catalog
-            model = EmulatedSpecModel(fitting_model_params(rec["zred"]), emulator=_WORKER["emulator"])
-        noise = EmulatorNoiseModel(model, covariance=_WORKER["covariance"])
+            model = build_fitting_model(_WORKER["emulator"], zred=rec["zred"])
+        noise = EmulatorNoiseModel(model, floor=_WORKER["floor"], covariance=_WORKER["covariance"])
         obs = make_obs(_WORKER["filters"], rec["maggies"], rec["maggies_unc"])
+        run_params = dict(model_recipe(_WORKER["emulator_path"], zred=rec["zred"]),
+                          object_id=rec["id"])
         fit = fit_galaxy(obs, model, noise, nested_kwargs=_WORKER["nested_kwargs"],
                          results_path=os.path.join(outdir, f"{rec['id']}.h5"),
-                         run_params={"object_id": rec["id"], "zred": rec["zred"]})
+                         run_params=run_params, seed=_WORKER["seed"])
         summary = posterior_summary(model, fit["samples"], fit["weights"])
         result = {"id": rec["id"], "row": rec["row"], "zred": rec["zred"], "status": "ok",
                   "ncall": fit["ncall"], "seconds": fit["seconds"], "logz": fit["logz"],
                   "n_bands": int(obs["phot_mask"].sum()),
-                  "percentiles": {k: [float(x) for x in v] for k, v in summary.items()}}
+                  "percentiles": {k: [float(x) for x in v] for k, v in summary.items()},
+                  "units": {k: _unit_and_description(model, k)[0] for k in summary},
+                  "descriptions": {k: _unit_and_description(model, k)[1] for k in summary},
+                  "quality": fit["quality"]}
     except Exception as err:  # one object's failure never stops the catalogue
         result = {"id": rec["id"], "row": rec["row"], "zred": rec.get("zred"), "status": "failed",
                   "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
@@ -157,40 +230,143 @@ def _fit_record(args):
     return result
 
 
+# ------------------------------------------------------- units of the summary
+#: Units (astropy strings) of the model's own ``units`` texts.
+_ASTROPY_UNITS = {"log10 msun": "dex(solMass)", "log10 msun formed": "dex(solMass)",
+                  "dex": "dex", "log10 gyr": "dex(Gyr)", "gyr": "Gyr", "per cent": "%",
+                  "optical depth": "", "": "", r"m$_\odot$": "solMass", "msun": "solMass",
+                  "log(yr)": "dex(yr)"}
+#: Derived quantities: (astropy unit, description).
+_DERIVED_UNITS = {"logmass_formed": "dex(solMass)", "logmstar": "dex(solMass)",
+                  "logsfr_100myr": "dex(solMass / yr)", "logsfr_30myr": "dex(solMass / yr)",
+                  "mwa_gyr": "Gyr"}
+
+
+def _unit_and_description(model, name):
+    """(astropy unit string or None, description) of a summary quantity."""
+    from .derived import DERIVED_NAMES
+    if name in _DERIVED_UNITS:
+        return _DERIVED_UNITS[name], DERIVED_NAMES[name]
+    base = name if name in model.config_dict else name.rsplit("_", 1)[0]
+    spec = model.config_dict.get(base, {})
+    text = str(spec.get("units", "") or "").strip()
+    try:
+        from ..definition.presets import INPUT_PARAMETERS
+        meaning = INPUT_PARAMETERS.get(base, (None, None, ""))[2]
+    except ImportError:
+        meaning = ""
+    description = f"{meaning or base}" + (f" ({text})" if text else "")
+    return _ASTROPY_UNITS.get(text.lower(), _ASTROPY_UNITS.get(text)), description
+
+
 def _write_json(path, obj):
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=1)
 
 
+#: Fixed columns of the summary table: (unit, description).
+_SUMMARY_COLUMNS = {
+    "id": (None, "object identifier"),
+    "zred": ("", "redshift (fixed in the fit)"),
+    "status": (None, "ok, or failed (reason in <id>.json)"),
+    "ncall": ("", "likelihood calls of the dynesty run"),
+    "seconds": ("s", "wall time of the sampling"),
+    "chi2": ("", "chi^2 of the best-fit (highest ln-posterior) sample with the likelihood's "
+                 "total sigma (observational, emulator, floor)"),
+    "chi2_per_band": ("", "chi2 / n_bands"),
+    "n_bands": ("", "bands used in the fit"),
+    "n_masked": ("", "bands masked (non-finite flux, non-positive uncertainty or user mask; "
+                     "names and reasons in <id>.json)"),
+}
+
+
+def _redshift_range(emulator):
+    """The emulator's training range of the redshift (``zred`` or ``logzred`` input)."""
+    names = emulator.param_names
+    if "zred" in names:
+        return tuple(float(v) for v in emulator.param_ranges[names.index("zred")])
+    if "logzred" in names:
+        return tuple(10 ** float(v) for v in emulator.param_ranges[names.index("logzred")])
+    raise EmulatorConfigurationError(
+        f"the emulator has no redshift input (zred or logzred) among {names}: a catalogue fit "
+        "fixes each object's redshift")
+
+
 def summary_table(outdir):
-    """The catalogue summary: one row per finished object, 16/50/84th percentiles."""
-    from astropy.table import Table
+    """The catalogue summary: one row per finished object.
+
+    Columns: ``id``, ``zred``, ``status``, ``ncall``, ``seconds``, the fit
+    quality (``chi2``, ``chi2_per_band``, ``n_bands``, ``n_masked``, one
+    boolean ``flag_<name>`` per flag of
+    :func:`~prospect_emulator.fitting.quality.fit_quality` and the parameters
+    behind the list flags in ``prior_dominated_params``/``at_prior_edge_params``),
+    then the 16/50/84th percentiles ``<quantity>_p<percentile>`` of every free
+    parameter and derived quantity.  Every column carries ``unit`` and
+    ``description`` metadata (written to ``summary.ecsv``).
+    """
+    from astropy.table import Column, Table
+    from .quality import FLAG_NAMES, FLAG_RULES
     from .run import SUMMARY_PERCENTILES
     results = []
     for name in sorted(os.listdir(outdir)):
         if name.endswith(".json"):
             with open(os.path.join(outdir, name)) as f:
                 results.append(json.load(f))
+    if not results:
+        return Table()
     results.sort(key=lambda r: r["row"])
-    keys = []
+    keys, units, descriptions = [], {}, {}
     for r in results:
         for k in r.get("percentiles", {}):
             if k not in keys:
                 keys.append(k)
-    rows = []
+        units.update(r.get("units", {}))
+        descriptions.update(r.get("descriptions", {}))
+    values = {name: [] for name in _SUMMARY_COLUMNS}
+    flag_cols = {f"flag_{f}": [] for f in FLAG_NAMES}
+    param_cols = {"prior_dominated_params": [], "at_prior_edge_params": []}
+    pct_cols = {f"{k}_p{int(p)}": [] for k in keys for p in SUMMARY_PERCENTILES}
     for r in results:
-        row = {"id": r["id"], "zred": r.get("zred") if r.get("zred") is not None else np.nan,
-               "status": r["status"], "ncall": r.get("ncall", 0), "seconds": r.get("seconds", np.nan)}
+        q = r.get("quality") or {}
+        flags = q.get("flags", {})
+        values["id"].append(r["id"])
+        values["zred"].append(r.get("zred") if r.get("zred") is not None else np.nan)
+        values["status"].append(r["status"])
+        values["ncall"].append(r.get("ncall", 0))
+        values["seconds"].append(r.get("seconds", np.nan))
+        for k in ("chi2", "chi2_per_band"):
+            values[k].append(q.get(k, np.nan))
+        for k in ("n_bands", "n_masked"):
+            values[k].append(q.get(k, -1))
+        for f in FLAG_NAMES:
+            flag_cols[f"flag_{f}"].append(bool(flags.get(f, False)))
+        for f in ("prior_dominated", "at_prior_edge"):
+            param_cols[f"{f}_params"].append(",".join(flags.get(f, [])))
         for k in keys:
             pc = r.get("percentiles", {}).get(k, [np.nan] * len(SUMMARY_PERCENTILES))
             for p, v in zip(SUMMARY_PERCENTILES, pc):
-                row[f"{k}_p{int(p)}"] = v
-        rows.append(row)
-    return Table(rows=rows) if rows else Table()
+                pct_cols[f"{k}_p{int(p)}"].append(np.nan if v is None else v)
+    table = Table()
+    for name, (unit, description) in _SUMMARY_COLUMNS.items():
+        table[name] = Column(values[name], unit=unit, description=description)
+    for f in FLAG_NAMES:
+        table[f"flag_{f}"] = Column(flag_cols[f"flag_{f}"], description=f"flag: {FLAG_RULES[f]}")
+    for f in ("prior_dominated", "at_prior_edge"):
+        table[f"{f}_params"] = Column(param_cols[f"{f}_params"], dtype=str,
+                                      description=f"parameters flagged {f} (comma-separated)")
+    from .derived import DERIVED_NAMES
+    for k in keys:
+        unit = units.get(k, _DERIVED_UNITS.get(k))
+        meaning = descriptions.get(k, DERIVED_NAMES.get(k, k))
+        for p in SUMMARY_PERCENTILES:
+            table[f"{k}_p{int(p)}"] = Column(
+                pct_cols[f"{k}_p{int(p)}"], unit=unit,
+                description=f"{p:g}th percentile of the posterior of {meaning}")
+    return table
 
 
 def fit_catalog(catalog_path, outdir, emulator_path, columns=None, workers=2, limit=None,
-                nested_kwargs=None, covariance=False, progress=True):
+                nested_kwargs=None, covariance=False, progress=True, floor=0.05, seed=None):
     """Fit every row of a catalogue; resumable.
 
     Parameters
@@ -212,18 +388,39 @@ def fit_catalog(catalog_path, outdir, emulator_path, columns=None, workers=2, li
         dynesty settings (see :data:`~prospect_emulator.fitting.run.DEFAULT_NESTED_KWARGS`).
     covariance : bool
         Use the emulator's residual covariance in the noise model.
+    floor : float
+        Fractional noise floor on the observed flux (paper eq. 9; 0.05 = 5%,
+        0 allowed).
+    seed : int, optional
+        Seed of every object's dynesty run (reproducible fits); default unseeded.
 
     Returns
     -------
     astropy.table.Table
         The summary table (also written to ``outdir/summary.ecsv``).
+
+    Raises
+    ------
+    EmulatorConfigurationError
+        Unreadable catalogue or implausible flux unit (:func:`read_catalog`),
+        a negative floor, or ``nested_nlive_init`` below twice the number of
+        free parameters.
     """
+    from ..prospector.noise import _check_floor
     from ..runtime import load_emulator
+    from .models import build_fitting_model
+    from .run import DEFAULT_NESTED_KWARGS, check_nlive
     columns = columns or CatalogColumns()
+    floor = _check_floor(floor)
     emulator = load_emulator(emulator_path)
     records, filters = read_catalog(catalog_path, columns, emulator.filter_names)
+    zlo, zhi = _redshift_range(emulator)
+    # one model up front: its training-range warnings are said once, and nlive is checked
+    # before any object is fitted
+    model = build_fitting_model(emulator, zred=0.5 * (zlo + zhi))
+    check_nlive(dict(DEFAULT_NESTED_KWARGS, **(nested_kwargs or {}))["nested_nlive_init"],
+                model.ndim)
     os.makedirs(outdir, exist_ok=True)
-    zlo, zhi = emulator.param_ranges[emulator.param_names.index("zred")]
     skipped = []
     todo = []
     for rec in records:
@@ -247,7 +444,7 @@ def fit_catalog(catalog_path, outdir, emulator_path, columns=None, workers=2, li
           f"{len(todo)} to fit, {len(skipped)} skipped", file=sys.stderr)
     bar = Progress(len(todo) + n_done_before, n_done_before, label="fit", unit="objects",
                    enabled=progress)
-    init = (emulator_path, filters, nested_kwargs, covariance)
+    init = (emulator_path, filters, nested_kwargs, covariance, floor, seed)
     tasks = [(rec, outdir) for rec in todo]
     n = 0
     try:

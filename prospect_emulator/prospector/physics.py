@@ -71,7 +71,8 @@ PARAMETER_TREATMENTS = {
     "physics": "must equal the emulator's training value (or FSPS's default); checked",
     "spectrum only": "changes only a modelled spectrum; no effect on photometry",
     "likelihood": "read by Prospector's likelihood (outlier model)",
-    "refused": "would change the photometry in a way the emulator cannot follow",
+    "refused": "refused unless at its default (elines_to_ignore empty, mass_units 'mformed'): "
+               "it would change the photometry in a way the emulator cannot follow",
     "not an SPS parameter": "not passed to the SPS (read only by depends_on functions)",
 }
 
@@ -117,6 +118,8 @@ def _same(a, b):
 def _show(value):
     if value is None:
         return "not set"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
     v = np.asarray(value)
     if v.dtype.kind in "fiub" and v.size == 1:
         return f"{v.ravel()[0]:g}"
@@ -177,7 +180,8 @@ def check_model_physics(model_params, definition, x, param_names, inputs_read):
     trained = _training_params(definition, x, param_names)
     problems = _refusals(model_params)
     fsps_names = _fsps_parameter_names()
-    skip = set(inputs_read) | set(param_names) | {"lumdist", "mass_units", "elines_to_ignore"}
+    skip = (set(inputs_read) | set(param_names) | SPECTRUM_ONLY_PARAMETERS
+            | {"lumdist", "mass_units", "elines_to_ignore"})
     names = sorted((set(model_params) | set(trained)) & fsps_names - skip)
 
     def value(params, name):
@@ -194,6 +198,9 @@ def check_model_physics(model_params, definition, x, param_names, inputs_read):
         if mine is None and theirs is None:
             continue
         if mine is None or theirs is None or not _same(mine, theirs):
+            if isinstance(FSPS_DEFAULTS.get(name), bool):  # a switch: say True/False
+                mine = None if mine is None else _truthy(mine)
+                theirs = None if theirs is None else _truthy(theirs)
             origin = "set" if name in model_params else "FSPS default"
             t_origin = ("computed from the inputs" if "depends_on" in
                         definition.build_model_params().get(name, {}) else

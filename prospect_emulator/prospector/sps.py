@@ -36,7 +36,7 @@ class EmulatorSPS:
     wavelengths = np.zeros(0)
 
     def __init__(self, emulator=None):
-        sps = "unknown SPS"
+        sps = "SPS of the model's emulator (EmulatorSPS(emulator) records it)"
         if emulator is not None:
             from .model import _as_emulator
             emu = _as_emulator(emulator)
