@@ -1,6 +1,6 @@
 """Run Prospector v1.4's own demo parameter file with the three documented edits.
 
-    python benchmarks/run_prospector_demo.py PROSPECTOR/demo [--objid 0] [-- extra demo flags]
+    python benchmarks/run_prospector_demo.py PROSPECTOR/demo [--objid 0] [--sps-reference] [demo flags]
 
 PROSPECTOR/demo is the ``demo/`` folder of a Prospector v1.4 checkout
 (``demo_params.py`` and ``demo_photometry.dat``).  The script applies exactly the
@@ -66,8 +66,7 @@ def main():
     parser.add_argument("--objid", type=int, default=0)
     parser.add_argument("--sps-reference", action="store_true",
                         help="fit with BagpipesBasis (the emulator's training SPS) instead")
-    parser.add_argument("extra", nargs="*", help="more demo_params.py flags (after --)")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()  # the rest goes to demo_params.py
     original = open(os.path.join(args.demo_dir, "demo_params.py")).read()
     new = edited(original, SPS_EDITS if args.sps_reference else EDITS)
     sys.stdout.writelines(difflib.unified_diff(original.splitlines(True), new.splitlines(True),
@@ -77,7 +76,7 @@ def main():
         f.write(new)
     shutil.copy(os.path.join(args.demo_dir, "demo_photometry.dat"), work)
     cmd = [sys.executable, "demo_params.py", "--dynesty", f"--objid={args.objid}",
-           "--outfile=demo_emulator", *args.extra]
+           "--outfile=demo_emulator", *extra]
     print("\n$ " + " ".join(cmd), flush=True)
     t0 = time.time()
     subprocess.run(cmd, cwd=work, check=True, stdout=subprocess.DEVNULL)

@@ -3,6 +3,7 @@ stitched emulators, and clear errors for every file that is not one."""
 import json
 import os
 import pickle
+import re
 
 import h5py
 import numpy as np
@@ -11,7 +12,8 @@ import pytest
 from conftest import make_random_emulator
 from prospect_emulator import (Emulator, EmulatorConfigurationError, EmulatorFileError,
                                StitchedEmulator, __version__, load_emulator)
-from prospect_emulator.runtime.fileformat import FORMAT_NAME, SCHEMA_VERSION
+from prospect_emulator.runtime.fileformat import (CHECKSUM_ATTR, FORMAT_NAME, SCHEMA_VERSION,
+                                                  emulator_checksum)
 
 PARAMS = ["logmass", "logzsol", "dust2", "zred"]
 
@@ -224,8 +226,8 @@ class TestBadFiles:
     @pytest.mark.parametrize("damage, message", [
         (_newer_schema_version, f"schema version {SCHEMA_VERSION + 1}.*upgrade"),
         (_missing_dataset, "damaged prospect-emulator file"),
-        (_inconsistent_content, "damaged.*last layer"),
-        (_unknown_activation, "activation 'relu'"),
+        (_inconsistent_content, "damaged.*network/layer_3/weight has shape"),
+        (_unknown_activation, "network attribute 'activation' is 'relu': unsupported"),
     ], ids=["newer_schema_version", "missing_dataset_is_a_damaged_file",
             "inconsistent_content_is_a_damaged_file", "unknown_activation"])
     def test_edited_file(self, emulator, tmp_path, damage, message):
@@ -247,3 +249,285 @@ class TestBadFiles:
         emulator.save(path)
         with pytest.raises(EmulatorConfigurationError, match="holds a Emulator, not a StitchedEmulator"):
             StitchedEmulator.load(path)
+
+
+# ------------------------------------------------------ validation on load
+def load_error(path):
+    """The message of the EmulatorFileError that loading ``path`` raises."""
+    with pytest.raises(EmulatorFileError) as err:
+        load_emulator(path)
+    message = str(err.value)
+    assert str(path) in message, message  # every message names the file
+    return message
+
+
+def saved(tmp_path, emu=None, name="emu.h5"):
+    path = tmp_path / name
+    (emu if emu is not None else full_emulator()).save(path)
+    return path
+
+
+def replace(f, field, value):
+    """Overwrite dataset ``field`` with ``value`` (any shape) in an open file."""
+    del f[field]
+    f[field] = value
+
+
+def _truncated_weight(f):
+    replace(f, "network/layer_1/weight", f["network/layer_1/weight"][:10])
+
+
+def _transposed_first_weight(f):
+    replace(f, "network/layer_0/weight", f["network/layer_0/weight"][()].T)
+
+
+def _transposed_last_weight(f):
+    replace(f, "network/layer_3/weight", f["network/layer_3/weight"][()].T)
+
+
+def _transposed_ranges(f):
+    replace(f, "param_ranges", f["param_ranges"][()].T)
+
+
+def _bias_as_a_row(f):
+    replace(f, "network/layer_2/bias", f["network/layer_2/bias"][()][None, :])
+
+
+def _short_input_mean(f):
+    replace(f, "network/input_mean", f["network/input_mean"][:2])
+
+
+def _output_std_of_the_filters_only(f):
+    replace(f, "network/output_std", f["network/output_std"][:4])
+
+
+def _short_residual_stats(f):
+    replace(f, "residuals/stats", f["residuals/stats"][:, :10])
+
+
+def _nan_weight(f):
+    f["network/layer_2/weight"][3, 4] = np.nan
+
+
+def _infinite_bias(f):
+    f["network/layer_0/bias"][5] = np.inf
+
+
+def _nan_output_mean(f):
+    f["network/output_mean"][0] = np.nan
+
+
+def _nan_range(f):
+    f["param_ranges"][2, 1] = np.nan
+
+
+def _inverted_range(f):
+    f["param_ranges"][1] = [0.19, -1.98]
+
+
+def _empty_range(f):
+    f["param_ranges"][3] = [1.0, 1.0]
+
+
+def _layer_count(f):
+    f["network"].attrs["n_layers"] = 3
+
+
+def _string_weights(f):
+    replace(f, "network/layer_1/weight", np.array([b"a"] * 12, dtype=h5py.string_dtype()))
+
+
+def _mass_param_not_an_input(f):
+    f["magnitudes"].attrs["mass_param"] = "logmass_formed"
+
+
+def _nan_softening(f):
+    f["magnitudes"].attrs["mu0"] = np.nan
+
+
+def _missing_bias(f):
+    del f["network/layer_1/bias"]
+
+
+class TestValidationOnLoad:
+    """Each damaged field gives an EmulatorFileError naming the file and the field."""
+
+    @pytest.mark.parametrize("damage, field, problem", [
+        (_truncated_weight, "network/layer_1/weight", r"has shape \(10, 12\); expected \(12, n\)"),
+        (_transposed_first_weight, "network/layer_0/weight",
+         r"has shape \(12, 3\); expected \(3, n\), \(3 = network inputs \(param_names without "
+         r"'logmass'\).*stored transposed"),
+        (_transposed_last_weight, "network/layer_3/weight",
+         r"expected \(12, 6\), .*6 = 4 filter_names \+ 2 extra_names.*stored transposed"),
+        (_transposed_ranges, "param_ranges", r"has shape \(2, 4\); expected \(4, 2\).*stored transposed"),
+        (_bias_as_a_row, "network/layer_2/bias", r"has shape \(1, 12\); expected \(12,\)"),
+        (_short_input_mean, "network/input_mean", r"has shape \(2,\); expected \(3,\)"),
+        (_output_std_of_the_filters_only, "network/output_std", r"expected \(6,\)"),
+        (_short_residual_stats, "residuals/stats", r"expected \(4, 11\)"),
+        (_nan_weight, "network/layer_2/weight", r"non-finite values \(first at index \[3, 4\]: nan\)"),
+        (_infinite_bias, "network/layer_0/bias", r"non-finite values \(first at index \[5\]: inf\)"),
+        (_nan_output_mean, "network/output_mean", "non-finite"),
+        (_nan_range, "param_ranges", r"of 'dust2' is \[0.0, nan\]: need finite low < high"),
+        (_inverted_range, "param_ranges", r"of 'logzsol' is \[0.19, -1.98\]: need finite low < high"),
+        (_empty_range, "param_ranges", r"of 'zred' is \[1.0, 1.0\]"),
+        (_layer_count, "network",
+         r"n_layers = 3 but holds groups \['layer_0', 'layer_1', 'layer_2', 'layer_3'\]"),
+        (_string_weights, "network/layer_1/weight", "must hold numbers"),
+        (_mass_param_not_an_input, "magnitudes attribute 'mass_param'", "'logmass_formed', not one of"),
+        (_nan_softening, "magnitudes attribute 'mu0'", "must be finite"),
+        (_missing_bias, "network/layer_1/bias", "is missing"),
+    ], ids=lambda v: v.__name__.strip("_") if callable(v) else None)
+    def test_damaged_field(self, tmp_path, damage, field, problem):
+        path = saved(tmp_path)
+        with h5py.File(path, "a") as f:
+            damage(f)
+        message = load_error(path)
+        assert f"damaged prospect-emulator file: {field} " in message, message
+        assert re.search(problem, message), message
+
+    def test_member_of_a_stitched_file_is_named(self, tmp_path):
+        path = saved(tmp_path, stitched(), "stitched.h5")
+        with h5py.File(path, "a") as f:
+            f["members/1/network/layer_0/weight"][0, 0] = np.nan
+        assert "members/1/network/layer_0/weight has non-finite values" in load_error(path)
+
+    @pytest.mark.parametrize("n_members, remove, groups", [
+        (4, None, r"\['0', '1', '2'\]"), (2, None, r"\['0', '1', '2'\]"),
+        (3, "members/1", r"\['0', '2'\]"), (0, None, r"\['0', '1', '2'\]"),
+    ])
+    def test_member_count_must_match_the_member_groups(self, tmp_path, n_members, remove, groups):
+        path = saved(tmp_path, stitched(), "stitched.h5")
+        with h5py.File(path, "a") as f:
+            f.attrs["n_members"] = n_members
+            if remove:
+                del f[remove]
+        assert re.search(f"attribute 'n_members' is {n_members} but the file holds member groups "
+                         f"{groups} under members/", load_error(path))
+
+    def test_transposed_square_layer_is_caught_by_the_checksum(self, tmp_path):
+        """Shapes cannot tell a transposed (width, width) layer: the checksum can."""
+        path = saved(tmp_path)
+        with h5py.File(path, "a") as f:
+            replace(f, "network/layer_1/weight", f["network/layer_1/weight"][()].T)
+        message = load_error(path)
+        assert f"does not match its checksum ({CHECKSUM_ATTR}" in message
+
+
+# ----------------------------------------------------------------- checksum
+def _nudged_weight(f):
+    f["network/layer_2/weight"][0, 0] *= 1 + 1e-12      # finite, right shape: only the checksum sees it
+
+
+def _swapped_filter_names(f):
+    names = list(f["filter_names"].asstr()[()])
+    f["filter_names"][0], f["filter_names"][1] = names[1], names[0]
+
+
+def _edited_residual_sigma(f):
+    f["residuals/stats"][2, 10] = 0.001
+
+
+def _edited_covariance(f):
+    f["residuals/covariance"][0, 1] += 1e-3
+
+
+def _edited_mass_softening(f):
+    f["magnitudes"].attrs["mass_mu0"] = 47.0
+
+
+def _edited_training_range(f):
+    f["param_ranges"][0] = [5.0, 13.0]
+
+
+class TestChecksum:
+    def test_stored_at_save_and_exposed(self, tmp_path):
+        emu = full_emulator()
+        path = saved(tmp_path, emu)
+        with h5py.File(path, "r") as f:
+            stored = f.attrs[CHECKSUM_ATTR]
+        assert re.fullmatch("[0-9a-f]{64}", stored)
+        assert emu.checksum == stored == load_emulator(path).checksum == emulator_checksum(emu)
+
+    def test_identifies_the_content_not_the_file(self, tmp_path):
+        emu = full_emulator()
+        emu.save(tmp_path / "a.h5")
+        emu.save(tmp_path / "b.h5")
+        assert load_emulator(tmp_path / "a.h5").checksum == load_emulator(tmp_path / "b.h5").checksum
+        # the provenance describes the emulator, it is not part of it
+        emu.provenance["note"] = "copied to the cluster"
+        assert emu.checksum == load_emulator(tmp_path / "a.h5").checksum
+        # any change to what predicts is another emulator
+        assert emu.select(emu.filter_names[::-1]).checksum != emu.checksum
+        assert make_random_emulator(seed=1).checksum != make_random_emulator(seed=2).checksum
+
+    @pytest.mark.parametrize("edit", [_nudged_weight, _swapped_filter_names, _edited_residual_sigma,
+                                      _edited_covariance, _edited_mass_softening,
+                                      _edited_training_range],
+                             ids=lambda v: v.__name__.strip("_"))
+    def test_an_array_edited_after_saving_is_refused(self, tmp_path, edit):
+        path = saved(tmp_path)
+        with h5py.File(path, "a") as f:
+            edit(f)
+        message = load_error(path)
+        assert f"the content does not match its checksum ({CHECKSUM_ATTR} " in message
+        assert "changed or corrupted after the file was saved" in message
+
+    def test_edited_member_of_a_stitched_file(self, tmp_path):
+        path = saved(tmp_path, stitched(), "stitched.h5")
+        with h5py.File(path, "a") as f:
+            f["members/2/network/layer_1/bias"][0] += 0.5
+        assert f"(members/2/{CHECKSUM_ATTR} " in load_error(path)
+
+    def test_stitched_file_has_its_own_checksum(self, tmp_path):
+        stitch = stitched()
+        path = saved(tmp_path, stitch, "stitched.h5")
+        assert load_emulator(path).checksum == stitch.checksum
+        assert stitch.checksum not in [m.checksum for m in stitch.members]
+        with h5py.File(path, "a") as f:
+            f.attrs[CHECKSUM_ATTR] = "0" * 64
+        assert f"({CHECKSUM_ATTR} 000000000000..." in load_error(path)
+
+    def test_files_without_a_checksum_still_load(self, tmp_path):
+        emu = full_emulator()
+        path = saved(tmp_path, emu)
+        st_path = saved(tmp_path, stitched(), "stitched.h5")
+        with h5py.File(path, "a") as f:
+            del f.attrs[CHECKSUM_ATTR]
+        with h5py.File(st_path, "a") as f:
+            for group in (f, f["members/0"], f["members/1"], f["members/2"]):
+                del group.attrs[CHECKSUM_ATTR]
+        loaded = load_emulator(path)
+        assert_same_emulator(loaded, emu)
+        assert loaded.checksum == emu.checksum          # computed when absent
+        assert load_emulator(st_path).checksum == stitched().checksum
+
+    @pytest.mark.parametrize("name", ["default", "parametric"])
+    def test_shipped_emulators_load_and_have_a_checksum(self, name):
+        from prospect_emulator.data import SHIPPED_EMULATORS
+        path = SHIPPED_EMULATORS[name]
+        if not os.path.exists(path):
+            pytest.skip(f"no shipped {name} emulator in this checkout")
+        emu = load_emulator(path)
+        assert re.fullmatch("[0-9a-f]{64}", emu.checksum)
+        with h5py.File(path, "r") as f:
+            stored = f.attrs.get(CHECKSUM_ATTR)          # files saved before checksums have none
+        assert stored is None or stored == emu.checksum
+
+
+class TestSavingRefusesWhatLoadingWould:
+    @pytest.mark.parametrize("change, match", [
+        (lambda e: e.weights[1].__setitem__((0, 0), np.nan), "network/layer_1/weight has non-finite"),
+        (lambda e: e.biases[0].__setitem__(0, np.inf), "network/layer_0/bias has non-finite"),
+    ])
+    def test_non_finite_network(self, tmp_path, change, match):
+        emu = full_emulator()
+        change(emu)
+        with pytest.raises(EmulatorConfigurationError, match=f"cannot save the emulator: {match}"):
+            emu.save(tmp_path / "emu.h5")
+        assert os.listdir(tmp_path) == []
+
+    def test_unbounded_training_range(self, tmp_path):
+        emu = make_random_emulator(param_ranges=[(-1.0, 1.0)] * 4 + [(-np.inf, np.inf)])
+        with pytest.raises(EmulatorConfigurationError, match=r"param_ranges of 'p4' is \[-inf, inf\]"):
+            emu.save(tmp_path / "emu.h5")
+        assert os.listdir(tmp_path) == []

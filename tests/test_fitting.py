@@ -203,3 +203,29 @@ def test_catalogue_fit_writes_results_skips_bad_rows_and_resumes(tmp_path):
 def default_emulator_path():
     from prospect_emulator.data import DEFAULT_EMULATOR_PATH
     return DEFAULT_EMULATOR_PATH
+
+
+class TestParametricSFHSummary:
+    """Derived quantities of a tau / delayed-tau SFH against a direct integration."""
+
+    @pytest.mark.parametrize("sfh, tage, tau", [(4, 8.0, 2.0), (4, 0.5, 10.0), (1, 3.0, 0.3)])
+    def test_against_numerical_integration(self, sfh, tage, tau):
+        from prospect_emulator.fitting.derived import parametric_sfh_summary
+        t = np.linspace(0.0, tage, 2_000_001)              # Gyr since the start
+        sfr = np.exp(-t / tau) * (t if sfh == 4 else 1.0)
+        sfr *= 1e10 / np.trapezoid(sfr, t) / 1e9            # Msun/yr, 1e10 Msun formed
+        got = parametric_sfh_summary(sfh, tage, tau, 1e10, mfrac=0.6)
+        last = t >= tage - 0.1
+        expected_sfr = np.trapezoid(sfr[last], t[last]) * 1e9 / 1e8
+        mwa = np.trapezoid(sfr * (tage - t), t) / np.trapezoid(sfr, t)
+        assert got["logmass_formed"] == pytest.approx(10.0)
+        assert got["logmstar"] == pytest.approx(10.0 + np.log10(0.6))
+        assert got["logsfr_100myr"] == pytest.approx(np.log10(expected_sfr), abs=1e-4)  # grid step
+        assert got["mwa_gyr"] == pytest.approx(mwa, rel=1e-5)
+
+    def test_the_model_kind_chooses_the_summary(self):
+        from prospect_emulator.fitting.derived import sfh_summary
+        params = {"sfh": np.array([4]), "tage": np.array([2.0]), "tau": np.array([1.0]),
+                  "mass": np.array([1e9])}
+        assert sfh_summary(params)["logmass_formed"] == pytest.approx(9.0)
+        assert sfh_summary({"sfh": np.array([5]), "mass": np.array([1.0])}) is None

@@ -5,6 +5,10 @@ array of length 6 written from Julia: 1-based filter dict, (norm_mu, norm_sig),
 (weights, biases) in Julia orientation y = W @ x + b, (denorm_mu, denorm_sig),
 11-column residual statistics, 18 training ranges) from known weights and
 checks Emulator.from_parrot against a forward pass done the Julia way."""
+import io
+import os
+import pickle
+
 import numpy as np
 import pytest
 
@@ -164,7 +168,7 @@ class TestNotAParrotFile:
     def test_plain_numeric_npy(self, tmp_path):
         path = tmp_path / "numbers.npy"
         np.save(path, np.arange(6.0))
-        with pytest.raises(EmulatorFileError, match="numbers.npy is not a Parrot v4 emulator"):
+        with pytest.raises(EmulatorFileError, match="numbers.npy is not a Parrot v4 emulator.*plain float64"):
             Emulator.from_parrot(path)
 
     def test_object_array_of_the_wrong_length(self, tmp_path, parrot_file):
@@ -209,3 +213,99 @@ class TestNotAParrotFile:
         content["stats"] = content["stats"][:, :10]
         with pytest.raises(EmulatorFileError, match="residual_stats"):
             Emulator.from_parrot(write_parrot(tmp_path / "p.npy", content))
+
+
+# ------------------------------------------------------------ pickle safety
+class Payload:
+    """What a malicious pickle carries: unpickling it calls ``func(*args)``."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def write_payload_file(path, payload, where):
+    """A Parrot-shaped file with ``payload`` hidden at ``where``."""
+    content = parrot_content()
+    arr = np.empty(6, dtype=object)
+    arr[0] = dict(FILTER_MAP)
+    arr[1] = (content["norm_mu"], content["norm_sig"])
+    arr[2] = (list(content["weights"]), list(content["biases"]))
+    arr[3] = (content["denorm_mu"], content["denorm_sig"])
+    arr[4] = content["stats"]
+    arr[5] = [list(r) for r in content["ranges"]]
+    if where == "filter map":
+        arr[0]["sdss_r0"] = payload
+    elif where == "deep in the weights":
+        arr[2][0][3] = payload
+    else:
+        arr[5] = payload
+    np.save(path, arr, allow_pickle=True)
+    return path
+
+
+class TestPickleSafety:
+    """from_parrot builds only arrays, dicts, lists, tuples, strings and numbers:
+    a file whose pickle would run code is refused and nothing in it runs."""
+
+    @pytest.mark.parametrize("where", ["filter map", "deep in the weights", "training ranges"])
+    def test_a_pickle_that_runs_a_shell_command_is_refused(self, tmp_path, where):
+        marker = tmp_path / "pwned"
+        path = write_payload_file(tmp_path / "parrot.npy", Payload(os.system, f"touch {marker}"), where)
+        with pytest.raises(EmulatorFileError) as err:
+            Emulator.from_parrot(path)
+        message = str(err.value)
+        assert str(path) in message
+        assert f"would call {os.system.__module__}.system" in message      # posix.system
+        assert "nothing in it was run" in message
+        assert not marker.exists()
+        # the file is really malicious: NumPy's own loader with allow_pickle runs it
+        np.load(path, allow_pickle=True)
+        assert marker.exists()
+
+    @pytest.mark.parametrize("func, args, forbidden", [
+        (eval, ("__import__('pathlib').Path({marker!r}).touch()",), "builtins.eval"),
+        (exec, ("open({marker!r}, 'w').close()",), "builtins.exec"),
+        (np.load, ("{marker}.npy",), "numpy.load"),          # NumPy, but not an array builder
+        (open, ("{marker}", "w"), "io.open"),
+    ], ids=["eval", "exec", "numpy.load", "open"])
+    def test_other_callables_are_refused_by_name(self, tmp_path, func, args, forbidden):
+        marker = str(tmp_path / "pwned")
+        payload = Payload(func, *[a.format(marker=marker) for a in args])
+        path = write_payload_file(tmp_path / "p.npy", payload, "training ranges")
+        with pytest.raises(EmulatorFileError, match=f"would call {forbidden}, and only NumPy arrays"):
+            Emulator.from_parrot(path)
+        assert not os.path.exists(marker)
+
+    @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+    def test_every_pickle_protocol_of_a_genuine_file_reads(self, tmp_path, parrot_file, protocol):
+        path, _ = parrot_file
+        again = write_npy_pickle(tmp_path / f"protocol{protocol}.npy",
+                                 np.load(path, allow_pickle=True), protocol)
+        x = inside(PAPER_RANGES, 5)
+        np.testing.assert_array_equal(Emulator.from_parrot(again).predict_mags(x),
+                                      Emulator.from_parrot(path).predict_mags(x))
+
+    def test_a_file_written_by_numpy_1_reads(self, tmp_path, parrot_file):
+        """NumPy 1 names its reconstruction functions numpy.core.*, NumPy 2 numpy._core.*."""
+        path, _ = parrot_file
+        # protocol 3 writes module names as text (GLOBAL opcodes), so they can be renamed
+        numpy1 = write_npy_pickle(tmp_path / "numpy1.npy", np.load(path, allow_pickle=True), 3,
+                                  rename=(b"numpy._core.", b"numpy.core."))
+        assert b"numpy.core.multiarray\n_reconstruct" in numpy1.read_bytes()
+        x = inside(PAPER_RANGES, 5)
+        np.testing.assert_array_equal(Emulator.from_parrot(numpy1).predict_mags(x),
+                                      Emulator.from_parrot(path).predict_mags(x))
+
+
+def write_npy_pickle(path, arr, protocol, rename=None):
+    """An object-array .npy file whose pickle uses ``protocol`` (np.save always uses 4)."""
+    stream = pickle.dumps(arr, protocol=protocol)
+    if rename:
+        stream = stream.replace(*rename)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(arr))
+    path.write_bytes(header.getvalue() + stream)
+    return path

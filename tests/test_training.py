@@ -261,6 +261,98 @@ class TestBadInputFailsBeforeWork:
         assert not os.path.exists(out)
 
 
+# ------------------------------------------------------------ the output file
+def _unwritable_directories():
+    """Directories no file can be created in: chmod'ed (not for root, who may
+    write anyway) and, on Linux, /sys (not even root)."""
+    import sys
+    return [pytest.param("chmod", marks=pytest.mark.skipif(
+                os.name != "posix" or os.geteuid() == 0, reason="root writes to any directory")),
+            pytest.param("/sys", marks=pytest.mark.skipif(
+                not sys.platform.startswith("linux"), reason="/sys is Linux's"))]
+
+
+@pytest.fixture
+def unwritable_dir(request, tmp_path):
+    if request.param == "chmod":
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        yield str(locked)
+        locked.chmod(0o700)
+    else:
+        yield request.param
+
+
+class TestOutputFile:
+    """``train --out`` never clobbers a file by accident and fails before any
+    work when it could not write."""
+
+    def _existing(self, tmp_path):
+        from conftest import make_random_emulator
+        out = tmp_path / "emu.h5"
+        make_random_emulator().save(out)
+        return str(out), out.read_bytes()
+
+    def test_existing_output_is_refused_without_overwrite(self, training_set, tmp_path, capsys):
+        from prospect_emulator.training.train import train_emulator
+        out, before = self._existing(tmp_path)
+        assert main(["train", training_set, "--width", "8", "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert f"{out} already exists: pass --overwrite" in err
+        with pytest.raises(EmulatorConfigurationError, match="already exists"):
+            train_emulator(training_set, 8, out)
+        # untouched, and no checkpoint started
+        assert open(out, "rb").read() == before and os.listdir(tmp_path) == ["emu.h5"]
+
+    def test_overwrite_replaces_it(self, training_set, tmp_path, capsys):
+        out, _ = self._existing(tmp_path)
+        assert main(["train", training_set, "--width", "8", "--out", out, "--overwrite",
+                     "--max-epochs", "1", "--batch-size", "250", "--learning-rates", "1e-3",
+                     "--quiet"]) == 0
+        emu = load_emulator(out)
+        assert emu.width == 8 and emu.provenance["width"] == 8 and len(emu.filter_names) == len(FILTERS)
+        assert os.listdir(tmp_path) == ["emu.h5"]
+        capsys.readouterr()
+
+    @pytest.mark.parametrize("unwritable_dir", _unwritable_directories(), indirect=True)
+    def test_unwritable_output_directory(self, training_set, unwritable_dir, capsys):
+        out = os.path.join(unwritable_dir, "emu.h5")
+        assert main(["train", training_set, "--width", "8", "--out", out]) == 2
+        assert f"cannot write {out}: directory {unwritable_dir} is not writable" in capsys.readouterr().err
+
+    @pytest.mark.parametrize("unwritable_dir", _unwritable_directories(), indirect=True)
+    def test_unwritable_checkpoint_directory(self, training_set, unwritable_dir, tmp_path, capsys):
+        checkpoint = os.path.join(unwritable_dir, "run1", "ckpt")
+        assert main(["train", training_set, "--width", "8", "--out", str(tmp_path / "emu.h5"),
+                     "--checkpoint-dir", checkpoint]) == 2
+        assert (f"cannot write the checkpoint in {checkpoint}: directory {unwritable_dir} is not "
+                "writable") in capsys.readouterr().err
+        assert os.listdir(tmp_path) == []
+
+    def test_output_inside_a_file_is_refused(self, training_set, tmp_path, capsys):
+        (tmp_path / "notes.txt").write_text("a file, not a directory")
+        out = str(tmp_path / "notes.txt" / "emu.h5")
+        assert main(["train", training_set, "--width", "8", "--out", out]) == 2
+        assert f"{tmp_path / 'notes.txt'} is not a directory" in capsys.readouterr().err
+
+    def test_stitch_out_is_refused_without_overwrite(self, tmp_path, capsys):
+        from conftest import make_random_emulator
+        members = []
+        for i, (zlo, zhi) in enumerate([(0.5, 1.75), (1.25, 3.0)]):
+            path = str(tmp_path / f"member{i}.h5")
+            make_random_emulator(n_params=3, param_names=["logzsol", "dust2", "zred"],
+                                 param_ranges=[(-2.0, 0.2), (0.0, 4.0), (zlo, zhi)], seed=i).save(path)
+            members.append(path)
+        out, before = self._existing(tmp_path)
+        assert main(["stitch", *members, "--out", out]) == 2
+        assert f"{out} already exists: pass --overwrite" in capsys.readouterr().err
+        assert open(out, "rb").read() == before
+        assert main(["stitch", *members, "--out", out, "--overwrite"]) == 0
+        assert isinstance(load_emulator(out), StitchedEmulator)
+        capsys.readouterr()
+
+
 # ---------------------------------------------------- variants and stitching
 @pytest.mark.slow
 class TestVariants:

@@ -11,6 +11,8 @@ Examples::
 
 Members trained here are written as ``stitched.member<i>.h5``; running the
 same command again skips finished members and resumes the one in progress.
+An existing ``--out`` file (or a member file of a different training) is
+refused unless ``--overwrite`` is given.
 """
 from .train import add_training_options, training_kwargs
 
@@ -34,7 +36,10 @@ def run(args):
     """Run the command; returns the exit status."""
     from ..errors import EmulatorConfigurationError
     from ..training.stitch import parse_domains, stitch_emulators, train_stitched
+    from ..training.train import _check_out_path
 
+    # the stitched file; member files are checked as they are trained
+    _check_out_path(args.out, overwrite=args.overwrite)
     if args.train:
         if args.emulators:
             raise EmulatorConfigurationError("give either EMU files or --train FILE.h5, not both")

@@ -5,7 +5,9 @@ Example::
     prospect-emulator train train.h5 --width 128 --out emu_w128.h5
 
 Run the same command again after an interruption (Ctrl-C, kill, crash) to
-resume from the last checkpoint (``EMU.h5.checkpoint/`` by default).
+resume from the last checkpoint (``EMU.h5.checkpoint/`` by default).  An
+existing ``--out`` file is refused unless ``--overwrite`` is given, and an
+output directory that cannot be written is refused, both before any work.
 TensorFlow is imported only when the command runs.
 """
 import argparse
@@ -54,6 +56,9 @@ def add_training_options(parser):
     parser.add_argument("--keep-checkpoint", action="store_true",
                         help="keep the checkpoint after the emulator is written")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out file (without it an existing file is "
+                             "refused before any work)")
 
 
 def training_kwargs(args):
@@ -63,7 +68,8 @@ def training_kwargs(args):
                 learning_rates=args.learning_rates or DEFAULT_LEARNING_RATES, seed=args.seed,
                 test_fraction=args.test_fraction, validation_fraction=args.validation_fraction,
                 mass_normalised=args.mass_normalised, checkpoint_every=args.checkpoint_every,
-                keep_checkpoint=args.keep_checkpoint, verbose=not args.quiet)
+                keep_checkpoint=args.keep_checkpoint, verbose=not args.quiet,
+                overwrite=args.overwrite)
 
 
 def add_arguments(parser):

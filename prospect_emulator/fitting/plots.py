@@ -61,18 +61,18 @@ def corner_columns(model, samples, weights, n=2000, seed=0, sps=None, truths=Non
     draws : ndarray, shape (n, len(names))
     truth_values : list of float or None
     """
-    from .derived import step_sfh_summary
+    from .derived import sfh_summary
     from .run import posterior_samples
     draws = posterior_samples(samples, weights, n=n, seed=seed)
     names = list(model.theta_labels())
     labels = [parameter_label(model, name) for name in names]
     columns = [draws[:, j] for j in range(draws.shape[1])]
-    if "agebins" in model.params and "mass" in model.params:
-        derived = []
-        for theta in draws:
-            _, _, mfrac = model.predict(theta, obs={"filters": None, "wavelength": None,
-                                                    "spectrum": None}, sps=sps)
-            derived.append(step_sfh_summary(model.params["agebins"], model.params["mass"], mfrac))
+    derived = []
+    for theta in draws:
+        _, _, mfrac = model.predict(theta, obs={"filters": None, "wavelength": None,
+                                                "spectrum": None}, sps=sps)
+        derived.append(sfh_summary(model.params, mfrac))
+    if derived[0] is not None:
         mass_key = "logmstar" if np.isfinite([d["logmstar"] for d in derived]).any() \
             else "logmass_formed"
         for key in (mass_key, "logsfr_100myr", "mwa_gyr"):

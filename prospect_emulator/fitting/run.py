@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import EmulatorConfigurationError
 from ..fileio import atomic_path
-from .derived import step_sfh_summary
+from .derived import sfh_summary
 from .quality import fit_quality, mask_reasons
 
 __all__ = ["make_obs", "fit_galaxy", "posterior_samples", "posterior_summary", "check_nlive",
@@ -225,14 +225,13 @@ def posterior_summary(model, samples, weights, n=2000, seed=0, sps=None):
     labels = list(model.theta_labels())
     for j, label in enumerate(labels):
         columns[label] = draws[:, j]
-    if "agebins" not in model.params or "mass" not in model.params:
-        # derived quantities need a step SFH (derived.step_sfh_summary)
-        return {k: np.nanpercentile(v, SUMMARY_PERCENTILES) for k, v in columns.items()}
     derived = []
     for theta in draws:
         _, _, mfrac = model.predict(theta, obs={"filters": None, "wavelength": None, "spectrum": None},
                                     sps=sps)
-        derived.append(step_sfh_summary(model.params["agebins"], model.params["mass"], mfrac))
+        derived.append(sfh_summary(model.params, mfrac))
+    if derived[0] is None:  # an SFH derived.sfh_summary does not handle
+        return {k: np.nanpercentile(v, SUMMARY_PERCENTILES) for k, v in columns.items()}
     for key in derived[0]:
         columns[key] = np.array([d[key] for d in derived])
     return {k: np.nanpercentile(v, SUMMARY_PERCENTILES) if np.isfinite(v).any()

@@ -139,6 +139,19 @@ class EmulatorBase:
                 f"this emulator has no extra output {name!r}; it has {self.extra_names or 'none'}")
         return self.predict_mags_and_extras(x, check=check)[1][..., self.extra_names.index(name)]
 
+    @property
+    def checksum(self):
+        """SHA-256 hex digest of the emulator's content (names, ranges, network,
+        residual statistics, magnitude constants; not the provenance).
+
+        The value stored in and verified against its file (see
+        :func:`~prospect_emulator.runtime.fileformat.emulator_checksum`);
+        computed for emulators that were never saved and for older files that
+        carry none.  Record it with a fit to identify the emulator used.
+        """
+        from .fileformat import emulator_checksum
+        return emulator_checksum(self)
+
     def save(self, path):
         """Write the native HDF5 format (see :mod:`prospect_emulator.runtime.fileformat`)."""
         from .fileformat import save_emulator
@@ -458,7 +471,11 @@ class Emulator(EmulatorBase):
     def from_parrot(cls, path, param_names=None):
         """Read a published Mathews et al. (2023) "Parrot" v4 ``.npy`` emulator.
 
-        Such files are pickled: read only files you trust.
+        Such files are pickled.  They are read with a restricted unpickler
+        that builds only NumPy arrays, dicts, lists, tuples, strings and
+        numbers: a file whose pickle would call anything else is refused with
+        an :class:`~prospect_emulator.errors.EmulatorFileError` naming that
+        callable, before it runs (see :mod:`~prospect_emulator.runtime.parrot`).
         """
         from .parrot import read_parrot
         return read_parrot(path, param_names=param_names)

@@ -11,17 +11,21 @@ Each file is a pickled NumPy object array of length 6 (written from Julia):
    :data:`~prospect_emulator.runtime.emulator.RESIDUAL_STAT_COLUMNS`)
 5. the 18 training ranges [low, high]
 
-Reading needs ``allow_pickle=True``: only open files from a trusted source.
-The project's own format (:mod:`.fileformat`) never uses pickle.
+The pickle is read by a restricted unpickler (:func:`load_parrot_array`)
+that builds only NumPy arrays and dtypes, dicts, lists, tuples, strings and
+numbers: a file whose pickle names any other callable (``os.system``,
+``subprocess.Popen``, ``builtins.eval``, ...) is refused before anything in
+it runs.  The project's own format (:mod:`.fileformat`) never uses pickle.
 """
 import os
+import pickle
 
 import numpy as np
 
 from ..errors import EmulatorConfigurationError, EmulatorFileError
 from .emulator import Emulator
 
-__all__ = ["read_parrot", "PARROT_PARAM_NAMES"]
+__all__ = ["read_parrot", "load_parrot_array", "PARROT_PARAM_NAMES"]
 
 #: Input order of the published emulators (Prospector names; paper Table 1).
 PARROT_PARAM_NAMES = (
@@ -29,6 +33,103 @@ PARROT_PARAM_NAMES = (
     "logsfr_ratios_4", "logsfr_ratios_5", "logsfr_ratios_6", "dust2", "dust_index",
     "dust1_fraction", "log_fagn", "log_agn_tau", "gas_logz", "zred", "duste_qpah",
     "duste_umin", "log_duste_gamma")
+
+
+def _allowed_globals():
+    """The only callables a Parrot pickle may name: those NumPy itself pickles
+    arrays, scalars and dtypes with (taken from NumPy's own ``__reduce__``, so
+    that files written by NumPy 1 as ``numpy.core...`` and by NumPy 2 as
+    ``numpy._core...`` both resolve), and ``_codecs.encode``, with which
+    protocol-2 pickles store raw bytes."""
+    import _codecs
+    reconstruct = np.empty(0).__reduce__()[0]
+    scalar = np.float64(0.0).__reduce__()[0]
+    frombuffer = np.empty(1).__reduce_ex__(5)[0]
+    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+               ("_codecs", "encode"): _codecs.encode}
+    for package in ("numpy.core", "numpy._core"):
+        allowed[(f"{package}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{package}.multiarray", "scalar")] = scalar
+        allowed[(f"{package}.numeric", "_frombuffer")] = frombuffer
+    return allowed
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """Unpickles NumPy arrays, dicts, lists, tuples, strings and numbers only.
+
+    Everything else a pickle can call is a global it must name; naming one
+    outside :func:`_allowed_globals` raises before it is imported or called.
+    """
+
+    def __init__(self, file, path):
+        super().__init__(file, encoding="latin1")  # latin1: Python 2 pickles of arrays
+        self._path = path
+        self._allowed = _allowed_globals()
+
+    def find_class(self, module, name):
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise EmulatorFileError(
+                f"{self._path} is not a plain Parrot v4 emulator: its pickle would call "
+                f"{module}.{name}, and only NumPy arrays, dicts, lists, tuples, strings and "
+                "numbers are read from a Parrot file (nothing in it was run). Ask whoever "
+                "gave you the file how it was made") from None
+
+    def persistent_load(self, pid):
+        raise EmulatorFileError(f"{self._path} is not a plain Parrot v4 emulator: its pickle "
+                                "refers to external (persistent) objects")
+
+
+def load_parrot_array(path):
+    """The pickled object array of a Parrot ``.npy`` file, read without
+    executing anything: only NumPy arrays, dicts, lists, tuples, strings and
+    numbers are built.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    ndarray
+        What the file holds (for a Parrot v4 file, an object array of 6).
+
+    Raises
+    ------
+    EmulatorFileError
+        If the file is missing, not a ``.npy`` file, or its pickle names any
+        other callable (the message names it).
+    """
+    path = os.fspath(path)
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as f:
+            version = fmt.read_magic(f)
+            if version == (1, 0):
+                shape, fortran_order, dtype = fmt.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran_order, dtype = fmt.read_array_header_2_0(f)
+            else:
+                raise EmulatorFileError(
+                    f"{path}: .npy format version {version} is not read here (Parrot files are 1.0)")
+            if not dtype.hasobject:
+                raise EmulatorFileError(
+                    f"{path} is not a Parrot v4 emulator (a 6-element pickled object array): it "
+                    f"holds a plain {dtype} array of shape {shape}")
+            array = _ArraysOnlyUnpickler(f, path).load()
+    except FileNotFoundError:
+        raise EmulatorFileError(f"no Parrot emulator file at {path}") from None
+    except EmulatorFileError:
+        raise
+    except Exception as err:  # damaged header or pickle stream
+        raise EmulatorFileError(
+            f"{path} is not a Parrot v4 emulator (a 6-element pickled object array): {err}") from None
+    if not isinstance(array, np.ndarray) or array.shape != tuple(shape):
+        raise EmulatorFileError(
+            f"{path} is not a Parrot v4 emulator: its header promises an array of shape {shape}, "
+            f"its pickle holds a {type(array).__name__}")
+    return array
 
 
 def read_parrot(path, param_names=None):
@@ -47,12 +148,10 @@ def read_parrot(path, param_names=None):
         no covariance.
     """
     path = os.fspath(path)
+    arr = load_parrot_array(path)
     try:
-        arr = np.load(path, allow_pickle=True)
         filter_map, (norm_mu, norm_sig), (weights, biases), (den_mu, den_sig), stats, ranges = arr
         filter_map = dict(filter_map)
-    except FileNotFoundError:
-        raise EmulatorFileError(f"no Parrot emulator file at {path}") from None
     except Exception as err:  # any damage to the pickled structure lands here
         raise EmulatorFileError(
             f"{path} is not a Parrot v4 emulator (a 6-element pickled object array): {err}") from None

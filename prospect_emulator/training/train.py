@@ -28,6 +28,7 @@ readers here can serve :mod:`prospect_emulator.training.evaluate` without it.
 import importlib.util
 import json
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -264,6 +265,11 @@ class TrainingResult:
 
 
 # ------------------------------------------------------------------ checks
+def _as_dict(value):
+    """A JSON attribute as read back (a dict), or its text, or None."""
+    return json.loads(value) if isinstance(value, (str, bytes)) and value else (value or None)
+
+
 def _check_fraction(value, what, high=0.9):
     value = float(value)
     if not 0.0 < value < high:
@@ -271,15 +277,55 @@ def _check_fraction(value, what, high=0.9):
     return value
 
 
-def _check_out_path(out):
+def _check_writable_dir(directory, what):
+    """Refuse ``directory`` unless a file can be created in it (tried, not
+    guessed from permission bits: read-only mounts and root both fool those)."""
+    if not os.path.exists(directory):
+        raise EmulatorConfigurationError(f"cannot write {what}: directory {directory} does not exist")
+    if not os.path.isdir(directory):
+        raise EmulatorConfigurationError(f"cannot write {what}: {directory} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".prospect-emulator-write-test-", dir=directory)
+    except OSError as err:
+        raise EmulatorConfigurationError(
+            f"cannot write {what}: directory {directory} is not writable ({err.strerror})") from None
+    os.close(fd)
+    os.remove(probe)
+
+
+def _check_out_path(out, overwrite=True, checkpoint_dir=None):
+    """Check, before any work, that the emulator can be written to ``out``.
+
+    Parameters
+    ----------
+    out : str or path or None
+    overwrite : bool
+        If False, refuse an ``out`` that already exists.
+    checkpoint_dir : str, optional
+        An explicit checkpoint directory, checked to be creatable too.
+
+    Returns
+    -------
+    str or None
+        ``out`` as a string.
+    """
+    if checkpoint_dir is not None:
+        # the checkpoint directory is created with its parents: check the
+        # nearest directory that exists
+        existing = os.path.abspath(os.fspath(checkpoint_dir))
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        _check_writable_dir(existing, f"the checkpoint in {checkpoint_dir}")
     if out is None:
         return None
     out = os.fspath(out)
-    parent = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(parent):
-        raise EmulatorConfigurationError(f"cannot write {out}: directory {parent} does not exist")
     if os.path.isdir(out):
         raise EmulatorConfigurationError(f"output {out} is a directory; give a file name such as emu.h5")
+    if os.path.exists(out) and not overwrite:
+        raise EmulatorConfigurationError(
+            f"{out} already exists: pass --overwrite (overwrite=True) to replace it, or choose "
+            "another --out")
+    _check_writable_dir(os.path.dirname(os.path.abspath(out)), out)
     return out
 
 
@@ -322,7 +368,7 @@ def train_emulator(training_set, width, out=None, *, max_epochs=1000, patience=2
                    validation_fraction=0.05, test_fraction=0.1, seed=0, mass_normalised=None,
                    zred_domain=None, zred_param="zred", n_hidden=5, checkpoint_dir=None,
                    checkpoint_every=1, keep_checkpoint=False, callbacks=(), verbose=True,
-                   mfrac_loss_scale=MFRAC_LOSS_SCALE):
+                   mfrac_loss_scale=MFRAC_LOSS_SCALE, overwrite=False):
     """Train the paper's emulator network on a training-set file and export it.
 
     Parameters
@@ -332,7 +378,8 @@ def train_emulator(training_set, width, out=None, *, max_epochs=1000, patience=2
     width : int
         Nodes per hidden layer, N.
     out : str, optional
-        Native emulator file to write (see :meth:`Emulator.save`).
+        Native emulator file to write (see :meth:`Emulator.save`).  Its
+        directory must be writable (checked before any work).
     max_epochs : int
         Most epochs per stage (1000 in the paper).
     patience : int
@@ -374,6 +421,9 @@ def train_emulator(training_set, width, out=None, *, max_epochs=1000, patience=2
         training the way Ctrl-C does.
     verbose : bool
         Print one line per epoch.
+    overwrite : bool
+        Replace an existing ``out``; without it an existing file is refused
+        before any work.
 
     Returns
     -------
@@ -382,7 +432,8 @@ def train_emulator(training_set, width, out=None, *, max_epochs=1000, patience=2
     Raises
     ------
     EmulatorConfigurationError
-        Bad arguments, too few rows, a checkpoint of a different training.
+        Bad arguments, too few rows, a checkpoint of a different training,
+        an existing ``out`` without ``overwrite``, an unwritable output.
     EmulatorFileError
         Missing or foreign training-set file.
     """
@@ -402,7 +453,7 @@ def train_emulator(training_set, width, out=None, *, max_epochs=1000, patience=2
     if not learning_rates or min(learning_rates) <= 0:
         raise EmulatorConfigurationError(f"learning_rates must be positive, got {learning_rates}")
     seed = int(seed)
-    out = _check_out_path(out)
+    out = _check_out_path(out, overwrite=overwrite, checkpoint_dir=checkpoint_dir)
     if zred_domain is not None:
         zred_domain = (float(zred_domain[0]), float(zred_domain[1]))
         if not zred_domain[0] < zred_domain[1]:
@@ -631,7 +682,7 @@ def train_emulator(training_set, width, out=None, *, max_epochs=1000, patience=2
         "fixed_params": data.attrs.get("fixed_params"),
         # the model definition (inputs, distributions, fixed physics, SFH family):
         # fitting and amortized inference rebuild their Prospector model from it
-        "model_definition": json.loads(data.attrs["config"]) if data.attrs.get("config") else None,
+        "model_definition": _as_dict(data.attrs.get("config")),
         "n_valid_rows": int(len(data)), "n_train": int(len(pool) - n_val_min),
         "n_validation": int(n_val_min), "n_test": int(len(test)),
         "test_selection": {"method": "splitmix64(row ^ splitmix64(seed)) < fraction",
