@@ -10,7 +10,7 @@ from prospect_emulator import data, priors, transforms
 from prospect_emulator.fitting import catalog, derived, models, run
 from prospect_emulator.runtime import magnitudes
 from prospect_emulator.sources import bagpipes_basis, fsps_sources, spec_model
-from prospect_emulator.definition import distributions, presets
+from prospect_emulator.definition import distributions, fitting_model, presets
 from prospect_emulator.training import trainingset
 
 SECTIONS = [
@@ -18,7 +18,10 @@ SECTIONS = [
                               prospect_emulator.load_emulator, magnitudes.maggies_to_arsinh_mags,
                               magnitudes.arsinh_mags_to_maggies, magnitudes.dmaggies_dmag]),
     ("Prospector integration", [prospect_emulator.EmulatedSpecModel,
+                                prospect_emulator.EmulatedSpecModel.from_emulator,
                                 prospect_emulator.EmulatorNoiseModel,
+                                prospect_emulator.EmulatorSPS,
+                                "prospect_emulator.prospector.physics.check_model_physics",
                                 prospect_emulator.inflate_obs_uncertainties,
                                 priors.FastPriorProduct, priors.FastPriorTransform,
                                 priors.FastPriorsMixin, transforms.FastParametersMixin,
@@ -26,6 +29,8 @@ SECTIONS = [
     ("SPS sources", [bagpipes_basis.BagpipesBasis, bagpipes_basis.BagpipesSpecModel,
                      spec_model.SPSHomeFreeSpecModel, fsps_sources.make_sps,
                      fsps_sources.make_spec_model]),
+    ("Model definition", [fitting_model.definition_of, fitting_model.fitting_model_params,
+                          fitting_model.prospector_prior]),
     ("Training sets", [distributions.Uniform, distributions.TruncatedNormal,
                        distributions.TruncatedStudentT, presets.get_preset, presets.load_config,
                        presets.TrainingSetConfig, trainingset.generate_training_set,
@@ -37,7 +42,11 @@ SECTIONS = [
         "prospect_emulator.training.stitch.train_stitched"]),
     ("Fitting", [models.fitting_model_params, models.build_fitting_model, run.make_obs,
                  run.fit_galaxy, run.posterior_summary, catalog.CatalogColumns,
-                 catalog.fit_catalog, derived.step_sfh_summary, data.default_emulator]),
+                 catalog.fit_catalog, derived.sfh_summary, derived.step_sfh_summary,
+                 derived.parametric_sfh_summary, "prospect_emulator.fitting.results.load_fit",
+                 "prospect_emulator.fitting.quality.fit_quality",
+                 "prospect_emulator.fitting.check.check_param_file",
+                 "prospect_emulator.fitting.check.check_catalog", data.default_emulator]),
 ]
 
 
