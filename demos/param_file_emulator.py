@@ -4,7 +4,12 @@ The twin of ``param_file_sps.py``; ``diff`` the two files: the only differences 
 the model class in ``build_model``, the source in ``build_sps`` and the noise model in
 ``build_noise``.
 
-    python demos/param_file_emulator.py --dynesty --nested_nlive_init 200 --outfile emulator_fit
+    python demos/param_file_emulator.py --dynesty --nested_sample rwalk --nlive_init 200 \
+        --nested_target_n_effective 2000 --outfile emulator_fit
+
+(Prospector's own ``prospect_args`` flags: ``--nlive_init`` sets dynesty's initial live
+points; ``--nested_sample rwalk`` replaces the default ``slice`` sampler, which is several
+times slower here.)
 """
 import time
 
@@ -15,8 +20,7 @@ from prospect.io import write_results as writer
 
 from prospect_emulator.data import EXAMPLE_GALAXY_PATH
 from prospect_emulator.fitting.models import fitting_model_params
-from prospect_emulator import EmulatedSpecModel, EmulatorNoiseModel
-from prospect_emulator.data import DEFAULT_EMULATOR_PATH
+from prospect_emulator import EmulatedSpecModel, EmulatorNoiseModel, EmulatorSPS
 
 
 def build_obs(objid="example", **extras):
@@ -38,21 +42,25 @@ def build_model(zred=1.3, **extras):
     """Continuity SFH + dust + dust emission + nebular emission at fixed redshift,
     with the priors of Mathews et al. (2023) Table 1."""
     model_params = fitting_model_params(zred)
-    return EmulatedSpecModel(model_params, emulator=DEFAULT_EMULATOR_PATH)
+    return EmulatedSpecModel(model_params, emulator="default")
 
 
 def build_sps(**extras):
-    return None
+    """No SPS is run; this stands in for one where Prospector's script reads it
+    (``write_hdf5(..., sps=sps)`` then writes the ``bestfit`` group)."""
+    return EmulatorSPS("default")
 
 
-def build_noise(model=None, **extras):
-    return None, EmulatorNoiseModel(model)
+def build_noise(**extras):
+    """Observational + emulator error (paper eq. 9) + 5% floor; made without a model
+    (Prospector calls ``build_noise(**run_params)``), it binds to the model being fitted."""
+    return None, EmulatorNoiseModel()
 
 
 def build_all(**kwargs):
     obs = build_obs(**kwargs)
     model = build_model(zred=obs["zred"], **kwargs)
-    return obs, model, build_sps(**kwargs), build_noise(model=model, **kwargs)
+    return obs, model, build_sps(**kwargs), build_noise(**kwargs)
 
 
 if __name__ == "__main__":

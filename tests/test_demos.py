@@ -25,7 +25,7 @@ def twins():
 def test_twins_differ_only_in_model_sps_and_noise(twins):
     import warnings
     from prospect.fitting import lnprobfn
-    from prospect_emulator import EmulatedSpecModel, EmulatorNoiseModel
+    from prospect_emulator import EmulatedSpecModel, EmulatorNoiseModel, EmulatorSPS
     from prospect_emulator.sources import BagpipesBasis
     built = {}
     for kind, module in twins.items():
@@ -33,7 +33,7 @@ def test_twins_differ_only_in_model_sps_and_noise(twins):
             warnings.simplefilter("ignore")  # prior wider than the training range: expected
             built[kind] = module.build_all()
     (obs_s, model_s, sps_s, noise_s), (obs_e, model_e, sps_e, noise_e) = built["sps"], built["emulator"]
-    assert isinstance(sps_s, BagpipesBasis) and sps_e is None
+    assert isinstance(sps_s, BagpipesBasis) and isinstance(sps_e, EmulatorSPS)
     assert noise_s == (None, None) and isinstance(noise_e[1], EmulatorNoiseModel)
     assert isinstance(model_e, EmulatedSpecModel) and not isinstance(model_s, EmulatedSpecModel)
     assert list(model_s.theta_labels()) == list(model_e.theta_labels())
