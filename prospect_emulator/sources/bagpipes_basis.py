@@ -37,6 +37,8 @@ import math
 import operator
 import os
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from prospect.models import sedmodel as _sedmodel
@@ -703,6 +705,12 @@ class BagpipesBasis:
                 else f"{self._wave.size} custom wavelengths")
         return (f"bagpipes {self.bagpipes_version} BC03/MILES + Cloudy + DL07 + Inoue14 IGM "
                 f"(prospect_emulator BagpipesBasis, Kroupa IMF, {grid})")
+
+    @property
+    def ssp(self):
+        """What Prospector scripts read as ``sps.ssp.libraries`` (FSPS's stellar,
+        isochrone and dust libraries): here the one-line :attr:`description`."""
+        return SimpleNamespace(libraries=("bagpipes", self.description))
 
     def get_galaxy_spectrum(self, **params):
         """Rest-frame spectrum of the galaxy for Prospector parameters.
