@@ -35,6 +35,7 @@ from _common import machine_lines  # noqa: E402
 
 from prospect_emulator.data import COSMOS_FILTERS, DEFAULT_EMULATOR_PATH  # noqa: E402
 from prospect_emulator.fileio import atomic_path  # noqa: E402
+from prospect_emulator.fitting.results import file_sha256  # noqa: E402
 from prospect_emulator.progress import Progress  # noqa: E402
 
 #: 3D-HST COSMOS-like bands (as the bundled example galaxy)
@@ -96,16 +97,6 @@ _WORKER = {}
 def _init(emulator_path, nested_kwargs, emulator_sha256):
     _WORKER.update(emulator_path=emulator_path, nested_kwargs=nested_kwargs,
                    emulator_sha256=emulator_sha256)
-
-
-def file_sha256(path):
-    """SHA-256 of a file: which emulator an emulator fit used."""
-    import hashlib
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_fit(path):

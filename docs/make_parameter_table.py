@@ -7,8 +7,6 @@ parameter, how EmulatedSpecModel treats it, and its value in the shipped emulato
 import os
 import sys
 
-import numpy as np
-
 from prospect_emulator.data import default_emulator
 from prospect_emulator.definition.fitting_model import definition_of
 from prospect_emulator.prospector.physics import (FSPS_DEFAULTS, LIKELIHOOD_PARAMETERS,

@@ -44,3 +44,32 @@ def sps():
     """A BagpipesBasis, built once per test module (reading its grids takes seconds)."""
     from prospect_emulator.sources import BagpipesBasis
     return BagpipesBasis()
+
+
+#: Bands, prior ranges and truth of the small three-parameter emulated model.
+SMALL_MODEL_FILTERS = ["galex_NUV", "sdss_u0", "sdss_g0", "sdss_r0", "sdss_i0", "sdss_z0",
+                       "twomass_J", "twomass_H", "twomass_Ks", "wise_w1", "wise_w2", "galex_FUV"]
+SMALL_MODEL_PRIOR_RANGES = {"logmass": (8.0, 12.0), "logzsol": (-2.0, 0.2), "dust2": (0.0, 2.0)}
+SMALL_MODEL_TRUTH = {"logmass": 10.5, "logzsol": -0.8, "dust2": 0.7}
+
+
+def make_small_emulated_model():
+    """An EmulatedSpecModel of a hand-made 4-input emulator (logmass, logzsol,
+    dust2 free with top-hat priors; zred fixed at 1.2) for the 12 bands above."""
+    import warnings
+    from prospect.models import priors
+    from prospect_emulator.prospector import EmulatedSpecModel, PhysicsNotCheckedWarning
+    stats = np.tile([-0.08, -0.06, -0.04, -0.02, 0, 0.02, 0.04, 0.06, 0.08, 0, 0.02],
+                    (len(SMALL_MODEL_FILTERS), 1))
+    emulator = make_random_emulator(
+        n_params=4, width=32, n_hidden=2, filter_names=SMALL_MODEL_FILTERS,
+        param_names=["logmass", "logzsol", "dust2", "zred"],
+        param_ranges=[(6.0, 12.5), (-2.0, 0.2), (0.0, 4.0), (0.5, 3.0)],
+        output_mean=23.0, residual_stats=stats, seed=2)
+    params = {name: {"N": 1, "isfree": True, "init": np.mean(lim),
+                     "prior": priors.TopHat(mini=lim[0], maxi=lim[1])}
+              for name, lim in SMALL_MODEL_PRIOR_RANGES.items()}
+    params["zred"] = {"N": 1, "isfree": False, "init": 1.2}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PhysicsNotCheckedWarning)  # a hand-made emulator
+        return EmulatedSpecModel(params, emulator=emulator)

@@ -6,16 +6,13 @@ import pytest
 from prospect.fitting import fit_model
 from prospect.io import write_results
 from prospect.io.read_results import results_from
-from prospect.models import priors
 from sedpy.observate import load_filters
 
-from conftest import make_random_emulator
-from prospect_emulator.prospector import EmulatedSpecModel, EmulatorNoiseModel
+from conftest import (SMALL_MODEL_FILTERS, SMALL_MODEL_PRIOR_RANGES, SMALL_MODEL_TRUTH,
+                      make_small_emulated_model)
+from prospect_emulator.prospector import EmulatorNoiseModel
 
-FILTERS = ["galex_NUV", "sdss_u0", "sdss_g0", "sdss_r0", "sdss_i0", "sdss_z0",
-           "twomass_J", "twomass_H", "twomass_Ks", "wise_w1", "wise_w2", "galex_FUV"]
-TRUTH = {"logmass": 10.5, "logzsol": -0.8, "dust2": 0.7}
-PRIOR_RANGES = {"logmass": (8.0, 12.0), "logzsol": (-2.0, 0.2), "dust2": (0.0, 2.0)}
+FILTERS, TRUTH, PRIOR_RANGES = SMALL_MODEL_FILTERS, SMALL_MODEL_TRUTH, SMALL_MODEL_PRIOR_RANGES
 
 
 def dynesty_major_version():
@@ -28,17 +25,7 @@ def test_dynesty_fit_recovers_the_mock_and_writes_results(tmp_path):
     if dynesty_major_version() >= 3:
         pytest.fail("prospect 1.4.1's run_dynesty_sampler cannot unpack the iterator results of "
                     "dynesty 3.x (17 fields); install dynesty>=2.1,<3")
-    stats = np.tile([-0.08, -0.06, -0.04, -0.02, 0, 0.02, 0.04, 0.06, 0.08, 0, 0.02], (len(FILTERS), 1))
-    emulator = make_random_emulator(
-        n_params=4, width=32, n_hidden=2, filter_names=FILTERS,
-        param_names=["logmass", "logzsol", "dust2", "zred"],
-        param_ranges=[(6.0, 12.5), (-2.0, 0.2), (0.0, 4.0), (0.5, 3.0)],
-        output_mean=23.0, residual_stats=stats, seed=2)
-    params = {name: {"N": 1, "isfree": True, "init": np.mean(lim),
-                     "prior": priors.TopHat(mini=lim[0], maxi=lim[1])}
-              for name, lim in PRIOR_RANGES.items()}
-    params["zred"] = {"N": 1, "isfree": False, "init": 1.2}
-    model = EmulatedSpecModel(params, emulator=emulator)
+    model = make_small_emulated_model()
     truth = np.array([TRUTH[p] for p in model.free_params])
 
     # noiseless mock at S/N 20 made with the same emulator, bands in another order

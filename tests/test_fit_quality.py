@@ -5,37 +5,23 @@ with a small hand-made emulator (3 free parameters)."""
 import numpy as np
 import pytest
 from prospect.io.read_results import results_from
-from prospect.models import priors
 
-from conftest import make_random_emulator
+from conftest import (SMALL_MODEL_FILTERS, SMALL_MODEL_PRIOR_RANGES, SMALL_MODEL_TRUTH,
+                      make_small_emulated_model)
 from prospect_emulator import EmulatorConfigurationError
 from prospect_emulator.fitting.quality import fit_quality, mask_reasons, weighted_quantiles
 from prospect_emulator.fitting.run import fit_galaxy, make_obs
-from prospect_emulator.prospector import (EmulatedSpecModel, EmulatorNoiseModel,
-                                         PhysicsNotCheckedWarning)
+from prospect_emulator.prospector import EmulatorNoiseModel
 
-FILTERS = ["galex_NUV", "sdss_u0", "sdss_g0", "sdss_r0", "sdss_i0", "sdss_z0",
-           "twomass_J", "twomass_H", "twomass_Ks", "wise_w1", "wise_w2", "galex_FUV"]
-PRIOR_RANGES = {"logmass": (8.0, 12.0), "logzsol": (-2.0, 0.2), "dust2": (0.0, 2.0)}
-TRUTH = np.array([10.5, -0.8, 0.7])
+FILTERS = SMALL_MODEL_FILTERS
+PRIOR_RANGES = SMALL_MODEL_PRIOR_RANGES
+TRUTH = np.array([SMALL_MODEL_TRUTH[p] for p in PRIOR_RANGES])
 TINY = {"nested_nlive_init": 40, "nested_maxbatch": 0, "nested_dlogz_init": 0.5}
 
 
 @pytest.fixture(scope="module")
 def model():
-    stats = np.tile([-0.08, -0.06, -0.04, -0.02, 0, 0.02, 0.04, 0.06, 0.08, 0, 0.02],
-                    (len(FILTERS), 1))
-    emulator = make_random_emulator(
-        n_params=4, width=32, n_hidden=2, filter_names=FILTERS,
-        param_names=["logmass", "logzsol", "dust2", "zred"],
-        param_ranges=[(6.0, 12.5), (-2.0, 0.2), (0.0, 4.0), (0.5, 3.0)],
-        output_mean=23.0, residual_stats=stats, seed=2)
-    params = {name: {"N": 1, "isfree": True, "init": np.mean(lim),
-                     "prior": priors.TopHat(mini=lim[0], maxi=lim[1])}
-              for name, lim in PRIOR_RANGES.items()}
-    params["zred"] = {"N": 1, "isfree": False, "init": 1.2}
-    with pytest.warns(PhysicsNotCheckedWarning):  # a hand-made emulator records no physics
-        return EmulatedSpecModel(params, emulator=emulator)
+    return make_small_emulated_model()
 
 
 def mock_maggies(model, filters=FILTERS):

@@ -119,8 +119,9 @@ def train_stitched(training_set, domains, width, out, zred_param="zred", verbose
         Stitched emulator file; members go to ``OUT.member<i>.h5``.
     **train_kwargs
         Passed to :func:`~prospect_emulator.training.train.train_emulator`
-        (``max_epochs``, ``seed``, ``test_fraction`` ...).  Every member uses
-        the same seed and so the same held-out test rows.
+        (``max_epochs``, ``seed``, ``test_fraction``, ``overwrite`` ...).
+        Every member uses the same seed and so the same held-out test rows.
+        An existing ``out`` is refused unless ``overwrite=True``.
 
     Returns
     -------
@@ -131,7 +132,7 @@ def train_stitched(training_set, domains, width, out, zred_param="zred", verbose
     if isinstance(domains, str):
         domains = parse_domains(domains)
     domains = check_domains(domains)
-    out = _check_out_path(out)
+    out = _check_out_path(out, overwrite=bool(train_kwargs.get("overwrite", False)))
     seed = int(train_kwargs.get("seed", 0))
     members = []
     for i, domain in enumerate(domains):
