@@ -32,6 +32,16 @@ class TestModelFromTheEmulator:
             priors.FastTruncatedEvenStudentTFreeDeg2
         assert set(model.parameter_treatments.values()) <= set(PARAMETER_TREATMENTS)
 
+    def test_shipped_parametric_builds_the_template_model_without_range_warnings(self):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", TrainingRangeWarning)
+            model = EmulatedSpecModel.from_emulator("parametric", zred=0.1, lumdist=1e-5)
+        assert model.theta_labels() == ["mass", "logzsol", "dust2", "tage", "tau"]
+        template = TemplateLibrary["parametric_sfh"]
+        for name in ("logzsol", "dust2", "tage", "tau"):
+            assert model.config_dict[name]["prior"].range == template[name]["prior"].range
+        assert model.parameter_treatments["lumdist"] == "applied"
+
     def test_redshift_is_free_over_the_training_range_unless_given(self):
         model = EmulatedSpecModel.from_emulator("default")
         lo, hi = default_emulator().param_ranges[default_emulator().param_names.index("zred")]

@@ -183,9 +183,11 @@ def _parametric_params(config, param_ranges):
         t_lo, t_hi = param_ranges[input_name]
         if input_name != name:
             t_lo, t_hi = 10.0 ** t_lo, 10.0 ** t_hi
-        lo, hi = max(lo, t_lo), min(hi, t_hi)
-        if name == "mass":  # the training range in mass is rounded at the 1e-12 level
-            lo, hi = lo * (1 + 1e-9), hi * (1 - 1e-9)
+        # the template's bound where it is the training bound up to the rounding of
+        # 10**log10(x); the training bound where the template reaches beyond it
+        tol_lo, tol_hi = 1e-12 * abs(t_lo), 1e-12 * abs(t_hi)
+        lo = lo if lo >= t_lo - tol_lo else t_lo + tol_lo
+        hi = hi if hi <= t_hi + tol_hi else t_hi - tol_hi
         params[name]["prior"] = getattr(priors, kind)(mini=lo, maxi=hi)
         params[name]["isfree"] = True
         init = float(params[name]["init"])
