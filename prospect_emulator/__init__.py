@@ -19,7 +19,7 @@ from .runtime import (Emulator, StitchedEmulator, load_emulator, arsinh_mags_to_
 # so that `import prospect_emulator` stays light for runtime-only users.
 _PROSPECTOR_NAMES = ("EmulatedSpecModel", "EmulatorNoiseModel", "EmulatorSPS",
                      "inflate_obs_uncertainties", "TrainingRangeWarning",
-                     "PhysicsNotCheckedWarning")
+                     "PhysicsNotCheckedWarning", "VectorisedLikelihood")
 
 
 def __getattr__(name):

@@ -46,7 +46,8 @@ from scipy.stats import truncnorm
 
 from prospect.models import priors as pp
 
-__all__ = ["FastPriorProduct", "FastPriorTransform", "SUPPORTED_PRIORS", "PriorBlock",
+__all__ = ["FastPriorProduct", "FastPriorTransform", "SUPPORTED_PRIORS", "ELEMENTWISE_PRIORS",
+           "PriorBlock",
            "parse_model_priors"]
 
 # shape-function codes
@@ -55,6 +56,11 @@ _UNIFORM, _GAUSS, _STUDENT_T, _LOG_UNIFORM, _BETA, _LOG_NORMAL = range(6)
 #: Prospector prior classes evaluated in closed form (exact type match).
 SUPPORTED_PRIORS = (pp.TopHat, pp.Uniform, pp.Normal, pp.ClippedNormal, pp.StudentT,
                     pp.LogUniform, pp.Beta, pp.LogNormal)
+
+#: Fallback prior classes (exact type match) whose ``__call__`` and
+#: ``unit_transform`` are element-wise NumPy expressions, so Prospector's own
+#: code takes an (n, k) block of samples in one call instead of row by row.
+ELEMENTWISE_PRIORS = (pp.FastTruncatedEvenStudentTFreeDeg2,)
 
 
 def _elementwise(value, n):
@@ -336,11 +342,14 @@ class FastPriorProduct:
                 lnp = lnp + (self._lnorm_coef * ls * ls - ls).sum(axis=-1)
             lnp = np.where(inside, lnp, -np.inf)
             if self.fallback:
-                # row by row: not every Prospector prior broadcasts over samples
                 rows = theta.reshape(-1, self.ndim)
-                extra = np.array([sum(float(np.sum(prior(row[inds]))) for prior, inds in self.fallback)
-                                  for row in rows]).reshape(theta.shape[:-1])
-                lnp = lnp + extra
+                extra = np.zeros(len(rows))
+                for prior, inds in self.fallback:
+                    if type(prior) in ELEMENTWISE_PRIORS:
+                        extra += np.asarray(prior(rows[:, inds]), dtype=float).sum(axis=-1)
+                    else:  # row by row: not every Prospector prior broadcasts over samples
+                        extra += np.array([float(np.sum(prior(row[inds]))) for row in rows])
+                lnp = lnp + extra.reshape(theta.shape[:-1])
         return np.where(np.isnan(theta).any(axis=-1), np.nan, lnp)
 
 
@@ -496,6 +505,8 @@ class FastPriorTransform:
         for prior, inds in self.fallback:
             if u.ndim == 1:
                 theta[inds] = prior.unit_transform(u[inds])
+            elif type(prior) in ELEMENTWISE_PRIORS:
+                theta[..., inds] = prior.unit_transform(u[..., inds])
             else:  # row by row: Prospector's unit_transform takes one vector
                 rows, flat = u.reshape(-1, self.ndim), theta.reshape(-1, self.ndim)
                 for row, t in zip(rows, flat):

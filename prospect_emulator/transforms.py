@@ -14,7 +14,8 @@ __all__ = ["zred_to_agebins", "logsfr_ratios_to_masses", "dust1_fraction_to_dust
            "log_duste_gamma_to_duste_gamma", "log_fagn_to_fagn", "log_agn_tau_to_agn_tau",
            "gas_logz_follows_stars", "logmass_to_mass", "logtage_to_tage", "logtau_to_tau",
            "logzred_to_zred", "FAST_EQUIVALENTS", "ARGUMENT_NAMES",
-           "FastParametersMixin"]
+           "FastParametersMixin", "zred_to_agebins_batch", "logsfr_ratios_to_masses_batch",
+           "tage_from_tuniv_batch", "batched_transform"]
 
 _AGEBINS_CACHE = {}
 _AGEBINS_CACHE_SIZE = 256
@@ -147,6 +148,127 @@ ARGUMENT_NAMES = {
     logtau_to_tau: ("logtau",),
     logzred_to_zred: ("logzred",),
 }
+
+
+# ---------------------------------------------------------------------------
+# batched transforms: one call for n parameter vectors
+def zred_to_agebins_batch(zred, agebins):
+    """:func:`zred_to_agebins` for n redshifts at once.
+
+    Parameters
+    ----------
+    zred : ndarray, shape (n,) or (n, 1)
+        Redshifts.
+    agebins : ndarray, shape (nbin, 2) or (n, nbin, 2)
+        Current bin edges (log10 yr); only the first bin, the upper edge of
+        the second and the count are read (as Prospector does).
+
+    Returns
+    -------
+    ndarray, shape (n, nbin, 2)
+        Prospector's ``zred_to_agebins`` of every row (one vectorised call of
+        astropy's age per distinct redshift).
+    """
+    from prospect.models.transforms import cosmo
+    z = np.asarray(zred, dtype=float).reshape(len(zred), -1)[:, 0]
+    agebins = np.asarray(agebins, dtype=float)
+    if agebins.ndim == 2:
+        agebins = np.broadcast_to(agebins, (len(z),) + agebins.shape)
+    nbin = agebins.shape[1]
+    unique, inverse = np.unique(z, return_inverse=True)
+    tuniv = (np.asarray(cosmo.age(unique).value, dtype=float) * 1e9)[inverse]
+    # as Prospector: first bin kept, log-even bins up to 0.85 t_univ, last to t_univ
+    middle = np.linspace(agebins[:, 1, 1], np.log10(tuniv * 0.85), nbin - 2, axis=-1)
+    agelims = np.concatenate([agebins[:, 0, :], middle, np.log10(tuniv)[:, None]], axis=1)
+    return np.stack([agelims[:, :-1], agelims[:, 1:]], axis=-1)
+
+
+def logsfr_ratios_to_masses_batch(logmass, logsfr_ratios, agebins):
+    """:func:`logsfr_ratios_to_masses` for n parameter vectors at once.
+
+    Parameters
+    ----------
+    logmass : ndarray, shape (n,) or (n, 1)
+        log10 of the total stellar mass formed (Msun).
+    logsfr_ratios : ndarray, shape (n, nbin - 1)
+        log10(SFR_j / SFR_j+1) of adjacent bins, youngest first.
+    agebins : ndarray, shape (nbin, 2) or (n, nbin, 2)
+        Bin edges (log10 yr).
+
+    Returns
+    -------
+    ndarray, shape (n, nbin)
+        Mass formed per bin (Msun), equal to Prospector's row by row within
+        ~1e-13 relative.
+    """
+    logmass = np.asarray(logmass, dtype=float).reshape(len(logmass), -1)[:, 0]
+    ratios = np.asarray(logsfr_ratios, dtype=float).reshape(len(logmass), -1)
+    agebins = np.asarray(agebins, dtype=float)
+    dt = 10 ** agebins[..., 1] - 10 ** agebins[..., 0]
+    width_ratios = dt[..., 1:] / dt[..., :-1]
+    # mass in bin i relative to bin 0: prod_{j<i} (dt_{j+1} / dt_j) / ratio_j,
+    # ratios clipped to 10**+-10 as Prospector does
+    steps = width_ratios * 10.0 ** -np.clip(ratios, -10.0, 10.0)
+    coeffs = np.concatenate([np.ones((len(logmass), 1)), np.cumprod(steps, axis=1)], axis=1)
+    return coeffs * (10 ** logmass / coeffs.sum(axis=1))[:, None]
+
+
+def tage_from_tuniv_batch(zred, tage_tuniv):
+    """Prospector's ``tage_from_tuniv`` for n rows: ``tage_tuniv`` times the age
+    of the universe at ``zred`` (Gyr, WMAP9), shape (n, 1)."""
+    from prospect.models.transforms import cosmo
+    z = np.asarray(zred, dtype=float).reshape(len(zred), -1)[:, 0]
+    unique, inverse = np.unique(z, return_inverse=True)
+    tuniv = np.asarray(cosmo.age(unique).value, dtype=float)[inverse]
+    return np.asarray(tage_tuniv, dtype=float).reshape(len(z), -1) * tuniv[:, None]
+
+
+def _elementwise_batch(func, argnames):
+    """A transform made of NumPy element-wise operations works on (n, ...) arrays as it is."""
+    return lambda *args: func(**dict(zip(argnames, args)))
+
+
+def _batched_transforms():
+    """Transform -> (batched function, argument names): this module's and
+    Prospector's stock equivalents.  A batched function takes one (n, ...)
+    array per argument name and returns an (n, ...) array."""
+    from prospect.models import transforms as stock
+    table = {
+        zred_to_agebins: (zred_to_agebins_batch, ("zred", "agebins")),
+        stock.zred_to_agebins: (zred_to_agebins_batch, ("zred", "agebins")),
+        logsfr_ratios_to_masses: (logsfr_ratios_to_masses_batch,
+                                  ("logmass", "logsfr_ratios", "agebins")),
+        stock.logsfr_ratios_to_masses: (logsfr_ratios_to_masses_batch,
+                                        ("logmass", "logsfr_ratios", "agebins")),
+        stock.tage_from_tuniv: (tage_from_tuniv_batch, ("zred", "tage_tuniv")),
+    }
+    elementwise = [(f, ARGUMENT_NAMES[f]) for f in ARGUMENT_NAMES
+                   if f not in (zred_to_agebins, logsfr_ratios_to_masses)]
+    elementwise += [(stock.dustratio_to_dust1, ("dust2", "dust_ratio")),
+                    (stock.stellar_logzsol, ("logzsol",)),
+                    (stock.delogify_mass, ("logmass",))]
+    for func, argnames in elementwise:
+        table[func] = (_elementwise_batch(func, argnames), argnames)
+    return {id(f): (f, batch, names) for f, (batch, names) in table.items()}
+
+
+_BATCHED = [None]
+
+
+def batched_transform(func):
+    """(batched function, argument names) of a ``depends_on`` transform, or
+    None when there is no batched version (it must then be run row by row).
+
+    Known: this module's transforms and Prospector's ``zred_to_agebins``,
+    ``logsfr_ratios_to_masses``, ``tage_from_tuniv``, ``dustratio_to_dust1``,
+    ``stellar_logzsol`` and ``delogify_mass``.
+    """
+    if _BATCHED[0] is None:
+        _BATCHED[0] = _batched_transforms()
+    entry = _BATCHED[0].get(id(func))
+    if entry is None or entry[0] is not func:
+        return None
+    return entry[1], entry[2]
 
 
 class FastParametersMixin:

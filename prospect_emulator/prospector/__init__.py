@@ -11,14 +11,17 @@
   and Prospector's ``bestfit`` results group keep working).
 * :mod:`.physics`: every model parameter checked against the emulator's
   training physics.
+* :class:`VectorisedLikelihood`: Prospector's ``lnprobfn`` for a batch of
+  parameter vectors in one pass, and its gradient.
 * :class:`FastPriorProduct`: vectorised ln-prior equal to Prospector's.
 """
 from .model import (EmulatedSpecModel, PhysicsNotCheckedWarning, TrainingRangeWarning,
                     filter_names_of)
 from .noise import EmulatorNoiseModel, inflate_obs_uncertainties
 from .sps import EmulatorSPS
+from .vectorised import VectorisedLikelihood
 from ..priors import FastPriorProduct
 
 __all__ = ["EmulatedSpecModel", "EmulatorNoiseModel", "EmulatorSPS", "inflate_obs_uncertainties",
            "TrainingRangeWarning", "PhysicsNotCheckedWarning", "FastPriorProduct",
-           "filter_names_of"]
+           "filter_names_of", "VectorisedLikelihood"]

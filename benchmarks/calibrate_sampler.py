@@ -1,0 +1,191 @@
+"""Simulation-based calibration (SBC) of the exact-fit posterior.
+
+Mocks are drawn from the fitting prior of a shipped emulator's model (the model
+``EmulatedSpecModel.from_emulator`` builds, redshift fixed per mock, uniform over
+the training range) and simulated with exactly the likelihood's own noise model:
+Gaussian in flux with the variance of ``EmulatorNoiseModel(model, floor=0)`` at the
+true parameters (observational sigma = ``--obs-mag`` mag of the true flux, plus the
+emulator's eq.-9 term).  Each mock is fitted with Prospector + dynesty at the given
+settings; for every (mock, parameter) the script records the rank of the truth among
+equal-weight posterior draws (SBC) and whether the 68% and 95% central intervals hold
+it.  Coverage must be 68% +- 5 and 95% +- 3 per parameter and pooled (issue 13).
+
+    python benchmarks/calibrate_sampler.py --emulator default --n-mocks 100 \
+        --nlive 200 --n-effective 2000 --sample rwalk --walks 25 --out runs/sbc_rwalk25
+    python benchmarks/calibrate_sampler.py --out runs/sbc_rwalk25 --report-only
+
+Every mock's result is one JSON file in ``--out`` (resumable; kill and re-run).
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import machine_lines  # noqa: E402
+
+from prospect_emulator.data import COSMOS_FILTERS  # noqa: E402
+from prospect_emulator.fileio import atomic_path  # noqa: E402
+
+N_RANK_DRAWS = 99  # ranks 0..99: 100 bins of equal probability under calibration
+
+
+def _model(emulator, zred):
+    from prospect_emulator import EmulatedSpecModel
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return EmulatedSpecModel.from_emulator(emulator, zred=zred)
+
+
+def make_mock(emulator, index, seed, obs_mag, filters):
+    """Truth, redshift and simulated photometry of mock ``index`` (reproducible)."""
+    from prospect_emulator import EmulatorNoiseModel
+    from prospect_emulator.fitting.run import make_obs
+    rng = np.random.default_rng([seed, index])
+    probe = _model(emulator, None)
+    lo, hi = probe.config_dict["zred"]["prior"].range
+    zred = float(rng.uniform(lo, hi))
+    model = _model(emulator, zred)
+    while True:  # a prior draw inside the training range
+        theta = model.prior_transform(rng.uniform(size=model.ndim))
+        obs = make_obs(filters, np.ones(len(filters)), np.ones(len(filters)))
+        try:
+            flux = model.predict(theta, obs=obs)[1].copy()
+            break
+        except ValueError:
+            continue
+    sigma_obs = flux * (np.log(10) / 2.5 * obs_mag)
+    obs = make_obs(filters, flux, sigma_obs)
+    noise = EmulatorNoiseModel(model, floor=0.0)
+    noise.compute(phot_unc=obs["maggies_unc"], phot=obs["maggies"], mask=obs["phot_mask"])
+    data = flux + rng.normal(size=flux.size) * np.sqrt(noise.Sigma)
+    return {"index": index, "zred": zred, "theta": theta.tolist(), "maggies": data.tolist(),
+            "maggies_unc": sigma_obs.tolist(), "labels": list(model.theta_labels())}
+
+
+def fit_mock(args):
+    """Fit one mock; returns the JSON record."""
+    emulator, mock, settings, seed = args
+    from prospect_emulator import EmulatorNoiseModel
+    from prospect_emulator.fitting.run import fit_galaxy, make_obs, posterior_samples
+    model = _model(emulator, mock["zred"])
+    filters = settings["filters"]
+    obs = make_obs(filters, mock["maggies"], mock["maggies_unc"])
+    nested = {"nested_nlive_init": settings["nlive"], "nested_nlive_batch": settings["nlive"] // 2,
+              "nested_target_n_effective": settings["n_effective"],
+              "nested_sample": settings["sample"], "nested_walks": settings["walks"]}
+    t0 = time.time()
+    fit = fit_galaxy(obs, model, EmulatorNoiseModel(model, floor=0.0), nested_kwargs=nested,
+                     seed=seed + mock["index"])
+    draws = posterior_samples(fit["samples"], fit["weights"], n=N_RANK_DRAWS,
+                              seed=seed + mock["index"])
+    big = posterior_samples(fit["samples"], fit["weights"], n=4000, seed=seed + mock["index"])
+    truth = np.asarray(mock["theta"])
+    q = np.percentile(big, [2.5, 16, 50, 84, 97.5], axis=0)
+    return dict(mock, settings=settings, ncall=fit["ncall"], seconds=time.time() - t0,
+                rank=(draws < truth).sum(axis=0).tolist(),
+                in68=((truth >= q[1]) & (truth <= q[3])).tolist(),
+                in95=((truth >= q[0]) & (truth <= q[4])).tolist(),
+                median=q[2].tolist(), halfwidth=(0.5 * (q[3] - q[1])).tolist())
+
+
+def report(out):
+    records = []
+    for name in sorted(os.listdir(out)):
+        if name.startswith("mock_") and name.endswith(".json"):
+            with open(os.path.join(out, name)) as f:
+                records.append(json.load(f))
+    if not records:
+        raise SystemExit(f"no fitted mocks in {out}")
+    labels = records[0]["labels"]
+    in68 = np.array([r["in68"] for r in records], float)
+    in95 = np.array([r["in95"] for r in records], float)
+    ranks = np.array([r["rank"] for r in records])
+    n = len(records)
+    s = records[0]["settings"]
+    lines = ["\n".join(machine_lines()), "",
+             f"{n} mocks; dynesty {s['sample']} walks {s['walks']}, nlive {s['nlive']}, "
+             f"target n_eff {s['n_effective']}; {len(s['filters'])} bands, "
+             f"{s['obs_mag']} mag observational noise; "
+             f"median {np.median([r['ncall'] for r in records]):.3g} likelihood calls and "
+             f"{np.median([r['seconds'] for r in records]):.1f} s per fit", "",
+             "| parameter | 68% coverage | 95% coverage | rank histogram chi2 (10 bins, 9 dof) |",
+             "|---|---:|---:|---:|"]
+    for j, label in enumerate(labels + ["pooled"]):
+        if label == "pooled":
+            c68, c95, r = in68.mean(), in95.mean(), ranks.ravel()
+        else:
+            c68, c95, r = in68[:, j].mean(), in95[:, j].mean(), ranks[:, j]
+        counts = np.histogram(r, bins=10, range=(0, N_RANK_DRAWS + 1))[0]
+        chi2 = float(((counts - counts.mean()) ** 2 / counts.mean()).sum())
+        lines.append(f"| {label} | {100 * c68:.0f}% | {100 * c95:.0f}% | {chi2:.1f} |")
+    se68, se95 = 100 * np.sqrt(0.68 * 0.32 / n), 100 * np.sqrt(0.95 * 0.05 / n)
+    lines.append(f"\nBinomial standard error per parameter: {se68:.1f} points (68%), "
+                 f"{se95:.1f} points (95%).")
+    _rank_figure(ranks, labels, os.path.join(out, "ranks.png"))
+    text = "\n".join(lines)
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write(text + "\n")
+    print(text)
+
+
+def _rank_figure(ranks, labels, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ncol = 5
+    nrow = int(np.ceil(len(labels) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.0 * nrow), squeeze=False)
+    for ax, j in zip(axes.flat, range(len(labels))):
+        ax.hist(ranks[:, j], bins=10, range=(0, N_RANK_DRAWS + 1), color="0.6")
+        ax.axhline(len(ranks) / 10, color="k", lw=1)
+        ax.set_title(labels[j], fontsize=8)
+        ax.set_yticks([])
+    for ax in list(axes.flat)[len(labels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--emulator", default="default")
+    parser.add_argument("--n-mocks", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--obs-mag", type=float, default=0.1)
+    parser.add_argument("--nlive", type=int, default=200)
+    parser.add_argument("--n-effective", type=int, default=2000)
+    parser.add_argument("--sample", default="rwalk")
+    parser.add_argument("--walks", type=int, default=25)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    if not args.report_only:
+        os.makedirs(args.out, exist_ok=True)
+        filters = list(COSMOS_FILTERS)
+        settings = {"nlive": args.nlive, "n_effective": args.n_effective, "sample": args.sample,
+                    "walks": args.walks, "filters": filters, "obs_mag": args.obs_mag,
+                    "emulator": args.emulator}
+        todo = [i for i in range(args.n_mocks)
+                if not os.path.exists(os.path.join(args.out, f"mock_{i:04d}.json"))]
+        tasks = [(args.emulator, make_mock(args.emulator, i, args.seed, args.obs_mag, filters),
+                  settings, args.seed) for i in todo]
+        with concurrent.futures.ProcessPoolExecutor(args.workers) as pool:
+            for k, record in enumerate(pool.map(fit_mock, tasks), 1):
+                path = os.path.join(args.out, f"mock_{record['index']:04d}.json")
+                with atomic_path(path) as tmp, open(tmp, "w") as f:
+                    json.dump(record, f)
+                print(f"sbc: {k}/{len(tasks)} fitted ({record['seconds']:.0f} s)", flush=True)
+    report(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
