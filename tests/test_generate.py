@@ -138,6 +138,8 @@ def test_a_run_stopped_after_some_chunks_resumes_to_the_same_set(reference, tmp_
     assert partial["valid"].sum() == 2 * CHUNK
     assert np.isnan(partial["mags"][~partial["valid"]]).all()   # unfinished rows hold nothing
     assert read_training_set(out)["mags"].shape == (2 * CHUNK, len(FILTERS))
+    # what a reader leaves out is said, not dropped silently
+    assert partial["dropped"] == {"in unfinished chunks (generation not finished)": N - 2 * CHUNK}
 
     second = generate_training_set("default", FILTERS, N, SEED, out, chunk_size=CHUNK,
                                    workers=2, progress=False)
@@ -226,6 +228,9 @@ def test_models_the_sps_cannot_compute_are_flagged_not_fatal(tmp_path, capfd):
     assert all(r == "" for r in data["fail_reason"][~outside])
     assert np.isnan(data["mags"][outside]).all() and np.isfinite(data["mags"][~outside]).all()
     assert read_training_set(out)["params"].shape[0] == (~outside).sum()
+    (why, count), = data["dropped"].items()
+    assert count == outside.sum() and why.startswith("failed models (most common reason: ")
+    assert "gas_logu" in why
     # the progress line: count, rate and ETA, on stderr
     err = capfd.readouterr().err
     assert "generate: 40/40 models (100.0%)" in err and "models/s" in err and "ETA" in err

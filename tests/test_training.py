@@ -215,6 +215,95 @@ class TestResume:
         assert os.path.exists(out) and not os.path.exists(out + ".checkpoint")
 
 
+def _checkpoint_contents(path):
+    import json
+    with h5py.File(path, "r") as f:
+        return json.loads(f.attrs["state"]), {g: len(f[g]) for g in f}
+
+
+@pytest.mark.slow
+class TestStageBoundaryResume:
+    """A checkpoint written at the end of a stage resumes the next stage with a
+    fresh optimizer: zero moments, step 0, the stage's own learning rate."""
+
+    def _stop_at_stage_2(self, training_set, out):
+        from prospect_emulator.training.train import train_emulator
+        # checkpoints only at stage ends: stopping after stage 2's first epoch
+        # leaves the checkpoint written when stage 1 ended
+        with pytest.raises(KeyboardInterrupt):
+            train_emulator(training_set, 32, out, callbacks=[_StopAfter(1, 1)],
+                           checkpoint_every=10 ** 6, **QUICK)
+        path = os.path.join(out + ".checkpoint", "checkpoint.h5")
+        state, groups = _checkpoint_contents(path)
+        assert (state["stage"], state["epoch"]) == (1, 0)
+        assert groups["optimizer"] == 0 and state["checkpoint_version"] == 2
+        return path
+
+    def _resume_and_check(self, training_set, out, trained):
+        from prospect_emulator.training.train import train_emulator
+        seen = []
+        result = train_emulator(training_set, 32, out, callbacks=[seen.append], **QUICK)
+        assert result.resumed_from == (1, 0)
+        first = seen[0]
+        assert (first["stage"], first["epoch"]) == (1, 1)
+        steps_per_epoch = -(-result.emulator.provenance["n_train"] // QUICK["batch_size"])
+        assert first["optimizer_iterations"] == steps_per_epoch      # counted from 0 in stage 2
+        assert first["learning_rate"] == 1e-4
+        assert first["optimizer_learning_rate"] == pytest.approx(1e-4, rel=1e-6)
+        # and the training is the uninterrupted one
+        _, uninterrupted = trained
+        assert [h["val_loss"] for h in result.history] == pytest.approx(
+            [h["val_loss"] for h in uninterrupted.history], rel=1e-5)
+        for w1, w2 in zip(result.emulator.weights, uninterrupted.emulator.weights):
+            np.testing.assert_allclose(w1, w2, rtol=0, atol=1e-5)
+
+    def test_stage_2_starts_with_a_fresh_optimizer_after_resume(self, trained, training_set,
+                                                               tmp_path):
+        out = str(tmp_path / "emu.h5")
+        self._stop_at_stage_2(training_set, out)
+        self._resume_and_check(training_set, out, trained)
+
+    def test_version_1_checkpoint_with_the_ended_stages_optimizer_is_resumed_correctly(
+            self, trained, training_set, tmp_path):
+        """Version 1 stored stage 1's Nadam state (step count, learning rate 1e-3,
+        moments) at the boundary and resumed stage 2 with it; it is ignored now."""
+        import json
+        from prospect_emulator.training.train import train_emulator
+        mid_stage = str(tmp_path / "mid.h5")
+        with pytest.raises(KeyboardInterrupt):
+            train_emulator(training_set, 32, mid_stage, callbacks=[_StopAfter(0, 3)], **QUICK)
+        mid_path = os.path.join(mid_stage + ".checkpoint", "checkpoint.h5")
+        out = str(tmp_path / "emu.h5")
+        path = self._stop_at_stage_2(training_set, out)
+        with h5py.File(mid_path, "r") as src, h5py.File(path, "r+") as dst:
+            assert len(src["optimizer"]) > 0 and src["optimizer/0"][()] > 0   # steps taken
+            del dst["optimizer"]
+            src.copy("optimizer", dst)
+            state = json.loads(dst.attrs["state"])
+            del state["checkpoint_version"]
+            dst.attrs["state"] = json.dumps(state)
+        self._resume_and_check(training_set, out, trained)
+
+
+# ------------------------------------------------------------- dropped rows
+def test_training_on_a_set_with_unfinished_chunks_says_how_many_rows_it_left_out(training_set,
+                                                                                tmp_path):
+    import shutil
+    from prospect_emulator.training.train import DroppedRowsWarning, train_emulator
+    partial = tmp_path / "partial.h5"
+    shutil.copy(training_set, partial)
+    with h5py.File(partial, "r+") as f:       # as if generate had stopped before the last chunk
+        f["chunk_done"][-1] = False
+    with pytest.warns(DroppedRowsWarning,
+                      match=r"training on 2000 rows; .*partial.h5: 500 of 2500 rows left out: "
+                            r"500 in unfinished chunks \(generation not finished\)"):
+        result = train_emulator(str(partial), 8, None, max_epochs=1, batch_size=250,
+                                learning_rates=(1e-3,), verbose=False)
+    assert result.emulator.provenance["dropped_rows"] == {
+        "in unfinished chunks (generation not finished)": 500}
+    assert result.emulator.provenance["n_valid_rows"] == 2000
+
+
 # ------------------------------------------------------------- bad input
 class TestBadInputFailsBeforeWork:
     def test_missing_or_foreign_training_set(self, tmp_path, trained):

@@ -28,9 +28,10 @@ _LAZY = {
     "PAPER_PRIOR_DISTRIBUTIONS": "..definition.presets",
     "generate_training_set": "trainingset", "read_training_set": "trainingset",
     "resolve_filters": "trainingset",
-    "GenerationSummary": "trainingset",
+    "GenerationSummary": "trainingset", "WorkerDiedError": "trainingset",
+    "describe_dropped": "trainingset",
     # TensorFlow side (imported only when one of these is used)
-    "train_emulator": "train", "evaluate_emulator": "evaluate",
+    "train_emulator": "train", "DroppedRowsWarning": "train", "evaluate_emulator": "evaluate",
     "export_emulator": "export", "stitch_emulators": "stitch", "train_stitched": "stitch",
 }
 

@@ -29,19 +29,21 @@ import importlib.util
 import json
 import os
 import tempfile
-import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .._version import __version__
 from ..errors import EmulatorConfigurationError, EmulatorFileError
-from ..fileio import atomic_path
 from ..runtime.emulator import Emulator
 from ..runtime.magnitudes import ARSINH_A, ARSINH_MU0, arsinh_mags_to_maggies, maggies_to_arsinh_mags
-from .trainingset import _positive_int, read_training_set
+from .checkpoint import TrainingCheckpoint
+from .trainer import StagedTrainer, prepare_training_data
+from .trainingset import ROW_UNFINISHED, _positive_int, describe_dropped, read_training_set
 
 __all__ = ["train_emulator", "TrainingResult", "TrainingSetRows", "read_training_rows",
+           "DroppedRowsWarning",
            "held_out_mask", "training_set_identity", "mass_unit_targets", "DEFAULT_LEARNING_RATES",
            "MFRAC_TRANSFORM"]
 
@@ -54,7 +56,11 @@ MFRAC_TRANSFORM = "log10"
 MFRAC_LOSS_SCALE = 2.5
 #: Name of the parameter a mass-normalised emulator applies exactly.
 MASS_PARAM = "logmass"
-_CHECKPOINT_NAME = "checkpoint.h5"
+
+
+class DroppedRowsWarning(UserWarning):
+    """A training set has rows that are left out (unfinished chunks, failed models,
+    rows without a result); the message says how many and why."""
 
 
 # --------------------------------------------------------------------------- data
@@ -80,6 +86,12 @@ class TrainingSetRows:
         the JSON ones decoded), as :func:`~.trainingset.read_training_set` gives them.
     n_invalid : int
         Rows of finished chunks left out (failed, non-finite or mfrac <= 0).
+    dropped : dict
+        Why -> number of rows of the file left out (unfinished chunks,
+        failed models, rows without a result, mfrac <= 0); see
+        :func:`~.trainingset.describe_dropped`.
+    n_file_rows : int
+        Rows in the file (``n_samples``).
     filter_wave_effective : ndarray or None
         Effective wavelength of each filter (Angstrom), if the file has it.
     distribution_ranges : ndarray, shape (n_params, 2), or None
@@ -96,6 +108,8 @@ class TrainingSetRows:
     n_invalid: int = 0
     filter_wave_effective: np.ndarray = None
     distribution_ranges: np.ndarray = None
+    dropped: dict = field(default_factory=dict)
+    n_file_rows: int = 0
 
     @property
     def mu0(self):
@@ -114,7 +128,7 @@ def read_training_rows(path):
 
     Built on :func:`prospect_emulator.training.trainingset.read_training_set`:
     rows of unfinished chunks and failed models are left out, and so are rows
-    with a non-finite value or ``mfrac <= 0`` (counted in ``n_invalid``).
+    with a non-finite value or ``mfrac <= 0``; ``dropped`` says how many and why.
 
     Returns
     -------
@@ -138,12 +152,16 @@ def read_training_rows(path):
         raise EmulatorFileError(f"{path} has no finished chunk yet: let `prospect-emulator "
                                 f"generate` finish at least one chunk")
     rows = np.nonzero(good)[0]
+    dropped = dict(raw["dropped"])
+    unphysical = int(valid.sum() - len(rows))
+    if unphysical:
+        dropped["with a non-finite parameter or mfrac <= 0"] = unphysical
     wave = raw.get("filter_wave_effective")
     return TrainingSetRows(path, rows, params[rows], mags[rows], mfrac[rows],
                            list(raw["param_names"]), list(raw["filter_names"]), raw["attrs"],
-                           int(valid.sum() - len(rows)),
+                           int(np.count_nonzero(raw["status"] != ROW_UNFINISHED) - len(rows)),
                            None if wave is None else np.asarray(wave, dtype=float),
-                           raw.get("param_ranges"))
+                           raw.get("param_ranges"), dropped, len(valid))
 
 
 def _splitmix64(x):
@@ -329,34 +347,6 @@ def _check_out_path(out, overwrite=True, checkpoint_dir=None):
     return out
 
 
-# --------------------------------------------------------------- checkpoints
-def _write_checkpoint(path, state, arrays):
-    """Write ``state`` (JSON) and named lists of arrays atomically."""
-    import h5py
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs["state"] = json.dumps(state)
-        for group, values in arrays.items():
-            g = f.create_group(group)
-            for i, v in enumerate(values):
-                g[str(i)] = np.asarray(v)
-
-
-def _read_checkpoint(path):
-    import h5py
-    try:
-        with h5py.File(path, "r") as f:
-            state = json.loads(f.attrs["state"])
-            arrays = {g: [f[g][str(i)][()] for i in range(len(f[g]))] for g in f.keys()}
-    except (OSError, KeyError, ValueError) as err:
-        raise EmulatorFileError(f"checkpoint {path} is unreadable ({err}); delete it to start "
-                                f"the training afresh") from None
-    return state, arrays
-
-
-def _fingerprint_mismatch(saved, current):
-    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-
-
 # ------------------------------------------------------------------ training
 def _log(verbose, msg):
     if verbose:
@@ -415,10 +405,13 @@ def train_emulator(training_set, width, out=None, *, max_epochs=1000, patience=2
     keep_checkpoint : bool
         Keep the checkpoint after a successful export (default: delete it).
     callbacks : sequence of callable
-        Each called as ``f(event)`` after every epoch (after the checkpoint
-        is written) with a dict: stage, epoch, train_loss, val_loss,
-        best_val_loss, wait.  Raising ``KeyboardInterrupt`` there stops the
-        training the way Ctrl-C does.
+        Each called as ``f(event)`` after every epoch but the last of a stage
+        (after the checkpoint is written) with a dict: stage (0-based), epoch
+        (epochs done in the stage), train_loss, val_loss, best_val_loss,
+        best_epoch, wait, learning_rate (the stage's) and the optimizer's own
+        optimizer_learning_rate and optimizer_iterations (steps in the stage).
+        Raising ``KeyboardInterrupt`` there stops the training the way
+        Ctrl-C does.
     verbose : bool
         Print one line per epoch.
     overwrite : bool
@@ -428,6 +421,11 @@ def train_emulator(training_set, width, out=None, *, max_epochs=1000, patience=2
     Returns
     -------
     TrainingResult
+
+    Warns
+    -----
+    DroppedRowsWarning
+        When rows of the file are left out (how many and why).
 
     Raises
     ------
@@ -467,48 +465,19 @@ def train_emulator(training_set, width, out=None, *, max_epochs=1000, patience=2
     if zred_domain is not None and zred_param not in data.param_names:
         raise EmulatorConfigurationError(
             f"a redshift domain needs a {zred_param!r} input; the training set has {data.param_names}")
+    dropped = describe_dropped(data.dropped, data.n_file_rows, data.path)
+    if dropped:   # said, never silent: an unfinished or damaged set trains on fewer rows
+        warnings.warn(f"training on {len(data)} rows; {dropped}", DroppedRowsWarning,
+                      stacklevel=2)
 
-    keep = np.ones(len(data), bool)
-    if zred_domain is not None:
-        z = data.params[:, data.param_names.index(zred_param)]
-        keep = (z >= zred_domain[0]) & (z <= zred_domain[1])
-    is_test = held_out_mask(data.rows, seed, test_fraction)
-    pool = np.nonzero(keep & ~is_test)[0]          # training + validation rows
-    test = np.nonzero(keep & is_test)[0]
-    n_val_min = int(np.ceil(validation_fraction * len(pool)))
-    if len(pool) - n_val_min < 10 or n_val_min < 1 or len(test) < 2:
-        where = f" with {zred_param} in {list(zred_domain)}" if zred_domain else ""
-        raise EmulatorConfigurationError(
-            f"{training_set} has {len(pool) + len(test)} valid rows{where}: too few to train "
-            f"({len(pool)} for training/validation, {len(test)} for testing)")
-
-    ranges, range_source = training_ranges(data, data.params[pool])
-    if zred_domain is not None:
-        iz = data.param_names.index(zred_param)
-        ranges[iz] = zred_domain
-        range_source[iz] = "domain"
-    mu0, a = data.mu0, data.a
-    mass_index = data.param_names.index(MASS_PARAM) if mass_normalised else None
-    mass_mu0 = mu0 + 2.5 * ranges[mass_index, 1] if mass_normalised else None
-    net_cols = [j for j in range(len(data.param_names)) if j != mass_index]
-    network_inputs = [data.param_names[j] for j in net_cols]
-
-    def targets(idx):
-        mags = data.mags[idx]
-        if mass_normalised:
-            mags = mass_unit_targets(data.params[idx, mass_index], mags, mu0, a, mass_mu0)
-        return np.column_stack([mags, np.log10(data.mfrac[idx])])
-
-    x_pool = data.params[pool][:, net_cols]
-    y_pool = targets(pool)
-    input_mean = x_pool.mean(axis=0)
-    input_std = x_pool.std(axis=0)
-    input_std[input_std == 0] = 1.0      # a fixed parameter: centre it only
-    output_mean = y_pool.mean(axis=0)
-
+    # ---- data (NumPy): splits, targets, normalisation
+    prepared = prepare_training_data(
+        data, seed=seed, test_fraction=test_fraction, validation_fraction=validation_fraction,
+        mass_normalised=bool(mass_normalised), zred_domain=zred_domain, zred_param=zred_param,
+        mfrac_loss_scale=mfrac_loss_scale, mass_param=MASS_PARAM)
     fingerprint = {
         "training_set": {k: v for k, v in training_set_identity(data).items() if k != "file"},
-        "n_rows": int(len(data)), "checksum": float(np.sum(data.params[pool[:1000]])),
+        "n_rows": int(len(data)), "checksum": float(np.sum(data.params[prepared.pool[:1000]])),
         "width": width, "n_hidden": n_hidden, "seed": seed, "batch_size": batch_size,
         "learning_rates": learning_rates, "validation_fraction": validation_fraction,
         "test_fraction": test_fraction, "mass_normalised": bool(mass_normalised),
@@ -517,217 +486,87 @@ def train_emulator(training_set, width, out=None, *, max_epochs=1000, patience=2
     }
     if checkpoint_dir is None and out is not None:
         checkpoint_dir = out + ".checkpoint"
-    ckpt_path = os.path.join(checkpoint_dir, _CHECKPOINT_NAME) if checkpoint_dir else None
+    checkpoint = TrainingCheckpoint(checkpoint_dir) if checkpoint_dir else None
 
-    # ---- TensorFlow from here on
+    # ---- stages (TensorFlow from here on)
+    trainer = StagedTrainer(prepared, width, n_hidden=n_hidden, seed=seed, batch_size=batch_size,
+                            learning_rates=learning_rates, max_epochs=max_epochs,
+                            patience=patience, checkpoint=checkpoint, fingerprint=fingerprint,
+                            checkpoint_every=checkpoint_every, callbacks=callbacks,
+                            log=(lambda msg: _log(verbose, msg)))
+    prepared.x_pool = prepared.y_pool = None   # the trainer holds float32 copies
+    resumed_from = trainer.resume()
+    state = trainer.run()
+
+    # ---- export, with the test-set statistics
+    settings = dict(seed=seed, width=width, n_hidden=n_hidden, batch_size=batch_size,
+                    learning_rates=learning_rates, patience=patience, max_epochs=max_epochs,
+                    validation_fraction=validation_fraction, test_fraction=test_fraction,
+                    mfrac_loss_scale=float(mfrac_loss_scale), zred_domain=zred_domain)
+    emu, residuals = _export_with_test_statistics(trainer.model, prepared, state, settings,
+                                                  data.dropped, verbose)
+    test = prepared.test
+    if out is not None:
+        emu.save(out)
+        _log(verbose, f"wrote {out}")
+        if checkpoint is not None and not keep_checkpoint:
+            checkpoint.remove()
+    return TrainingResult(emu, trainer.model, state["history"], state["stages"], data.params[test],
+                          data.mags[test], data.mfrac[test], residuals, resumed_from,
+                          prepared.network_inputs)
+
+
+def _provenance(prepared, state, settings, dropped):
+    """What the emulator file records about its training."""
     import keras
     import tensorflow as tf
-
-    from .network import build_network, weighted_rmse_loss
-
-    output_scales = np.ones(y_pool.shape[1])
-    output_scales[-1] = float(mfrac_loss_scale)
-    rmse_loss = weighted_rmse_loss(output_scales)
-    model = build_network(width, input_mean, input_std, output_mean, n_hidden=n_hidden, seed=seed)
-    x_pool32 = tf.constant(x_pool, dtype=tf.float32)
-    y_pool32 = tf.constant(y_pool, dtype=tf.float32)
-    y_pool = y_pool.astype(np.float32)       # for the validation loss; halves the memory
-    del x_pool
-
-    state = {"fingerprint": fingerprint, "stage": 0, "epoch": 0, "best_val": None,
-             "best_epoch": -1, "wait": 0, "history": [], "stages": [], "rng": None,
-             "started": time.time(), "elapsed": 0.0}
-    shuffle_rng = np.random.default_rng([seed, 101])
-    resumed_from = None
-    saved_arrays = None
-    if ckpt_path and os.path.exists(ckpt_path):
-        saved_state, saved_arrays = _read_checkpoint(ckpt_path)
-        diff = _fingerprint_mismatch(saved_state.get("fingerprint", {}), fingerprint)
-        if diff:
-            raise EmulatorConfigurationError(
-                f"checkpoint {ckpt_path} belongs to a different training (differs in {diff}); "
-                f"delete {checkpoint_dir} or choose another --checkpoint-dir")
-        state = saved_state
-        shuffle_rng.bit_generator.state = state["rng"]
-        for var, arr in zip(model.trainable_variables, saved_arrays["weights"]):
-            var.assign(arr)
-        resumed_from = (state["stage"], state["epoch"])
-        _log(verbose, f"resuming from {ckpt_path}: stage {state['stage'] + 1}/{len(learning_rates)}, "
-                      f"epoch {state['epoch']}")
-
-    trainable = model.trainable_variables
-
-    def snapshot():
-        return [v.numpy().copy() for v in trainable]
-
-    def restore(values):
-        for var, arr in zip(trainable, values):
-            var.assign(arr)
-
-    @tf.function(reduce_retracing=True)
-    def predict_batch(xb):
-        return model(xb, training=False)
-
-    def val_rmse(idx):
-        """RMSE over the whole validation set (not a mean of batch RMSEs)."""
-        sq = 0.0
-        for start in range(0, len(idx), 8192):
-            b = idx[start:start + 8192]
-            pred = predict_batch(tf.gather(x_pool32, tf.constant(b))).numpy()
-            sq += float(np.sum(((pred - y_pool[b]).astype(float) * output_scales) ** 2))
-        return float(np.sqrt(sq / (len(idx) * y_pool.shape[1])))
-
-    def save_checkpoint(optimizer, best_weights):
-        if not ckpt_path:
-            return
-        os.makedirs(checkpoint_dir, exist_ok=True)
-        state["rng"] = shuffle_rng.bit_generator.state
-        arrays = {"weights": snapshot(), "best_weights": best_weights or [],
-                  "optimizer": [v.numpy() for v in optimizer.variables]}
-        _write_checkpoint(ckpt_path, state, arrays)
-
-    t_start = time.time()
-    elapsed_before = float(state.get("elapsed", 0.0))
-    # One optimizer and one traced step for all stages; each stage starts it
-    # afresh (zero moments, step 0) at its own learning rate.
-    optimizer = keras.optimizers.Nadam(learning_rate=learning_rates[0], beta_1=0.9, beta_2=0.999)
-    optimizer.build(trainable)
-    optimizer_initial = [v.numpy().copy() for v in optimizer.variables]
-
-    def train_step(idx):
-        xb, yb = tf.gather(x_pool32, idx), tf.gather(y_pool32, idx)
-        with tf.GradientTape() as tape:
-            loss = rmse_loss(yb, model(xb, training=True))
-        optimizer.apply_gradients(zip(tape.gradient(loss, trainable), trainable))
-        return loss
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
-    def train_block(order):
-        """Gradient steps over consecutive batches of ``order`` inside one graph
-        call (cheaper than a Python loop; blocks keep Ctrl-C responsive)."""
-        n_steps = (tf.shape(order, out_type=tf.int64)[0] + batch_size - 1) // batch_size
-        total = tf.constant(0.0, tf.float32)
-        for i in tf.range(n_steps):
-            total += train_step(order[i * batch_size:(i + 1) * batch_size])
-        return total
-
-    block = batch_size * 200
-    for stage in range(state["stage"], len(learning_rates)):
-        lr = learning_rates[stage]
-        # a fresh random validation split per stage, reproducible on resume
-        perm = np.random.default_rng([seed, 1000 + stage]).permutation(len(pool))
-        n_val = int(np.ceil(validation_fraction * len(pool)))
-        val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-        for var, arr in zip(optimizer.variables, optimizer_initial):
-            var.assign(arr)
-        optimizer.learning_rate.assign(lr)
-
-        best_weights = None
-        if saved_arrays is not None and stage == resumed_from[0]:
-            for var, arr in zip(optimizer.variables, saved_arrays["optimizer"]):
-                var.assign(arr)
-            best_weights = saved_arrays["best_weights"] or None
-            saved_arrays = None
-        if state["epoch"] == 0 and best_weights is None:
-            state.update(best_val=None, best_epoch=-1, wait=0)
-        for epoch in range(state["epoch"], max_epochs):
-            t0 = time.time()
-            order = train_idx[shuffle_rng.permutation(len(train_idx))]
-            loss_sum = 0.0
-            for start in range(0, len(order), block):
-                loss_sum += float(train_block(tf.constant(order[start:start + block], tf.int64)))
-            train_loss = loss_sum / int(np.ceil(len(order) / batch_size))   # mean batch RMSE
-            val_loss = val_rmse(val_idx)
-            if state["best_val"] is None or val_loss < state["best_val"]:
-                state.update(best_val=val_loss, best_epoch=epoch, wait=0)
-                best_weights = snapshot()
-            else:
-                state["wait"] += 1
-            seconds = time.time() - t0
-            state["history"].append({"stage": stage, "epoch": epoch, "learning_rate": lr,
-                                     "train_loss": train_loss, "val_loss": val_loss,
-                                     "seconds": seconds})
-            state["epoch"] = epoch + 1
-            _log(verbose, f"stage {stage + 1}/{len(learning_rates)} lr={lr:g} epoch {epoch + 1}: "
-                          f"train {train_loss:.5f} val {val_loss:.5f} "
-                          f"(best {state['best_val']:.5f} at {state['best_epoch'] + 1}) {seconds:.1f} s")
-            stop = state["wait"] >= patience or state["epoch"] >= max_epochs
-            state["elapsed"] = elapsed_before + time.time() - t_start
-            if not stop and state["epoch"] % checkpoint_every == 0:
-                save_checkpoint(optimizer, best_weights)
-            if not stop:
-                event = {k: state[k] for k in ("stage", "epoch", "best_epoch", "wait")}
-                event.update(train_loss=train_loss, val_loss=val_loss, best_val_loss=state["best_val"])
-                for cb in callbacks:
-                    cb(event)
-            if stop:
-                break
-        # end of stage: restore the best weights (paper Sec. 2.2)
-        restore(best_weights)
-        state["stages"].append({"stage": stage, "learning_rate": lr, "epochs": state["epoch"],
-                                "best_epoch": state["best_epoch"] + 1,
-                                "best_val_loss": state["best_val"]})
-        _log(verbose, f"stage {stage + 1} done: {state['epoch']} epochs, best validation RMSE "
-                      f"{state['best_val']:.5f} mag at epoch {state['best_epoch'] + 1}")
-        state.update(stage=stage + 1, epoch=0, best_val=None, best_epoch=-1, wait=0)
-        save_checkpoint(optimizer, None)
-
-    # ---- export and test-set statistics
-    from .export import export_emulator
-    from .evaluate import residual_statistics
-
-    provenance = {
+    data = prepared.data
+    return {
         "sps": data.attrs.get("sps"), "training_set": training_set_identity(data),
         "distributions": data.attrs.get("distributions"),
         "fixed_params": data.attrs.get("fixed_params"),
         # the model definition (inputs, distributions, fixed physics, SFH family):
         # fitting and amortized inference rebuild their Prospector model from it
         "model_definition": _as_dict(data.attrs.get("config")),
-        "n_valid_rows": int(len(data)), "n_train": int(len(pool) - n_val_min),
-        "n_validation": int(n_val_min), "n_test": int(len(test)),
+        "n_valid_rows": int(len(data)), "dropped_rows": dict(dropped),
+        "n_train": int(prepared.n_train),
+        "n_validation": int(prepared.n_validation), "n_test": int(len(prepared.test)),
         "test_selection": {"method": "splitmix64(row ^ splitmix64(seed)) < fraction",
-                           "seed": seed, "fraction": test_fraction},
-        "seed": seed, "package_version": __version__, "width": width, "n_hidden": n_hidden,
-        "activation": "gelu_tanh", "loss": "rmse", "mfrac_loss_scale": float(mfrac_loss_scale),
-        "optimizer": "nadam(0.9, 0.999)",
-        "batch_size": batch_size, "learning_rates": learning_rates, "patience": patience,
-        "max_epochs": max_epochs, "validation_fraction": validation_fraction,
+                           "seed": settings["seed"], "fraction": settings["test_fraction"]},
+        "seed": settings["seed"], "package_version": __version__, "width": settings["width"],
+        "n_hidden": settings["n_hidden"], "activation": "gelu_tanh", "loss": "rmse",
+        "mfrac_loss_scale": settings["mfrac_loss_scale"], "optimizer": "nadam(0.9, 0.999)",
+        "batch_size": settings["batch_size"], "learning_rates": settings["learning_rates"],
+        "patience": settings["patience"], "max_epochs": settings["max_epochs"],
+        "validation_fraction": settings["validation_fraction"],
         "stages": state["stages"], "epochs": [s["epochs"] for s in state["stages"]],
-        "training_seconds": state["elapsed"], "mass_normalised": bool(mass_normalised),
-        "param_range_source": dict(zip(data.param_names, range_source)),
-        "zred_domain": list(zred_domain) if zred_domain else None,
+        "training_seconds": state["elapsed"], "mass_normalised": prepared.mass_normalised,
+        "param_range_source": dict(zip(data.param_names, prepared.range_source)),
+        "zred_domain": list(settings["zred_domain"]) if settings["zred_domain"] else None,
         "tensorflow_version": tf.__version__, "keras_version": keras.__version__,
     }
-    emu = export_emulator(model, data.param_names, data.filter_names, ranges,
-                          mass_param=MASS_PARAM if mass_normalised else None, mass_mu0=mass_mu0,
-                          mu0=mu0, a=a, provenance=provenance)
-    t_params, t_mags, t_mfrac = data.params[test], data.mags[test], data.mfrac[test]
-    pred_mags, pred_extras = emu.predict_mags_and_extras(t_params, check=False)
-    residuals = pred_mags - t_mags
+
+
+def _export_with_test_statistics(model, prepared, state, settings, dropped, verbose):
+    """The NumPy emulator of ``model``, with its residual statistics on the test rows."""
+    from .evaluate import residual_statistics
+    from .export import export_emulator
+
+    data = prepared.data
+    emu = export_emulator(model, data.param_names, data.filter_names, prepared.ranges,
+                          mass_param=MASS_PARAM if prepared.mass_normalised else None,
+                          mass_mu0=prepared.mass_mu0, mu0=data.mu0, a=data.a,
+                          provenance=_provenance(prepared, state, settings, dropped))
+    test = prepared.test
+    pred_mags, pred_extras = emu.predict_mags_and_extras(data.params[test], check=False)
+    residuals = pred_mags - data.mags[test]
     stats, cov = residual_statistics(residuals)
     emu.residual_stats, emu.residual_covariance = stats, cov
-    dlog = np.log10(pred_extras[:, 0]) - np.log10(t_mfrac)
+    dlog = np.log10(pred_extras[:, 0]) - np.log10(data.mfrac[test])
     emu.provenance["extra_residuals"] = {"mfrac": {
         "transform": MFRAC_TRANSFORM, "bias_dex": float(dlog.mean()), "std_dex": float(dlog.std(ddof=1))}}
     emu.provenance["test_rmse_mag"] = float(np.sqrt(np.mean(residuals ** 2)))
     _log(verbose, f"test set ({len(test)} rows): residual std per filter {np.min(stats[:, -1]):.4f}"
                   f"..{np.max(stats[:, -1]):.4f} mag (median {np.median(stats[:, -1]):.4f}); "
                   f"log10 mfrac std {dlog.std(ddof=1):.4f} dex")
-    if out is not None:
-        emu.save(out)
-        _log(verbose, f"wrote {out}")
-        if ckpt_path and not keep_checkpoint:
-            _remove_checkpoint(checkpoint_dir, ckpt_path)
-    return TrainingResult(emu, model, state["history"], state["stages"], t_params, t_mags,
-                          t_mfrac, residuals, resumed_from, network_inputs)
-
-
-def _remove_checkpoint(checkpoint_dir, ckpt_path):
-    for p in (ckpt_path, ckpt_path + ".partial"):
-        if os.path.exists(p):
-            os.remove(p)
-    try:
-        os.rmdir(checkpoint_dir)
-    except OSError:
-        pass   # not empty: something else lives there
-
+    return emu, residuals

@@ -12,10 +12,17 @@ are spawned instead, each worker builds its own).  Photometry is stored as
 arsinh AB magnitudes (paper eq. 2, mu0 = 35), computed with sedpy's
 projection (:class:`WindowedFilterList`, identical to the last bit).  A
 model that raises or gives a non-finite flux is flagged (``failed``, with the
-reason), not fatal.  Every finished chunk is flushed to disk with its
-``chunk_done`` marker, so an interrupted run continues where it stopped when
-the same command is run again, and the result is identical, bit for bit, to
-an uninterrupted run with any number of workers or chunk size.
+reason), not fatal.
+
+Crash safety: the file is created with every row allocated, so a chunk's
+writes touch only its rows; a chunk's rows are flushed to the file before its
+``chunk_done`` marker is set (:func:`_store_chunk`), so a kill at any moment
+(even SIGKILL) leaves each chunk done with all its rows, or not done.  An
+interrupted run continues where it stopped when the same command is run
+again (the rows of done chunks are verified first, :func:`_verify_done_chunks`),
+and the result is identical, bit for bit, to an uninterrupted run with any
+number of workers or chunk size.  A worker process that dies stops the run
+with :class:`WorkerDiedError` instead of leaving it waiting.
 
 File layout (shared with ``train``/``evaluate``; ``schema_version`` 1)::
 
@@ -29,8 +36,11 @@ File layout (shared with ``train``/``evaluate``; ``schema_version`` 1)::
     filter_curves/<name> (2, n_wave) float64: wavelength (AA), transmission
 
 Rows of unfinished chunks are not valid; readers use rows of done chunks with
-``failed == False`` (:func:`read_training_set` does this).
+``failed == False`` (:func:`read_training_set` does this, and says in
+``dropped`` how many rows it left out and why).  ``fail_reason`` is meaningful
+only where ``failed`` is true.
 """
+import collections
 import contextlib
 import dataclasses
 import difflib
@@ -55,7 +65,7 @@ from ..runtime.magnitudes import ARSINH_A, ARSINH_MU0, maggies_to_arsinh_mags
 from ..definition.presets import SPS_KINDS, TrainingSetConfig, get_preset, load_config
 
 __all__ = ["generate_training_set", "read_training_set", "resolve_filters",
-           "WindowedFilterList",
+           "WindowedFilterList", "describe_dropped", "WorkerDiedError",
            "GenerationSummary", "TRAININGSET_FORMAT", "TRAININGSET_SCHEMA_VERSION",
            "DEFAULT_CHUNK_SIZE"]
 
@@ -425,9 +435,28 @@ def _preflight(config, filter_specs, sps_kind):
     return computer
 
 
-def _init_worker(config, filter_specs, sps_kind, shared_counter):
+def _die_with_parent(parent_pid):
+    """Linux: have the kernel SIGKILL this worker when its parent dies.
+
+    Without it a ``kill -9`` of ``generate`` leaves its workers computing
+    their chunk and then waiting for work forever.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)   # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - no prctl
+        return
+    if os.getppid() != parent_pid:     # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _init_worker(config, filter_specs, sps_kind, shared_counter, parent_pid):
     # Ctrl-C goes to the whole process group; the parent handles it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
     _WORKER["counter"] = _SharedCounter(shared_counter)
     if _INHERITED.get("computer") is not None:
         # forked from the parent while it held a ready SEDComputer: a private copy
@@ -436,8 +465,8 @@ def _init_worker(config, filter_specs, sps_kind, shared_counter):
     try:
         _WORKER["computer"] = _SEDComputer(config, filter_specs, sps_kind)
     except Exception as err:
-        # an initializer that raises makes Pool respawn workers forever: report it
-        # with the first task instead
+        # reported with the first task, as the error it is (an initializer that
+        # raises only says that the pool broke)
         _WORKER["computer"] = None
         _WORKER["error"] = err
 
@@ -479,6 +508,10 @@ class GenerationSummary:
     worker_seconds : float
         Time the workers spent computing chunks (s, summed over workers);
         ``n_computed / worker_seconds`` is the steady rate of one worker.
+    repaired_chunks : list of int
+        Chunks a resumed file marked done although some of their rows held
+        neither a finite result nor a failure reason (a run stopped while
+        writing them by a version without ordered writes); computed again.
     """
     path: str
     n_samples: int
@@ -489,6 +522,7 @@ class GenerationSummary:
     elapsed_s: float
     rate: float
     worker_seconds: float = 0.0
+    repaired_chunks: list = dataclasses.field(default_factory=list)
 
 
 def _identity(config, filter_specs, n_samples, seed, sps_kind):
@@ -533,6 +567,14 @@ def _describe_mismatch(stored, wanted):
     return diffs
 
 
+def _allocated_now():
+    """Dataset creation properties: contiguous storage allocated when the dataset is created."""
+    import h5py
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    return dcpl
+
+
 def _create_file(path, config, filter_specs, filters, n_samples, seed, chunk_size, sps_kind,
                  sps_description):
     import h5py
@@ -550,19 +592,21 @@ def _create_file(path, config, filter_specs, filters, n_samples, seed, chunk_siz
                        fixed_params=config.fixed_params_json(), config=ident["config"],
                        mu0=ARSINH_MU0, a=ARSINH_A)
         n_filters = len(filter_specs)
-        rows = min(chunk_size, n_samples)
         f.create_dataset("param_names", data=np.array(config.param_names, dtype=object),
                          dtype=str_dt)
         f.create_dataset("filter_names", data=np.array([s.name for s in filter_specs],
                                                        dtype=object), dtype=str_dt)
-        f.create_dataset("params", data=params, chunks=(rows, config.n_params))
-        f.create_dataset("mags", shape=(n_samples, n_filters), dtype="f8",
-                         chunks=(rows, n_filters), fillvalue=np.nan)
-        f.create_dataset("mfrac", shape=(n_samples,), dtype="f8", chunks=(rows,),
-                         fillvalue=np.nan)
-        f.create_dataset("failed", shape=(n_samples,), dtype=bool, chunks=(rows,))
-        f.create_dataset("fail_reason", shape=(n_samples,), dtype=str_dt, chunks=(rows,))
-        f.create_dataset("chunk_done", shape=(n_chunks,), dtype=bool)
+        f.create_dataset("params", data=params)
+        # The rows are allocated (and filled) now, in place: writing a chunk later
+        # changes no HDF5 metadata, so a kill while a chunk is written cannot
+        # damage the file's structure (see _store_chunk for the order of writes).
+        f.create_dataset("mags", shape=(n_samples, n_filters), dtype="f8", fillvalue=np.nan,
+                         dcpl=_allocated_now())
+        f.create_dataset("mfrac", shape=(n_samples,), dtype="f8", fillvalue=np.nan,
+                         dcpl=_allocated_now())
+        f.create_dataset("failed", shape=(n_samples,), dtype=bool, dcpl=_allocated_now())
+        f.create_dataset("fail_reason", shape=(n_samples,), dtype=str_dt, dcpl=_allocated_now())
+        f.create_dataset("chunk_done", shape=(n_chunks,), dtype=bool, dcpl=_allocated_now())
         f.create_dataset("filter_wave_effective",
                          data=np.array([flt.wave_effective for flt in filters], dtype=float))
         curves = f.create_group("filter_curves")
@@ -696,10 +740,9 @@ def generate_training_set(preset, filters, n_samples, seed, out, sps=None, chunk
         if stored_chunk != chunk_size and progress and chunk_size != DEFAULT_CHUNK_SIZE:
             print(f"generate: resuming {out} with its chunk size {stored_chunk}", file=sys.stderr)
         chunk_size = stored_chunk
-        with h5py.File(out, "r") as f:
-            done = f["chunk_done"][...]
+        done, repaired = _verify_done_chunks(out)
     else:
-        done = np.zeros(math.ceil(n_samples / chunk_size), dtype=bool)
+        done, repaired = np.zeros(math.ceil(n_samples / chunk_size), dtype=bool), []
     pending = [i for i in range(len(done)) if not done[i]]
     if max_chunks is not None:
         pending = pending[:max_chunks]
@@ -723,7 +766,122 @@ def generate_training_set(preset, filters, n_samples, seed, out, sps=None, chunk
         tasks = [(i, params[slice(*bounds[i])]) for i in pending]
         n_computed, worker_seconds = _compute_and_store(out, tasks, bounds, computer, config,
                                                         filter_specs, sps_kind, workers, bar)
-    return _summarise(out, n_computed, time.perf_counter() - t_start, worker_seconds)
+    summary = _summarise(out, n_computed, time.perf_counter() - t_start, worker_seconds)
+    summary.repaired_chunks = repaired
+    return summary
+
+
+def _verify_done_chunks(path):
+    """Check the rows of every chunk marked done; unmark (and report) the broken ones.
+
+    A row of a done chunk must hold finite magnitudes and ``mfrac``, or be
+    flagged failed with a reason.  Files written by this version cannot break
+    this (rows reach the file before their chunk is marked done); files of
+    earlier versions killed at the wrong moment can.
+
+    Returns
+    -------
+    done : ndarray of bool, shape (n_chunks,)
+        Which chunks are done and valid.
+    repaired : list of int
+        Chunks that were marked done but are not valid: now unmarked in the file.
+    """
+    import h5py
+    with h5py.File(path, "r") as f:
+        status, _ = _row_status(f)
+        done = f["chunk_done"][...]
+        chunk = int(f.attrs["chunk_size"])
+    bad_rows = np.flatnonzero(status == ROW_NO_RESULT)
+    repaired = sorted({int(r) // chunk for r in bad_rows})
+    if repaired:
+        with h5py.File(path, "r+") as f:
+            marks = f["chunk_done"][...]
+            marks[repaired] = False
+            f["chunk_done"][...] = marks
+            _sync(f)
+        done[repaired] = False
+        shown = ", ".join(str(i) for i in repaired[:10]) + (" ..." if len(repaired) > 10 else "")
+        print(f"generate: {path}: {len(repaired)} chunk(s) marked done hold {bad_rows.size} "
+              f"row(s) with neither a finite result nor a failure reason (a run was stopped "
+              f"while writing them); computing them again: chunk(s) {shown}", file=sys.stderr)
+    return done, repaired
+
+
+#: Row states of a training-set file (:func:`_row_status`).
+ROW_VALID, ROW_UNFINISHED, ROW_FAILED, ROW_NO_RESULT = 0, 1, 2, 3
+_ROW_BLOCK = 100_000
+
+
+def _row_status(f):
+    """State of every row of an open training-set file, and the reasons of failed rows.
+
+    Returns
+    -------
+    status : ndarray of uint8, shape (n_samples,)
+        ``ROW_VALID`` (done chunk, finite magnitudes and mfrac, not failed),
+        ``ROW_UNFINISHED`` (chunk not done), ``ROW_FAILED`` (done, failed, with
+        its reason) or ``ROW_NO_RESULT`` (done chunk, but neither a finite
+        result nor a failure reason).
+    reasons : dict
+        Row -> failure reason, for the ``ROW_FAILED`` rows.
+    """
+    done = _done_rows(f)
+    failed = f["failed"][...] & done
+    status = np.where(done, ROW_VALID, ROW_UNFINISHED).astype(np.uint8)
+    n = len(done)
+    for start in range(0, n, _ROW_BLOCK):
+        stop = min(start + _ROW_BLOCK, n)
+        if not done[start:stop].any():
+            continue
+        finite = np.isfinite(f["mags"][start:stop]).all(axis=1) \
+            & np.isfinite(f["mfrac"][start:stop])
+        no_result = done[start:stop] & ~failed[start:stop] & ~finite
+        status[start:stop][no_result] = ROW_NO_RESULT
+    reasons = {}
+    # only the reasons of failed rows in done chunks are read: they reached the
+    # file before their chunk was marked done (other rows may hold anything)
+    failed_rows = np.flatnonzero(failed)
+    for start in range(0, failed_rows.size, 10_000):
+        rows = failed_rows[start:start + 10_000]
+        try:
+            texts = list(f["fail_reason"].asstr()[rows])
+        except (OSError, ValueError, RuntimeError):
+            texts = []
+            for row in rows.tolist():   # find the unreadable one(s)
+                try:
+                    texts.append(f["fail_reason"].asstr()[row])
+                except (OSError, ValueError, RuntimeError):
+                    texts.append("")
+        for row, text in zip(rows.tolist(), texts):
+            if text:
+                status[row], reasons[row] = ROW_FAILED, str(text)
+            else:
+                status[row] = ROW_NO_RESULT
+    return status, reasons
+
+
+def describe_dropped(dropped, n_rows, path=""):
+    """One sentence saying how many rows a reader left out, and why.
+
+    Parameters
+    ----------
+    dropped : dict
+        Reason -> number of rows, as ``read_training_set(...)["dropped"]``.
+    n_rows : int
+        Rows in the file.
+    path : str
+        Named in the sentence.
+
+    Returns
+    -------
+    str ("" when nothing was dropped)
+    """
+    counts = {why: int(n) for why, n in dropped.items() if n}
+    if not counts:
+        return ""
+    parts = ", ".join(f"{n} {why}" for why, n in counts.items())
+    where = f"{path}: " if path else ""
+    return f"{where}{sum(counts.values())} of {n_rows} rows left out: {parts}"
 
 
 def _positive_int(value, name, minimum):
@@ -737,15 +895,36 @@ def _positive_int(value, name, minimum):
     return ivalue
 
 
+def _sync(f):
+    """Push everything written to ``f`` to the file (HDF5 caches, then the OS)."""
+    f.flush()
+    try:
+        os.fsync(f.id.get_vfd_handle())
+    except (OSError, TypeError, ValueError):  # pragma: no cover - a driver without a descriptor
+        pass
+
+
 def _store_chunk(f, index, bounds, mags, mfrac, reasons):
+    """Write the rows of chunk ``index``, then, once they are in the file, mark it done.
+
+    The order makes a kill at any moment safe: a chunk is marked done only
+    after its rows have reached the file (flushed and synced), and the marker
+    itself is flushed before the next chunk is written.  Failure reasons are
+    written only for failed rows (readers look at ``fail_reason`` only where
+    ``failed`` is true), so chunks without failures touch no variable-length
+    storage.
+    """
     start, stop = bounds
     failed = np.array([bool(r) for r in reasons])
     f["mags"][start:stop] = mags
     f["mfrac"][start:stop] = mfrac
     f["failed"][start:stop] = failed
-    f["fail_reason"][start:stop] = np.array(reasons, dtype=object)
-    f["chunk_done"][index] = True  # written last: the chunk counts only once all is there
-    f.flush()
+    rows = np.flatnonzero(failed)
+    if rows.size:
+        f["fail_reason"][start + rows] = np.array([reasons[i] for i in rows], dtype=object)
+    _sync(f)
+    f["chunk_done"][index] = True
+    _sync(f)
     return int(failed.sum())
 
 
@@ -764,6 +943,95 @@ def _local_results(tasks, computer, counter):
         yield index, mags, mfrac, reasons, time.perf_counter() - t0, computer.description
 
 
+class WorkerDiedError(EmulatorError):
+    """A worker process of :func:`generate_training_set` died (killed, out of memory, crash)."""
+
+
+def _describe_dead_workers(processes):
+    codes = {}
+    for proc in processes:
+        proc.join(timeout=1.0)
+        code = proc.exitcode
+        if code is not None and code != 0:
+            if code < 0:
+                try:
+                    name = signal.Signals(-code).name
+                except ValueError:
+                    name = f"signal {-code}"
+                codes[proc.pid] = f"pid {proc.pid} killed by {name}"
+            else:
+                codes[proc.pid] = f"pid {proc.pid} exited with status {code}"
+    # the executor stops the other workers with SIGTERM once one has died
+    cause = {pid: text for pid, text in codes.items() if not text.endswith("SIGTERM")}
+    return "; ".join((cause or codes).values()) or "exit status unknown"
+
+
+class _WorkerPool:
+    """Worker processes computing chunks; a dead worker fails the run instead of hanging it.
+
+    Built on :class:`concurrent.futures.ProcessPoolExecutor`, which notices a
+    worker that disappears (``BrokenProcessPool``), unlike
+    ``multiprocessing.Pool``, which waits for its result forever.
+    """
+
+    def __init__(self, n_workers, computer, config, filter_specs, sps_kind):
+        import concurrent.futures
+        ctx = _mp_context()
+        self.shared = ctx.Value("q", 0)
+        self.executor = concurrent.futures.ProcessPoolExecutor(
+            n_workers, mp_context=ctx, initializer=_init_worker,
+            initargs=(config, filter_specs, sps_kind, self.shared, os.getpid()))
+        self._fork = ctx.get_start_method() == "fork"
+        self._computer = computer
+        self.futures = set()
+
+    def submit_all(self, tasks):
+        # forked workers start from a copy of the parent's ready model and SPS
+        # (with fork, the executor starts every worker at the first submit);
+        # spawned ones (platforms without fork) build their own
+        if self._fork:
+            _INHERITED["computer"] = self._computer
+        try:
+            for task in tasks:
+                self.futures.add(self.executor.submit(_run_chunk, task))
+        finally:
+            _INHERITED.clear()
+        self.processes = list(getattr(self.executor, "_processes", {}).values())
+
+    def results(self, timeout, on_wait):
+        """Yield results as they complete; call ``on_wait()`` every ``timeout`` s meanwhile."""
+        import concurrent.futures
+        from concurrent.futures.process import BrokenProcessPool
+        while self.futures:
+            done, self.futures = concurrent.futures.wait(
+                self.futures, timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED)
+            if not done:
+                on_wait()
+                continue
+            for future in done:
+                try:
+                    yield future.result()
+                except BrokenProcessPool:
+                    # the executor reaps its workers: wait for it before reading exit codes
+                    self.executor.shutdown(wait=True, cancel_futures=True)
+                    raise WorkerDiedError(
+                        "a worker process computing the training set died "
+                        f"({_describe_dead_workers(self.processes)}); the run is stopped. "
+                        "Chunks finished before are saved: run the same command again to "
+                        "resume. A worker killed by the system (SIGKILL) often means it ran "
+                        "out of memory: try fewer --workers") from None
+
+    def close(self, cancel):
+        """Shut down; with ``cancel`` (an error or Ctrl-C) stop the workers at once."""
+        if cancel:
+            for future in self.futures:
+                future.cancel()
+            for proc in self.processes:
+                if proc.exitcode is None:
+                    proc.terminate()
+        self.executor.shutdown(wait=True, cancel_futures=cancel)
+
+
 def _compute_and_store(out, tasks, bounds, computer, config, filter_specs, sps_kind, workers,
                        bar):
     """Compute the chunks of ``tasks`` and write each to ``out`` as it arrives."""
@@ -777,33 +1045,18 @@ def _compute_and_store(out, tasks, bounds, computer, config, filter_specs, sps_k
             results = _local_results(tasks, computer, counter)
             count = lambda: counter.value  # noqa: E731
         else:
-            # the pool is started before the HDF5 file is opened: children never
-            # inherit an open HDF5 handle
-            ctx = _mp_context()
-            shared = ctx.Value("q", 0)
-            # forked workers start from a copy of the ready model and SPS; spawned
-            # ones (platforms without fork) build their own
-            if ctx.get_start_method() == "fork":
-                _INHERITED["computer"] = computer
-            try:
-                pool = ctx.Pool(min(workers, len(tasks)), initializer=_init_worker,
-                                initargs=(config, filter_specs, sps_kind, shared))
-            finally:
-                _INHERITED.clear()
-            results = pool.imap_unordered(_run_chunk, tasks, chunksize=1)
-            count = lambda: shared.value  # noqa: E731
+            # the workers are started before the HDF5 file is opened: children
+            # never inherit an open HDF5 handle
+            pool = _WorkerPool(min(workers, len(tasks)), computer, config, filter_specs,
+                               sps_kind)
+            pool.submit_all(tasks)
+            count = lambda: pool.shared.value  # noqa: E731
+            results = pool.results(bar.interval, lambda: bar.update(count()))
+        failed = False
         try:
             with h5py.File(out, "r+") as f:
-                remaining, first = len(tasks), True
-                while remaining:
-                    try:
-                        if pool is None:
-                            result = next(results)
-                        else:
-                            result = results.next(timeout=bar.interval)
-                    except multiprocessing.TimeoutError:
-                        bar.update(count())
-                        continue
+                first = True
+                for result in results:
                     index, mags, mfrac, reasons, seconds, description = result
                     _check_not_all_failed(index, reasons, first)
                     if first and f.attrs.get("sps") != description:
@@ -812,17 +1065,13 @@ def _compute_and_store(out, tasks, bounds, computer, config, filter_specs, sps_k
                     bar.failed += _store_chunk(f, index, bounds[index], mags, mfrac, reasons)
                     computed += len(mags)
                     worker_seconds += seconds
-                    remaining -= 1
                     bar.update(count())
-            if pool is not None:
-                pool.close()
         except BaseException:
-            if pool is not None:
-                pool.terminate()
+            failed = True
             raise
         finally:
             if pool is not None:
-                pool.join()
+                pool.close(cancel=failed)
             bar.close(count())
     return computed, worker_seconds
 
@@ -846,6 +1095,18 @@ def _summarise(out, n_computed, elapsed, worker_seconds=0.0):
                              worker_seconds=worker_seconds)
 
 
+def _dropped_counts(status, reasons):
+    """Reason -> number of rows that are not valid (the keys are phrases for messages)."""
+    dropped = {"in unfinished chunks (generation not finished)":
+               int(np.count_nonzero(status == ROW_UNFINISHED))}
+    if reasons:
+        common, _ = collections.Counter(reasons.values()).most_common(1)[0]
+        dropped[f"failed models (most common reason: {common})"] = len(reasons)
+    dropped["with neither a finite result nor a failure reason (a run stopped while writing; "
+            "run generate again to recompute them)"] = int(np.count_nonzero(status == ROW_NO_RESULT))
+    return {k: v for k, v in dropped.items() if v}
+
+
 def read_training_set(path, valid_only=True):
     """Read a training set written by :func:`generate_training_set`.
 
@@ -861,9 +1122,13 @@ def read_training_set(path, valid_only=True):
     dict
         ``param_names``, ``filter_names`` (lists of str), ``params``
         (n, n_params), ``mags`` (n, n_filters; arsinh mag), ``mfrac`` (n,),
-        ``failed`` (n,), ``fail_reason`` (n,), ``valid`` (n,), ``param_ranges``
-        (n_params, 2) from the stored distributions, ``filter_wave_effective``
-        (AA), ``attrs`` (file attributes; JSON ones decoded).
+        ``failed`` (n,), ``fail_reason`` (n,; "" unless failed), ``valid`` (n,),
+        ``status`` (n,; ``ROW_VALID``, ``ROW_UNFINISHED``, ``ROW_FAILED`` or
+        ``ROW_NO_RESULT``), ``dropped`` (why -> number of rows that are not valid: unfinished
+        chunks, failed models by reason, rows of done chunks without a
+        result; see :func:`describe_dropped`), ``param_ranges`` (n_params, 2)
+        from the stored distributions, ``filter_wave_effective`` (AA),
+        ``attrs`` (file attributes; JSON ones decoded).
     """
     path = os.fspath(path)
     with open_hdf5(path, missing=f"training set {path} does not exist") as f:
@@ -872,8 +1137,12 @@ def read_training_set(path, valid_only=True):
         for key in ("distributions", "fixed_params", "config"):
             if key in attrs:
                 attrs[key] = json.loads(attrs[key])
-        failed = f["failed"][...]
-        valid = _done_rows(f) & ~failed
+        status, reasons = _row_status(f)
+        failed = status == ROW_FAILED
+        valid = status == ROW_VALID
+        fail_reason = np.full(len(status), "", dtype=object)
+        for row, reason in reasons.items():
+            fail_reason[row] = reason
         keep = valid if valid_only else slice(None)
         param_names = [str(s) for s in f["param_names"].asstr()[...]]
         dists = attrs.get("distributions", {})
@@ -884,8 +1153,10 @@ def read_training_set(path, valid_only=True):
             "mags": f["mags"][...][keep],
             "mfrac": f["mfrac"][...][keep],
             "failed": failed[keep],
-            "fail_reason": np.array(f["fail_reason"].asstr()[...], dtype=object)[keep],
+            "fail_reason": fail_reason[keep],
             "valid": valid[keep],
+            "dropped": _dropped_counts(status, reasons),
+            "status": status[keep],
             "param_ranges": np.array([[dists[p]["low"], dists[p]["high"]] for p in param_names])
             if all(p in dists for p in param_names) else None,
             "filter_wave_effective": f["filter_wave_effective"][...]
