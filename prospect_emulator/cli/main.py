@@ -18,10 +18,12 @@ COMMANDS = {
     "train": ("train", "train an emulator on a training set (needs the 'train' extra)"),
     "evaluate": ("evaluate", "test-set precision, correlations and histograms of an emulator"),
     "stitch": ("stitch", "combine redshift-domain emulators into one stitched emulator"),
-    "fit": ("fit", "fit a catalogue of photometry with Prospector + dynesty"),
+    "fit": ("fit", "fit a catalogue of photometry with Prospector + dynesty (on Dask)"),
+    "summary": ("summary", "rebuild the summary table of a catalogue fit from its records"),
     "demo": ("demo", "fit the bundled example galaxy with the default emulator"),
     "plot": ("plot", "corner and SED plots of a finished fit (a results .h5 file)"),
     "check": ("check", "check a parameter file or catalogue for what would make a fit wrong"),
+    "amortize": ("amortize", "train and sample amortized posteriors (needs the 'amortized' extra)"),
 }
 
 

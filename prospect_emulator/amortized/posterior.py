@@ -1,0 +1,570 @@
+"""Amortized posteriors: a trained flow gives every galaxy's posterior with no model calls.
+
+:class:`AmortizedPosterior` holds a normalizing flow q(theta | x) trained on
+emulator simulations (:mod:`~prospect_emulator.amortized.train`), the
+Prospector model whose prior it was trained under, and the observational
+noise model of the catalogue it was trained for.  :meth:`AmortizedPosterior.sample`
+draws posterior samples for a whole catalogue at once and says, per object,
+whether the object lies inside what the flow was trained on.
+
+File format (HDF5, no pickle; :meth:`~AmortizedPosterior.save`)
+----------------------------------------------------------------
+attributes: ``format`` = "prospect-emulator-amortized", ``schema_version``,
+``package_version``, ``flowjax_version``, ``hyperparameters`` (JSON: flow
+kind, layers, widths, spline knots), ``dim``, ``cond_dim``,
+``emulator_checksum``, ``emulator_source`` (shipped name or path),
+``model_definition`` (JSON of the emulator's model definition),
+``free_params``/``theta_names``/``inferred_names`` (JSON), ``floor``,
+``calibration`` (JSON), ``training`` (JSON: seed, simulations, epochs).
+datasets: ``filter_names``; ``prior/lower``, ``prior/upper``, ``prior/log10``;
+``standardisation/{theta_mean,theta_std,cond_mean,cond_std}``;
+``noise_model/*`` (:meth:`ObservationalNoiseModel.to_arrays`);
+``flow/leaf_00000`` ... (the flow's arrays in JAX's flattening order);
+``training/{train_loss,val_loss}``.
+"""
+import json
+import os
+import warnings
+
+import numpy as np
+
+from .._version import __version__
+from ..errors import EmulatorConfigurationError, EmulatorFileError
+from .simulate import (ObservationalNoiseModel, ParameterSpace, emulator_inputs,
+                       flow_conditions, redshift_range_of, valid_bands)
+
+__all__ = ["AmortizedPosterior", "AmortizedSamples", "AmortizedInputError", "Observations",
+           "FILE_FORMAT", "SCHEMA_VERSION"]
+
+FILE_FORMAT = "prospect-emulator-amortized"
+SCHEMA_VERSION = 1
+
+
+class AmortizedInputError(EmulatorConfigurationError):
+    """An object cannot get an amortized posterior: the message names the object and field."""
+
+
+class Observations:
+    """Photometry of n objects in named filters (maggies).
+
+    Parameters
+    ----------
+    filter_names : sequence of str
+    maggies, maggies_unc : array_like, shape (n, n_filters)
+        NaN flux or uncertainty <= 0 marks a missing band.
+    zred : array_like, shape (n,)
+    ids : sequence of str, optional
+    """
+
+    def __init__(self, filter_names, maggies, maggies_unc, zred, ids=None):
+        self.filter_names = [str(f) for f in filter_names]
+        self.maggies = np.atleast_2d(np.asarray(maggies, dtype=float))
+        self.maggies_unc = np.atleast_2d(np.asarray(maggies_unc, dtype=float))
+        self.zred = np.atleast_1d(np.asarray(zred, dtype=float))
+        n = len(self.maggies)
+        self.ids = [str(i) for i in ids] if ids is not None else [f"row{i}" for i in range(n)]
+        shape = (n, len(self.filter_names))
+        if self.maggies.shape != shape or self.maggies_unc.shape != shape or self.zred.shape != (n,) \
+                or len(self.ids) != n:
+            raise AmortizedInputError(
+                f"observations: maggies and maggies_unc must be ({n}, {len(self.filter_names)}) "
+                f"and zred ({n},); got {self.maggies.shape}, {self.maggies_unc.shape}, "
+                f"{self.zred.shape} and {len(self.ids)} ids")
+
+    def __len__(self):
+        return len(self.maggies)
+
+    @classmethod
+    def from_obs(cls, obs, zred=None, obj_id=None):
+        """One Prospector obs dictionary (``filters``, ``maggies``, ``maggies_unc``, optional
+        ``phot_mask``; the redshift from ``zred=`` or ``obs["zred"]``)."""
+        from ..prospector.model import filter_names_of
+        for key in ("filters", "maggies", "maggies_unc"):
+            if obs.get(key) is None:
+                raise AmortizedInputError(f"object {obj_id or 'obs'!r}: obs[{key!r}] is missing")
+        z = obs.get("zred") if zred is None else zred
+        if z is None:
+            raise AmortizedInputError(
+                f"object {obj_id or 'obs'!r}: no redshift (pass zred= or set obs['zred']); "
+                "amortized posteriors are conditioned on it")
+        maggies = np.array(obs.get("maggies_input", obs["maggies"]), dtype=float)
+        unc = np.array(obs.get("maggies_unc_input", obs["maggies_unc"]), dtype=float)
+        mask = obs.get("phot_mask")
+        if mask is not None:
+            mask = np.broadcast_to(np.asarray(mask, dtype=bool), maggies.shape)
+            maggies = np.where(mask, maggies, np.nan)
+        return cls(filter_names_of(obs["filters"]), maggies[None], unc[None],
+                   [float(np.ravel(z)[0])], [obj_id or obs.get("id", "obs")])
+
+
+def as_observations(data, columns=None, zred=None):
+    """:class:`Observations` of a catalogue (path or astropy Table), an obs dict, a list of
+    obs dicts, or Observations."""
+    if isinstance(data, Observations):
+        return data
+    if isinstance(data, dict):
+        return Observations.from_obs(data, zred=zred)
+    if isinstance(data, (list, tuple)) and data and isinstance(data[0], dict):
+        parts = [Observations.from_obs(o, zred=None if zred is None else np.ravel(zred)[i],
+                                       obj_id=o.get("id", f"row{i}")) for i, o in enumerate(data)]
+        names = parts[0].filter_names
+        if any(p.filter_names != names for p in parts):
+            raise AmortizedInputError("the obs dictionaries have different filters; sample "
+                                      "them separately or give them the same filter list")
+        return Observations(names, np.concatenate([p.maggies for p in parts]),
+                            np.concatenate([p.maggies_unc for p in parts]),
+                            np.concatenate([p.zred for p in parts]), [p.ids[0] for p in parts])
+    from .catalog import read_catalog_arrays
+    return read_catalog_arrays(data, columns=columns)
+
+
+class AmortizedSamples:
+    """Posterior samples of many objects from :meth:`AmortizedPosterior.sample`.
+
+    Attributes
+    ----------
+    ids : list of str
+    theta_names : list of str
+        Free parameters of the model (``zred`` is each object's given redshift).
+    samples : ndarray, shape (n_objects, n_samples, n_theta)
+        NaN for objects with ``status == "failed"``.
+    zred : ndarray, shape (n_objects,)
+    status : ndarray of str
+        ``"ok"`` or ``"failed"`` (then ``error`` says why: the object and field).
+    error : list of str
+    out_of_support : ndarray of bool
+        The object lies outside what the flow was trained on; ``reasons`` says how.
+    reasons : list of list of str
+    masked_bands : list of list of str
+        Bands treated as missing (NaN flux, uncertainty <= 0, not observed).
+    chi2_best, chi2_pvalue : ndarray
+        Best posterior-predictive chi^2 of ``n_ppc`` draws with eq. 9's total
+        sigma, and its p-value for a chi^2 with n_bands degrees of freedom.
+    n_bands : ndarray of int
+    """
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+    def __len__(self):
+        return len(self.ids)
+
+
+def _emulator_source(emulator):
+    """How to find the emulator again: the shipped name, or its path."""
+    from ..data import SHIPPED_EMULATORS
+    if isinstance(emulator, str) and emulator in SHIPPED_EMULATORS:
+        return emulator
+    if isinstance(emulator, (str, os.PathLike)):
+        path = os.path.abspath(os.fspath(emulator))
+        for name, shipped in SHIPPED_EMULATORS.items():
+            if os.path.exists(shipped) and os.path.samefile(path, shipped):
+                return name
+        return path
+    return ""
+
+
+def build_model(emulator):
+    """The Prospector model (free redshift) an emulator was trained for."""
+    from ..prospector import EmulatedSpecModel
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return EmulatedSpecModel.from_emulator(emulator, zred=None)
+
+
+class AmortizedPosterior:
+    """A trained amortized posterior q(theta | photometry, redshift).
+
+    Make one with :func:`~prospect_emulator.amortized.train.train_amortized_posterior`
+    (or ``prospect-emulator amortize train``); read one with :meth:`load`.
+
+    Parameters
+    ----------
+    flow : flowjax distribution
+        Conditional flow over the standardised unbounded parameters
+        (:class:`~prospect_emulator.amortized.simulate.ParameterSpace`).
+    hyperparameters : dict
+    model : EmulatedSpecModel
+        The model (priors, transforms, emulator) it was trained under.
+    noise_model : ObservationalNoiseModel
+    standardisation : dict
+        ``theta_mean``, ``theta_std``, ``cond_mean``, ``cond_std``.
+    floor : float
+        Eq. 9's fractional SPS floor used in the simulations.
+    calibration : dict, optional
+        ``chi2_pvalue_threshold`` (flag objects whose best posterior-predictive
+        chi^2 has a smaller p-value), ``uncertainty_z_threshold``.
+    training : dict, optional
+        Seed, number of simulations, epochs, losses (recorded in the file).
+    """
+
+    def __init__(self, flow, hyperparameters, model, noise_model, standardisation, floor=0.05,
+                 calibration=None, training=None, emulator_source=""):
+        self.flow = flow
+        self.hyperparameters = dict(hyperparameters)
+        self.model = model
+        self.emulator = model.emulator
+        self.noise_model = noise_model
+        self.standardisation = {k: np.asarray(v, dtype=np.float64) for k, v in standardisation.items()}
+        self.floor = float(floor)
+        self.calibration = dict({"chi2_pvalue_threshold": 0.0, "uncertainty_z_threshold": 4.0,
+                                 "n_ppc": 32}, **(calibration or {}))
+        self.training = dict(training or {})
+        self.emulator_source = emulator_source
+        self.param_space = ParameterSpace(model)
+        self.filter_names = list(noise_model.filter_names)
+        self._band_emulator = self.emulator.select(self.filter_names)
+        self.zred_range = redshift_range_of(model)
+        self._sampler = None
+
+    # ----------------------------------------------------------- conditions
+    def conditions(self, maggies, maggies_unc, mask, zred):
+        """Standardised flow conditions (n, cond_dim), float32."""
+        c = flow_conditions(maggies, maggies_unc, mask, zred, self.noise_model.flux_scale)
+        s = self.standardisation
+        return ((c - s["cond_mean"]) / s["cond_std"]).astype(np.float32)
+
+    def _sample_unbounded(self, cond, n_samples, seed):
+        """(n_objects, n_samples, n_inferred) unbounded parameters."""
+        import equinox as eqx
+        import jax
+        if self._sampler is None:
+            self._sampler = eqx.filter_jit(
+                lambda flow, key, c, n: flow.sample(key, (n,), condition=c))
+        s = self.standardisation
+        out = np.empty((len(cond), n_samples, len(s["theta_mean"])))
+        key = jax.random.key(int(seed))
+        # chunks of a power-of-two size (padded): few compilations, bounded memory
+        cap = max(1, 200_000 // max(n_samples, 1))
+        chunk = min(cap, 1 << max(len(cond) - 1, 0).bit_length())
+        for k, start in enumerate(range(0, len(cond), chunk)):
+            part = cond[start:start + chunk]
+            n_real = len(part)
+            if n_real < chunk:
+                part = np.concatenate([part, np.repeat(part[-1:], chunk - n_real, axis=0)])
+            y = np.asarray(self._sampler(self.flow, jax.random.fold_in(key, k), part,
+                                         int(n_samples)), dtype=np.float64)
+            out[start:start + n_real] = np.swapaxes(y, 0, 1)[:n_real]
+        return out * s["theta_std"] + s["theta_mean"]
+
+    def log_prob(self, theta, maggies, maggies_unc, mask, zred):
+        """ln q of full theta rows (n, ndim) in the flow's standardised unbounded
+        coordinates (for diagnostics; no Jacobian of the coordinate change)."""
+        s = self.standardisation
+        y = (self.param_space.to_unbounded(theta) - s["theta_mean"]) / s["theta_std"]
+        return np.asarray(self.flow.log_prob(y.astype(np.float32),
+                                             self.conditions(maggies, maggies_unc, mask, zred)))
+
+    # ----------------------------------------------------------- input
+    def _check_filters(self, obs):
+        extra = [f for f in obs.filter_names if f not in self.filter_names]
+        if extra:
+            raise AmortizedInputError(
+                f"filters {extra} were not part of this posterior's training; it was trained on "
+                f"{self.filter_names}. Drop those columns (or train a posterior with them)")
+        index = [obs.filter_names.index(f) if f in obs.filter_names else -1
+                 for f in self.filter_names]
+        take = np.array(index)
+        maggies = np.where(take >= 0, obs.maggies[:, np.maximum(take, 0)], np.nan)
+        unc = np.where(take >= 0, obs.maggies_unc[:, np.maximum(take, 0)], np.nan)
+        return maggies, unc
+
+    def _bad_objects(self, obs, maggies, unc, mask):
+        """{row: error message} for objects that cannot be sampled."""
+        lo, hi = self.zred_range
+        errors = {}
+        for i, (oid, z) in enumerate(zip(obs.ids, obs.zred)):
+            if not np.isfinite(z):
+                errors[i] = f"object {oid!r}: field 'zred' = {z} is not a finite number"
+            elif not lo <= z <= hi:
+                errors[i] = (f"object {oid!r}: field 'zred' = {z:g} is outside the prior "
+                             f"[{lo:g}, {hi:g}] the posterior was trained on")
+            elif not mask[i].any():
+                errors[i] = (f"object {oid!r}: no band has a finite flux and a positive "
+                             f"uncertainty (fields 'maggies'/'maggies_unc')")
+        return errors
+
+    @staticmethod
+    def _masked_reasons(names, maggies, unc, mask):
+        out = []
+        for i in range(len(maggies)):
+            row = []
+            for b in np.nonzero(~mask[i])[0]:
+                f, u = maggies[i, b], unc[i, b]
+                why = ("not given" if np.isnan(f) and np.isnan(u) else
+                       "flux not finite" if not np.isfinite(f) else
+                       "uncertainty not finite" if not np.isfinite(u) else "uncertainty <= 0")
+                row.append(f"{names[b]} ({why})")
+            out.append(row)
+        return out
+
+    # ----------------------------------------------------------- sampling
+    def sample(self, data, n_samples=1000, seed=0, on_bad="raise", check_support=True,
+               columns=None, zred=None):
+        """Posterior samples for every object of a catalogue or obs.
+
+        Parameters
+        ----------
+        data : str, astropy.table.Table, dict, list of dict or Observations
+            A catalogue (path or table; columns as in ``prospect-emulator fit``,
+            see :class:`~prospect_emulator.fitting.catalog.CatalogColumns`),
+            one Prospector obs dictionary or a list of them (redshift in
+            ``obs["zred"]`` or ``zred=``), or :class:`Observations`.
+        n_samples : int
+            Posterior draws per object.
+        seed : int
+            Same seed, same data: identical samples.
+        on_bad : {"raise", "flag"}
+            An object that cannot be sampled (redshift not finite or outside
+            the prior, no usable band): raise :class:`AmortizedInputError`
+            naming the object and field, or mark it ``status="failed"``.
+        check_support : bool
+            Run the out-of-support checks (the posterior-predictive chi^2
+            needs emulator calls: ``n_ppc`` per object).
+        columns : CatalogColumns, optional
+        zred : float or array, optional
+            Redshift(s) for obs dictionaries without ``obs["zred"]``.
+
+        Returns
+        -------
+        AmortizedSamples
+
+        Raises
+        ------
+        AmortizedInputError
+            Filters the posterior was not trained on (always), and bad objects
+            with ``on_bad="raise"``.
+
+        Notes
+        -----
+        A NaN flux, a non-finite or non-positive uncertainty, or a trained
+        filter absent from the input marks that band as missing -- the flow
+        was trained with the catalogue's missing bands -- and the band is
+        listed in ``masked_bands``; a missing-band pattern the catalogue did
+        not have is flagged out of support.
+        """
+        if on_bad not in ("raise", "flag"):
+            raise EmulatorConfigurationError(f"on_bad={on_bad!r}; allowed: 'raise', 'flag'")
+        obs = as_observations(data, columns=columns, zred=zred)
+        maggies, unc = self._check_filters(obs)
+        mask = valid_bands(maggies, unc)
+        errors = self._bad_objects(obs, maggies, unc, mask)
+        if errors and on_bad == "raise":
+            first = sorted(errors)[:5]
+            more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+            raise AmortizedInputError("; ".join(errors[i] for i in first) + more +
+                                      ". Use on_bad='flag' to sample the other objects.")
+        n = len(obs)
+        good = np.array([i not in errors for i in range(n)], dtype=bool)
+        theta = np.full((n, int(n_samples), len(self.param_space.theta_names)), np.nan)
+        if good.any():
+            cond = self.conditions(maggies[good], unc[good], mask[good], obs.zred[good])
+            y = self._sample_unbounded(cond, int(n_samples), seed)
+            theta[good] = self.param_space.full_theta(self.param_space.from_unbounded(y),
+                                                      obs.zred[good][:, None])
+        reasons = [[] for _ in range(n)]
+        chi2 = np.full(n, np.nan)
+        pvalue = np.full(n, np.nan)
+        if check_support and good.any():
+            self._support_checks(theta, maggies, unc, mask, good, reasons, chi2, pvalue, seed)
+        status = np.where(good, "ok", "failed")
+        return AmortizedSamples(
+            ids=list(obs.ids), theta_names=list(self.param_space.theta_names), samples=theta,
+            zred=obs.zred.copy(), status=status,
+            error=[errors.get(i, "") for i in range(n)],
+            out_of_support=np.array([bool(r) for r in reasons]), reasons=reasons,
+            masked_bands=self._masked_reasons(self.filter_names, maggies, unc, mask),
+            chi2_best=chi2, chi2_pvalue=pvalue, n_bands=mask.sum(axis=1),
+            filter_names=list(self.filter_names))
+
+    # ----------------------------------------------------------- support
+    def posterior_predictive_chi2(self, theta, maggies, unc, mask, seed=0):
+        """Best chi^2 over ``n_ppc`` posterior draws per object, and its p-value.
+
+        chi^2 uses eq. 9's total variance: the observed uncertainty, the
+        emulator's error and the floor, at the draw's model flux.
+        """
+        from scipy.stats import chi2 as chi2_dist
+        from .simulate import _emulator_flux_sigma, _inside_training_range
+        n_obj, n_samples, ndim = theta.shape
+        k = min(int(self.calibration["n_ppc"]), n_samples)
+        rng = np.random.default_rng(seed)
+        pick = rng.choice(n_samples, size=k, replace=False)
+        draws = theta[:, pick].reshape(-1, ndim)
+        x = emulator_inputs(self.model, draws)
+        inside = _inside_training_range(self._band_emulator, x)
+        flux = np.full((len(x), len(self.filter_names)), np.nan)
+        if inside.any():
+            flux[inside] = self._band_emulator.predict_maggies(x[inside], check=False)
+            sig_emul = np.zeros_like(flux)
+            sig_emul[inside] = _emulator_flux_sigma(self._band_emulator, x[inside], flux[inside])
+        flux = flux.reshape(n_obj, k, -1)
+        sig_emul = sig_emul.reshape(n_obj, k, -1)
+        var = unc[:, None] ** 2 + sig_emul ** 2 + (self.floor * flux) ** 2
+        resid2 = (maggies[:, None] - flux) ** 2 / var
+        chi2 = np.where(mask[:, None], resid2, 0.0).sum(axis=2)
+        chi2 = np.where(np.isfinite(chi2), chi2, np.inf)
+        best = chi2.min(axis=1)
+        return best, chi2_dist.sf(best, mask.sum(axis=1))
+
+    def _support_checks(self, theta, maggies, unc, mask, good, reasons, chi2, pvalue, seed):
+        nm = self.noise_model
+        idx = np.nonzero(good)[0]
+        trained = nm.is_trained_pattern(mask[idx])
+        z, offset = nm.uncertainty_zscores(maggies[idx], unc[idx], mask[idx])
+        zmax = float(self.calibration["uncertainty_z_threshold"])
+        best, p = self.posterior_predictive_chi2(theta[idx], maggies[idx], unc[idx], mask[idx],
+                                                 seed=seed)
+        chi2[idx], pvalue[idx] = best, p
+        threshold = float(self.calibration["chi2_pvalue_threshold"])
+        for j, i in enumerate(idx):
+            if not trained[j]:
+                missing = [self.filter_names[b] for b in np.nonzero(~mask[i])[0]]
+                reasons[i].append(f"missing-band pattern not in the training catalogue "
+                                  f"(missing: {', '.join(missing) or 'none'})")
+            with np.errstate(invalid="ignore"):
+                off = np.nonzero(np.abs(z[j]) > zmax)[0]
+            for b in off:
+                reasons[i].append(
+                    f"uncertainty of {self.filter_names[b]} is {10 ** offset[j, b]:.3g}x "
+                    f"the noise model's typical value at this flux ({z[j, b]:+.1f} sigma)")
+            if p[j] < threshold:
+                reasons[i].append(
+                    f"photometry off the simulations' support: best posterior-predictive "
+                    f"chi2 = {best[j]:.1f} for {int(mask[i].sum())} bands (p = {p[j]:.2g} < "
+                    f"{threshold:.2g}, the calibrated limit)")
+
+    def calibrate(self, sims, n_samples=200, quantile=0.01, seed=1):
+        """Set the chi^2 p-value limit so that a fraction ``quantile`` of held-out
+        in-distribution simulations would be flagged."""
+        result = self.sample(_sims_as_observations(sims, self.filter_names), n_samples,
+                             seed=seed, check_support=False)
+        _, p = self.posterior_predictive_chi2(result.samples, sims.maggies, sims.maggies_unc,
+                                              sims.mask, seed=seed)
+        self.calibration["chi2_pvalue_threshold"] = float(np.quantile(p, quantile))
+        self.calibration["chi2_calibration_simulations"] = int(len(sims))
+        self.calibration["chi2_calibration_quantile"] = float(quantile)
+        return self.calibration["chi2_pvalue_threshold"]
+
+    # ----------------------------------------------------------- I/O
+    def save(self, path):
+        """Write the HDF5 file (see the module docstring); no pickle."""
+        import h5py
+        import flowjax
+        from ..definition.fitting_model import definition_of
+        from ..fileio import atomic_path
+        from .flow import flow_arrays
+        definition = definition_of(self.emulator)
+        s = self.standardisation
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            a = f.attrs
+            a["format"], a["schema_version"] = FILE_FORMAT, SCHEMA_VERSION
+            a["package_version"] = __version__
+            a["flowjax_version"] = flowjax.__version__
+            a["hyperparameters"] = json.dumps(self.hyperparameters)
+            a["dim"], a["cond_dim"] = len(s["theta_mean"]), len(s["cond_mean"])
+            a["emulator_checksum"] = self.emulator.checksum
+            a["emulator_source"] = self.emulator_source or ""
+            a["model_definition"] = json.dumps(definition.to_dict() if definition else None)
+            a["free_params"] = json.dumps(list(self.model.free_params))
+            a["theta_names"] = json.dumps(self.param_space.theta_names)
+            a["inferred_names"] = json.dumps(self.param_space.inferred_names)
+            a["floor"] = self.floor
+            a["calibration"] = json.dumps(self.calibration)
+            a["training"] = json.dumps({k: v for k, v in self.training.items()
+                                        if k not in ("train_loss", "val_loss")})
+            f["filter_names"] = np.array(self.filter_names, dtype="S")
+            g = f.create_group("prior")
+            g["lower"], g["upper"] = self.param_space.lower, self.param_space.upper
+            g["log10"] = self.param_space.log10
+            g = f.create_group("standardisation")
+            for k in ("theta_mean", "theta_std", "cond_mean", "cond_std"):
+                g[k] = s[k]
+            g = f.create_group("noise_model")
+            for k, v in self.noise_model.to_arrays().items():
+                g[k] = v
+            g = f.create_group("flow")
+            arrays = flow_arrays(self.flow)
+            g.attrs["n_arrays"] = len(arrays)
+            for i, arr in enumerate(arrays):
+                g[f"leaf_{i:05d}"] = arr
+            g = f.create_group("training")
+            for k in ("train_loss", "val_loss"):
+                g[k] = np.asarray(self.training.get(k, []), dtype=float)
+
+    @classmethod
+    def load(cls, path, emulator=None):
+        """Read a posterior written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str
+        emulator : str, path or Emulator, optional
+            The emulator it was trained with; default: the one it records
+            (a shipped name or a path).  Its checksum must match.
+
+        Raises
+        ------
+        EmulatorFileError
+            Missing/foreign file, unsupported schema, a recorded emulator that
+            cannot be found, or an emulator whose checksum differs.
+        """
+        import h5py
+        from ..fileio import open_hdf5
+        from ..runtime.fileformat import load_emulator
+        from .flow import build_flow, flow_with_arrays
+        with open_hdf5(path) as f:
+            a = f.attrs
+            if a.get("format") != FILE_FORMAT:
+                raise EmulatorFileError(
+                    f"{path} is not an amortized posterior file (format attribute "
+                    f"{a.get('format')!r}, expected {FILE_FORMAT!r})")
+            if int(a["schema_version"]) > SCHEMA_VERSION:
+                raise EmulatorFileError(
+                    f"{path} has schema version {int(a['schema_version'])}; this version of "
+                    f"prospect-emulator reads up to {SCHEMA_VERSION}")
+            hyper = json.loads(a["hyperparameters"])
+            dim, cond_dim = int(a["dim"]), int(a["cond_dim"])
+            checksum, source = str(a["emulator_checksum"]), str(a["emulator_source"])
+            free_params = json.loads(a["free_params"])
+            floor = float(a["floor"])
+            calibration = json.loads(a["calibration"])
+            training = json.loads(a["training"])
+            training.update({k: f["training"][k][()].tolist() for k in ("train_loss", "val_loss")})
+            standardisation = {k: f["standardisation"][k][()] for k in f["standardisation"]}
+            noise = ObservationalNoiseModel.from_arrays(
+                {k: f["noise_model"][k][()] for k in f["noise_model"]})
+            g = f["flow"]
+            arrays = [g[f"leaf_{i:05d}"][()] for i in range(int(g.attrs["n_arrays"]))]
+        if emulator is None:
+            if not source:
+                raise EmulatorFileError(
+                    f"{path} records no emulator location (it was trained on an in-memory "
+                    "emulator): pass emulator= to AmortizedPosterior.load")
+            emulator = source
+        from ..prospector.model import _as_emulator
+        emu = _as_emulator(emulator)
+        if emu.checksum != checksum:
+            raise EmulatorFileError(
+                f"{path} was trained with the emulator of checksum {checksum[:16]}..., but "
+                f"{emulator!r} has checksum {emu.checksum[:16]}...: use the emulator it was "
+                "trained with (or train a new posterior)")
+        model = build_model(emu)
+        if list(model.free_params) != free_params:
+            raise EmulatorFileError(
+                f"{path}: the model rebuilt from the emulator has free parameters "
+                f"{list(model.free_params)}, the file records {free_params}")
+        flow = flow_with_arrays(build_flow(hyper, dim, cond_dim), arrays)
+        return cls(flow, hyper, model, noise, standardisation, floor=floor,
+                   calibration=calibration, training=training,
+                   emulator_source=source if emulator == source else _emulator_source(emulator))
+
+    def __repr__(self):
+        return (f"AmortizedPosterior({self.hyperparameters.get('kind')} flow over "
+                f"{self.param_space.inferred_names}, {len(self.filter_names)} filters, "
+                f"z in [{self.zred_range[0]:g}, {self.zred_range[1]:g}])")
+
+
+def _sims_as_observations(sims, filter_names):
+    return Observations(filter_names, sims.maggies, sims.maggies_unc, sims.zred,
+                        ids=[f"sim{i}" for i in range(len(sims))])

@@ -1,0 +1,384 @@
+"""Amortized posteriors: simulations, a small real flow trained in seconds, its file, sampling,
+bad input and out-of-support detection.
+
+The catalogue here is made from the shipped parametric emulator: fluxes of prior draws,
+uncertainties from a sky term per band (with a depth that varies object to object) plus 2%
+of the flux, and bands missing as in a real survey (u sometimes, the three near-IR bands
+together for 30% of objects).
+"""
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flowjax")
+h5py = pytest.importorskip("h5py")
+
+from prospect_emulator.amortized import (AmortizedInputError, AmortizedPosterior,  # noqa: E402
+                                         ObservationalNoiseModel, Observations, ParameterSpace,
+                                         fit_catalog_amortized, simulate)
+from prospect_emulator.amortized.simulate import emulator_inputs  # noqa: E402
+from prospect_emulator.errors import EmulatorFileError  # noqa: E402
+
+FILTERS = ["sdss_u0", "sdss_g0", "sdss_r0", "sdss_i0", "sdss_z0", "twomass_J", "twomass_H",
+           "twomass_Ks"]
+MISSING_RATE = np.array([0.1, 0, 0, 0, 0.05, 0.3, 0.3, 0.3])
+TINY_FLOW = ["--flow-layers", "2", "--nn-width", "24", "--nn-depth", "1"]
+
+
+def parametric_model():
+    from prospect_emulator import EmulatedSpecModel
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return EmulatedSpecModel.from_emulator("parametric", zred=None)
+
+
+def make_catalog(model, n, seed=1):
+    """(maggies, maggies_unc, zred, theta) of a survey-like catalogue (NaN = missing band)."""
+    rng = np.random.default_rng(seed)
+    theta = model.prior_transform(rng.random((n, model.ndim)))
+    flux = model.emulator.select(FILTERS).predict_maggies(emulator_inputs(model, theta))
+    sky = 10 ** (-0.4 * np.linspace(28.0, 26.0, len(FILTERS))) / 5  # 5-sigma depths 25.5-23.5
+    sky = sky[None, :] * 10 ** (0.1 * rng.standard_normal((n, 1)))
+    unc = np.sqrt(sky ** 2 + (0.02 * flux) ** 2)
+    maggies = flux + unc * rng.standard_normal(flux.shape)
+    missing = rng.random(flux.shape) < MISSING_RATE
+    missing[:, 5:] = missing[:, [5]]
+    maggies[missing] = np.nan
+    return maggies, unc, theta[:, model.theta_index["zred"].start], theta
+
+
+def write_catalog(path, maggies, unc, zred):
+    from astropy.table import Table
+    table = Table({"id": [f"g{i}" for i in range(len(zred))], "z": zred})
+    for b, name in enumerate(FILTERS):
+        table[f"f_{name}"] = maggies[:, b]
+        table[f"e_{name}"] = unc[:, b]
+    table.write(path, overwrite=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("amortized")
+
+
+@pytest.fixture(scope="module")
+def catalog(workdir):
+    model = parametric_model()
+    maggies, unc, zred, _ = make_catalog(model, 2000)
+    return write_catalog(str(workdir / "catalog.ecsv"), maggies, unc, zred)
+
+
+@pytest.fixture(scope="module")
+def posterior_path(workdir, catalog):
+    """A small real flow trained through the command line (1e4 simulations, a few epochs)."""
+    from prospect_emulator.cli.main import main
+    out = str(workdir / "posterior.h5")
+    code = main(["amortize", "train", "--emulator", "parametric", "--catalog", catalog,
+                 "--n-sims", "10000", "--out", out, "--epochs", "8", "--batch-size", "256",
+                 "--learning-rate", "3e-3", "--n-calibration", "300", "--quiet", *TINY_FLOW])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def posterior(posterior_path):
+    return AmortizedPosterior.load(posterior_path)
+
+
+@pytest.fixture(scope="module")
+def held_out(posterior):
+    """200 in-distribution simulations the flow never saw (another seed)."""
+    return simulate(posterior.model, posterior.noise_model, 200, seed=12345)
+
+
+def as_obs(sims, rows=slice(None)):
+    return Observations(FILTERS, sims.maggies[rows], sims.maggies_unc[rows], sims.zred[rows])
+
+
+# ------------------------------------------------------------------ simulations
+class TestSimulations:
+    def test_missing_bands_and_uncertainties_follow_the_catalogue(self):
+        model = parametric_model()
+        maggies, unc, zred, _ = make_catalog(model, 3000, seed=4)
+        noise = ObservationalNoiseModel.fit(maggies, unc, FILTERS)
+        sims = simulate(model, noise, 20000, seed=0, catalog_redshifts=zred)
+        observed = np.isfinite(maggies)
+        np.testing.assert_allclose(sims.mask.mean(axis=0), observed.mean(axis=0), atol=0.02)
+        # the near-IR bands go missing together, as in the catalogue
+        assert np.array_equal(sims.mask[:, 5], sims.mask[:, 7])
+        # median uncertainty per band within 0.05 dex of the catalogue's
+        med_sim = np.nanmedian(np.log10(sims.maggies_unc), axis=0)
+        med_cat = np.median(np.log10(unc), axis=0)
+        np.testing.assert_allclose(med_sim, med_cat, atol=0.05)
+        assert np.all(np.isnan(sims.maggies[~sims.mask]))
+        lo, hi = zred.min(), zred.max()
+        assert sims.zred.min() >= 0 and sims.zred.max() <= 3
+        assert abs(np.median(sims.zred) - np.median(zred)) < 0.1 * (hi - lo)
+
+    def test_same_seed_same_simulations_and_rate(self):
+        import time
+        model = parametric_model()
+        maggies, unc, _, _ = make_catalog(model, 500)
+        noise = ObservationalNoiseModel.fit(maggies, unc, FILTERS)
+        t0 = time.perf_counter()
+        a = simulate(model, noise, 20000, seed=3)
+        rate = len(a) / (time.perf_counter() - t0) * 60
+        b = simulate(model, noise, 20000, seed=3)
+        assert np.array_equal(a.maggies, b.maggies, equal_nan=True)
+        assert rate > 1e5, f"{rate:.3g} simulations per minute"
+
+    def test_emulator_error_and_floor_widen_the_scatter(self):
+        model = parametric_model()
+        maggies, unc, _, _ = make_catalog(model, 500)
+        noise = ObservationalNoiseModel.fit(maggies, unc, FILTERS)
+        sims = simulate(model, noise, 5000, seed=1, floor=0.05)
+        # bright objects: scatter of (observed - true) / sigma_obs well above 1 (5% floor)
+        bright = sims.maggies_true[:, 2] > 100 * sims.maggies_unc[:, 2]
+        pull = (sims.maggies[bright, 2] - sims.maggies_true[bright, 2]) / sims.maggies_unc[bright, 2]
+        assert np.std(pull) > 3
+
+    def test_noise_model_round_trips_through_arrays(self):
+        model = parametric_model()
+        maggies, unc, _, _ = make_catalog(model, 300)
+        noise = ObservationalNoiseModel.fit(maggies, unc, FILTERS)
+        again = ObservationalNoiseModel.from_arrays(noise.to_arrays())
+        assert again.filter_names == FILTERS
+        assert np.array_equal(again.patterns, noise.patterns)
+        np.testing.assert_array_equal(again.log_unc_median, noise.log_unc_median)
+
+    def test_noise_model_refuses_a_band_with_no_data(self):
+        model = parametric_model()
+        maggies, unc, _, _ = make_catalog(model, 300)
+        maggies[:, 3] = np.nan
+        with pytest.raises(Exception, match="sdss_i0"):
+            ObservationalNoiseModel.fit(maggies, unc, FILTERS)
+
+    def test_parameter_space_maps_into_the_prior_and_back(self):
+        model = parametric_model()
+        space = ParameterSpace(model)
+        assert space.inferred_names == ["mass", "logzsol", "dust2", "tage", "tau"]
+        theta = model.prior_transform(np.random.default_rng(0).random((100, model.ndim)))
+        back = space.full_theta(space.from_unbounded(space.to_unbounded(theta)),
+                                theta[:, space.zred_index])
+        np.testing.assert_allclose(back, theta, rtol=1e-6)
+        # any unbounded value lands inside the prior
+        wild = space.from_unbounded(np.random.default_rng(1).normal(0, 30, (100, 5)))
+        lo = np.where(space.log10, 10 ** space.lower, space.lower)
+        hi = np.where(space.log10, 10 ** space.upper, space.upper)
+        slack = 1e-9 * (hi - lo)
+        assert np.all((wild >= lo - slack) & (wild <= hi + slack))
+
+
+# ------------------------------------------------------------------ the file
+class TestPosteriorFile:
+    def test_save_load_round_trip_gives_identical_samples(self, posterior, posterior_path,
+                                                         held_out, tmp_path):
+        copy = str(tmp_path / "copy.h5")
+        posterior.save(copy)
+        again = AmortizedPosterior.load(copy)
+        a = posterior.sample(as_obs(held_out, slice(0, 20)), 300, seed=7, check_support=False)
+        b = again.sample(as_obs(held_out, slice(0, 20)), 300, seed=7, check_support=False)
+        assert np.array_equal(a.samples, b.samples)
+        assert again.filter_names == FILTERS
+        assert again.calibration == posterior.calibration
+
+    def test_file_holds_no_pickle_only_numbers_and_strings(self, posterior_path):
+        kinds = set()
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                kinds.add(obj.dtype.kind)
+                assert obj.dtype.kind in "biufS", f"{name}: dtype {obj.dtype}"
+            for key, value in obj.attrs.items():
+                assert isinstance(value, (str, bytes, int, float, np.number, np.ndarray)), key
+                if isinstance(value, np.ndarray):
+                    assert value.dtype.kind in "biufS", f"{name} attribute {key}"
+        with h5py.File(posterior_path, "r") as f:
+            visit("/", f)
+            f.visititems(visit)
+            assert f.attrs["format"] == "prospect-emulator-amortized"
+            assert len(f.attrs["emulator_checksum"]) == 64
+            assert "parametric" in f.attrs["model_definition"]
+            assert f["flow"].attrs["n_arrays"] > 0
+        with open(posterior_path, "rb") as f:
+            assert b"cnumpy" not in f.read()  # a pickle's opcode for numpy objects
+        assert "f" in kinds and "S" in kinds
+
+    def test_records_the_emulator_and_refuses_another(self, posterior_path):
+        from prospect_emulator.data import default_emulator
+        with pytest.raises(EmulatorFileError, match="checksum"):
+            AmortizedPosterior.load(posterior_path, emulator=default_emulator("default"))
+
+    def test_refuses_a_foreign_file(self, tmp_path):
+        path = str(tmp_path / "other.h5")
+        with h5py.File(path, "w") as f:
+            f.attrs["format"] = "something-else"
+        with pytest.raises(EmulatorFileError, match="not an amortized posterior"):
+            AmortizedPosterior.load(path)
+
+
+# ------------------------------------------------------------------ sampling
+class TestSampling:
+    def test_shape_reproducibility_and_prior_support(self, posterior, held_out):
+        obs = as_obs(held_out, slice(0, 30))
+        a = posterior.sample(obs, 500, seed=1)
+        b = posterior.sample(obs, 500, seed=1)
+        c = posterior.sample(obs, 500, seed=2)
+        assert a.samples.shape == (30, 500, 6)
+        assert a.theta_names == ["zred", "mass", "logzsol", "dust2", "tage", "tau"]
+        assert np.array_equal(a.samples, b.samples)
+        assert not np.array_equal(a.samples, c.samples)
+        np.testing.assert_array_equal(a.samples[:, :, 0],
+                                      np.broadcast_to(held_out.zred[:30, None], (30, 500)))
+        space = posterior.param_space
+        lo = np.where(space.log10, 10 ** space.lower, space.lower)
+        hi = np.where(space.log10, 10 ** space.upper, space.upper)
+        slack = 1e-9 * (hi - lo)
+        inferred = a.samples[:, :, space.inferred]
+        assert np.all((inferred >= lo - slack) & (inferred <= hi + slack))
+
+    def test_one_prospector_obs_dictionary(self, posterior, held_out):
+        obs = {"filters": FILTERS, "maggies": held_out.maggies[0],
+               "maggies_unc": held_out.maggies_unc[0], "zred": held_out.zred[0]}
+        result = posterior.sample(obs, 200, seed=0)
+        assert result.samples.shape == (1, 200, 6) and result.status[0] == "ok"
+
+    def test_calibration_smoke_68_percent_coverage(self, posterior, held_out):
+        result = posterior.sample(as_obs(held_out), 400, seed=5, check_support=False)
+        space = posterior.param_space
+        coverage = []
+        for j in space.inferred:
+            lo, hi = np.percentile(result.samples[:, :, j], [16, 84], axis=1)
+            truth = held_out.theta[:, j]
+            coverage.append(np.mean((truth >= lo) & (truth <= hi)))
+        # a tiny flow trained for seconds: loosely calibrated, never wildly off
+        assert 0.5 < np.mean(coverage) < 0.85, coverage
+        assert min(coverage) > 0.35, coverage
+
+
+# ------------------------------------------------------------------ bad input
+class TestBadInput:
+    def test_filter_not_trained_is_an_error_naming_it(self, posterior, held_out):
+        obs = Observations(FILTERS + ["galex_NUV"], np.c_[held_out.maggies[:2], [1e-9, 1e-9]],
+                           np.c_[held_out.maggies_unc[:2], [1e-10, 1e-10]], held_out.zred[:2])
+        with pytest.raises(AmortizedInputError, match="galex_NUV"):
+            posterior.sample(obs, 10)
+
+    def test_nan_flux_and_nonpositive_uncertainty_are_masked_bands(self, posterior, held_out):
+        rows = np.nonzero(held_out.mask.all(axis=1))[0][:2]
+        maggies, unc = held_out.maggies[rows].copy(), held_out.maggies_unc[rows].copy()
+        maggies[0, 1] = np.nan
+        unc[1, 2] = 0.0
+        result = posterior.sample(Observations(FILTERS, maggies, unc, held_out.zred[rows]), 50)
+        assert list(result.status) == ["ok", "ok"]
+        assert result.masked_bands[0] == ["sdss_g0 (flux not finite)"]
+        assert result.masked_bands[1] == ["sdss_r0 (uncertainty <= 0)"]
+        # g and r are never missing in the training catalogue: an untrained pattern, flagged
+        assert result.out_of_support.all()
+        assert all("missing-band pattern" in " ".join(r) for r in result.reasons)
+
+    def test_redshift_outside_the_prior_names_the_object_and_field(self, posterior, held_out):
+        obs = Observations(FILTERS, held_out.maggies[:3], held_out.maggies_unc[:3],
+                           [0.5, 7.0, np.nan], ids=["a", "far", "noz"])
+        with pytest.raises(AmortizedInputError, match="object 'far': field 'zred' = 7"):
+            posterior.sample(obs, 10)
+        flagged = posterior.sample(obs, 10, on_bad="flag")
+        assert list(flagged.status) == ["ok", "failed", "failed"]
+        assert "'noz'" in flagged.error[2] and "zred" in flagged.error[2]
+        assert np.isnan(flagged.samples[1:]).all() and np.isfinite(flagged.samples[0]).all()
+
+    def test_no_usable_band_is_an_error(self, posterior, held_out):
+        unc = held_out.maggies_unc[:1] * -1
+        with pytest.raises(AmortizedInputError, match="no band"):
+            posterior.sample(Observations(FILTERS, held_out.maggies[:1], unc, held_out.zred[:1]), 5)
+
+
+# ------------------------------------------------------------------ out of support
+class TestOutOfSupport:
+    def test_in_distribution_objects_are_rarely_flagged(self, posterior, held_out):
+        result = posterior.sample(as_obs(held_out), 200, seed=3)
+        assert result.out_of_support.mean() <= 0.08, result.reasons
+
+    def test_uncertainties_ten_times_the_noise_model_are_flagged(self, posterior, held_out):
+        obs = Observations(FILTERS, held_out.maggies[:50], held_out.maggies_unc[:50] * 10,
+                           held_out.zred[:50])
+        result = posterior.sample(obs, 100)
+        assert result.out_of_support.mean() > 0.9
+        assert "uncertainty of" in " ".join(result.reasons[0])
+
+    def test_photometry_far_off_the_simulations_is_flagged_by_chi2(self, posterior, held_out):
+        bright = np.nonzero(held_out.mask.all(axis=1) &
+                            (held_out.maggies_true[:, 2] > 30 * held_out.maggies_unc[:, 2]))[0][:20]
+        maggies = held_out.maggies[bright].copy()
+        maggies[:, 2] *= 10 ** (0.4 * 3.0)  # r band 3 mag brighter than any SED allows
+        result = posterior.sample(Observations(FILTERS, maggies, held_out.maggies_unc[bright],
+                                               held_out.zred[bright]), 200)
+        assert result.out_of_support.mean() > 0.8
+        assert any("chi2" in " ".join(r) for r in result.reasons)
+
+
+# ------------------------------------------------------------------ catalogues
+class TestCatalogue:
+    def test_summary_table_and_samples_file(self, posterior_path, catalog, tmp_path):
+        from astropy.table import Table
+        table = fit_catalog_amortized(Table.read(catalog)[:15], posterior_path, str(tmp_path),
+                                      n_samples=200, progress=False)
+        assert len(table) == 15 and set(table["method"]) == {"amortized"}
+        for name in ("mass", "logzsol", "dust2", "tage", "tau", "logmass_formed", "logmstar",
+                     "logsfr_100myr", "mwa_gyr"):
+            for p in (16, 50, 84):
+                assert f"{name}_p{p}" in table.colnames
+        assert np.all(table["mass_p16"] <= table["mass_p84"])
+        assert np.all(table["logmstar_p50"] < table["logmass_formed_p50"])
+        with h5py.File(str(tmp_path / "samples.h5"), "r") as f:
+            samples = f["samples"][()]
+            assert samples.shape == (15, 200, 6)
+            assert f["derived/logmstar"].shape == (15, 200)
+        np.testing.assert_allclose(np.percentile(samples[:, :, 1], 50, axis=1), table["mass_p50"])
+        # log10 mass formed of each draw is log10 of its mass parameter
+        with h5py.File(str(tmp_path / "samples.h5"), "r") as f:
+            np.testing.assert_allclose(f["derived/logmass_formed"][()], np.log10(samples[:, :, 1]))
+        assert os.path.exists(tmp_path / "summary.ecsv")
+
+
+# ------------------------------------------------------------------ training
+class TestTraining:
+    @pytest.mark.slow  # three short trainings, each compiling its step (~10-30 s shared)
+    def test_interrupted_training_resumes_to_the_same_flow(self, catalog, tmp_path, monkeypatch):
+        from prospect_emulator.amortized import train as train_module
+        kwargs = dict(seed=2, hyperparameters={"flow_layers": 1, "nn_width": 8, "nn_depth": 1},
+                      settings=train_module.TrainingSettings(max_epochs=3, batch_size=256),
+                      n_calibration=0, progress=False)
+        straight = train_module.train_amortized_posterior("parametric", catalog, 2000, **kwargs)
+        out = str(tmp_path / "resumed.h5")
+        save = train_module._save_checkpoint
+
+        def save_then_interrupt(*args, **kw):
+            save(*args, **kw)
+            if args[2] == 1:
+                raise KeyboardInterrupt
+        monkeypatch.setattr(train_module, "_save_checkpoint", save_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            train_module.train_amortized_posterior("parametric", catalog, 2000, out=out, **kwargs)
+        assert os.path.exists(out + ".checkpoint.h5")
+        monkeypatch.setattr(train_module, "_save_checkpoint", save)
+        resumed = train_module.train_amortized_posterior("parametric", catalog, 2000, out=out,
+                                                         **kwargs)
+        assert not os.path.exists(out + ".checkpoint.h5")
+        from prospect_emulator.amortized.flow import flow_arrays
+        for a, b in zip(flow_arrays(straight.flow), flow_arrays(resumed.flow)):
+            np.testing.assert_array_equal(a, b)
+        assert resumed.training["val_loss"] == straight.training["val_loss"]
+
+
+def test_exact_fitting_path_never_imports_jax():
+    code = ("import sys, prospect_emulator, prospect_emulator.prospector, "
+            "prospect_emulator.fitting, prospect_emulator.fitting.catalog, "
+            "prospect_emulator.amortized, prospect_emulator.cli.main as m; m.build_parser(); "
+            "assert 'jax' not in sys.modules, 'jax imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
