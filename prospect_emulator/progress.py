@@ -33,10 +33,18 @@ class Progress:
         Items finished before this run (a resumed job).
     label, unit : str
         E.g. ``"generate"``, ``"models"``.
+    remaining : bool
+        Also say how many items are left (``| remaining N``), and on a
+        terminal draw a bar.
+
+    Attributes
+    ----------
+    failed : int
+        Failed items so far (set by the caller; shown on the line).
     """
 
     def __init__(self, total, already_done=0, label="progress", unit="items", enabled=True,
-                 stream=None, interval=None, window=60.0):
+                 stream=None, interval=None, window=60.0, remaining=False):
         self.total, self.already_done = total, already_done
         self.label, self.unit = label, unit
         self.enabled = enabled
@@ -48,6 +56,7 @@ class Progress:
         self._last = -math.inf
         self._width = 0
         self.failed = 0
+        self.remaining = remaining
 
     def _record(self, computed):
         now = time.perf_counter()
@@ -71,8 +80,15 @@ class Progress:
         rate = self.rate(computed)
         eta = (self.total - done) / rate if rate > 0 else math.inf
         pct = 100.0 * done / self.total if self.total else 100.0
-        return (f"{self.label}: {done}/{self.total} {self.unit} ({pct:.1f}%) | "
+        bar = ""
+        if self.remaining and self.tty:  # a bar on a terminal; log files get plain lines
+            filled = int(20 * done / self.total) if self.total else 20
+            bar = "[" + "#" * filled + "-" * (20 - filled) + "] "
+        text = (f"{self.label}: {bar}{done}/{self.total} {self.unit} ({pct:.1f}%) | "
                 f"{rate:.3g} {self.unit}/s | ETA {format_duration(eta)} | failed {self.failed}")
+        if self.remaining:
+            text += f" | remaining {self.total - done}"
+        return text
 
     def update(self, computed, force=False):
         """Report ``computed`` items done by this run (rate-limited unless ``force``)."""

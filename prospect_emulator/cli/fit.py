@@ -33,37 +33,116 @@ def add_fit_options(parser):
 
 def add_arguments(parser):
     parser.add_argument("catalog", help="FITS, CSV or ECSV table (anything astropy.table reads)")
-    parser.add_argument("--out", required=True, help="output folder (resumed if it exists)")
-    parser.add_argument("--emulator", default=None, help="emulator file (default: the shipped one)")
+    parser.add_argument("--out", required=True,
+                        help="output folder (resumed if it exists; one run at a time)")
+    parser.add_argument("--emulator", default=None,
+                        help="emulator file, or a shipped one by name: default, parametric "
+                             "(default: default)")
     parser.add_argument("--flux-column", default="f_{filter}",
                         help="flux column template, {filter} = sedpy name (default f_{filter})")
     parser.add_argument("--unc-column", default="e_{filter}",
                         help="uncertainty column template (default e_{filter})")
     parser.add_argument("--zred-column", default="z", help="redshift column (default z)")
-    parser.add_argument("--id-column", default="id", help="object id column (default id)")
+    parser.add_argument("--id-column", default="id",
+                        help="object id column (default id); 'none' numbers the objects by row "
+                             "(row0, row1, ...)")
     parser.add_argument("--flux-unit", default="maggies", choices=list(FLUX_UNITS),
                         help="unit of the flux and uncertainty columns (default maggies; "
                              "1 maggie = 3631 Jy); an implausible one is refused")
-    parser.add_argument("--workers", type=int, default=2, help="parallel fits (default 2)")
     parser.add_argument("--limit", type=int, default=None, help="fit at most this many new objects")
     add_fit_options(parser)
     parser.add_argument("--covariance", action="store_true",
                         help="use the emulator's residual covariance in the noise model")
     parser.add_argument("--no-progress", action="store_true")
+    resume = parser.add_argument_group("resuming")
+    resume.add_argument("--retry-failed", action="store_true",
+                        help="fit again the objects whose earlier fit failed")
+    resume.add_argument("--restart", action="store_true",
+                        help="in a folder fitted with another emulator or model definition, move "
+                             "the earlier results to superseded-<time>/ and fit everything again")
+    engine = parser.add_argument_group(
+        "where the fits run (Dask; default: a local cluster of one worker process per core)")
+    engine.add_argument("--workers", type=int, default=None,
+                        help="worker processes of the local cluster (default: one per core)")
+    engine.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="use an existing Dask cluster: its scheduler address "
+                             "(tcp://host:8786) or scheduler file (JSON)")
+    engine.add_argument("--slurm", action="store_true",
+                        help="start the workers as SLURM jobs (dask-jobqueue; needs the 'cluster' "
+                             "extra); settings not given come from the dask-jobqueue configuration")
+    engine.add_argument("--cores", type=int, default=None,
+                        help="--slurm: cores per job, one worker process each")
+    engine.add_argument("--memory", default=None, help="--slurm: memory per job, e.g. 64GB")
+    engine.add_argument("--walltime", default=None, help="--slurm: time limit per job, HH:MM:SS")
+    engine.add_argument("--jobs", type=int, default=1, help="--slurm: number of jobs (default 1)")
+    engine.add_argument("--queue", default=None, help="--slurm: partition")
+    engine.add_argument("--account", default=None, help="--slurm: account to charge")
+    engine.add_argument("--attempts", type=int, default=3,
+                        help="tries of an object whose worker dies before it is recorded as "
+                             "failed (default 3)")
+
+
+def make_executor(args):
+    """A function starting the executor the options ask for (called only if there is work)."""
+    from ..errors import EmulatorConfigurationError
+    from ..fitting.executor import DaskExecutor
+    chosen = [name for name, on in (("--scheduler", args.scheduler), ("--slurm", args.slurm),
+                                    ("--workers", args.workers is not None)) if on]
+    if len(chosen) > 1:
+        raise EmulatorConfigurationError(
+            f"{' and '.join(chosen)} exclude each other: --workers sizes the local cluster, "
+            "--scheduler uses an existing one, --slurm starts SLURM jobs")
+    slurm_only = [f"--{n}" for n in ("cores", "memory", "walltime", "queue", "account")
+                  if getattr(args, n) is not None]
+    if slurm_only and not args.slurm:
+        raise EmulatorConfigurationError(f"{', '.join(slurm_only)} only apply with --slurm")
+    if args.scheduler:
+        return lambda: DaskExecutor.connect(args.scheduler, attempts=args.attempts)
+    if args.slurm:
+        extra = {k: getattr(args, k) for k in ("queue", "account") if getattr(args, k)}
+        return lambda: DaskExecutor.slurm(args.cores, args.memory, args.walltime, args.jobs,
+                                          attempts=args.attempts, **extra)
+    return lambda: DaskExecutor.local(n_workers=args.workers, attempts=args.attempts)
 
 
 def run(args):
-    from ..data import DEFAULT_EMULATOR_PATH
+    from ..data import DEFAULT_EMULATOR_PATH, SHIPPED_EMULATORS
+    from ..errors import EmulatorConfigurationError
     from ..fitting.catalog import CatalogColumns, fit_catalog
-    columns = CatalogColumns(args.flux_column, args.unc_column, args.zred_column, args.id_column,
+    id_column = None if args.id_column.lower() == "none" else args.id_column
+    columns = CatalogColumns(args.flux_column, args.unc_column, args.zred_column, id_column,
                              args.flux_unit)
-    table = fit_catalog(args.catalog, args.out, args.emulator or DEFAULT_EMULATOR_PATH, columns,
-                        workers=args.workers, limit=args.limit, covariance=args.covariance,
-                        nested_kwargs={"nested_nlive_init": args.nlive,
-                                       "nested_target_n_effective": args.n_effective},
-                        progress=not args.no_progress, floor=args.floor, seed=args.seed)
+    executor = make_executor(args)
+    try:
+        emulator = SHIPPED_EMULATORS.get(args.emulator, args.emulator) or DEFAULT_EMULATOR_PATH
+        table = fit_catalog(args.catalog, args.out, emulator,
+                            columns, limit=args.limit, covariance=args.covariance,
+                            nested_kwargs={"nested_nlive_init": args.nlive,
+                                           "nested_target_n_effective": args.n_effective},
+                            progress=not args.no_progress, floor=args.floor, seed=args.seed,
+                            executor=executor, attempts=args.attempts,
+                            retry_failed=args.retry_failed, restart=args.restart)
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as err:
+        raise EmulatorConfigurationError(
+            f"{err.filename or args.out}: {err.strerror or err} (check the paths of the catalogue, "
+            "the emulator and --out)") from None
+    return report(table, args.out)
+
+
+def report(table, outdir):
+    """Print what a catalogue folder holds; exit status 0 (all fitted) or 1 (some failed)."""
     n_ok = int(sum(s == "ok" for s in table["status"])) if len(table) else 0
-    print(f"{n_ok} objects fitted, {len(table) - n_ok} failed; summary: {args.out}/summary.ecsv")
+    n_failed = len(table) - n_ok
+    print(f"{n_ok} objects fitted, {n_failed} failed; summary: {outdir}/summary.ecsv")
+    if n_failed:
+        reasons = {}
+        for status, error in zip(table["status"], table["error"]):
+            if status != "ok":
+                key = str(error).split(":")[0] or "unknown"
+                reasons[key] = reasons.get(key, 0) + 1
+        print("failed: " + ", ".join(f"{k} {n}" for k, n in sorted(reasons.items(),
+                                                                   key=lambda kv: -kv[1]))
+              + " (reasons in the summary's error column; --retry-failed fits them again)")
     if n_ok:
         flagged = {c: int(table[c].sum()) for c in table.colnames if c.startswith("flag_")}
         print("flags: " + ", ".join(f"{c[5:]} {n}" for c, n in flagged.items())
