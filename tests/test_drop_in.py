@@ -245,3 +245,23 @@ def test_the_documented_parameter_table_is_current():
     script = os.path.join(os.path.dirname(__file__), "..", "docs", "make_parameter_table.py")
     module = runpy.run_path(script)
     assert module["main"](["--check"]) == 0, "run: python docs/make_parameter_table.py"
+
+
+class TestCheckCatalogue:
+    def test_the_example_galaxy_passes_and_a_wrong_unit_is_an_error(self, capsys):
+        from prospect_emulator.cli.main import main
+        from prospect_emulator.data import EXAMPLE_GALAXY_PATH
+        assert main(["check", EXAMPLE_GALAXY_PATH]) == 0
+        assert main(["check", EXAMPLE_GALAXY_PATH, "--flux-unit", "nJy"]) == 1
+        assert "nJy" in capsys.readouterr().out
+
+    def test_redshifts_outside_the_emulator_are_reported(self, tmp_path, capsys):
+        from astropy.table import Table
+        from prospect_emulator.cli.main import main
+        from prospect_emulator.data import EXAMPLE_GALAXY_PATH
+        table = Table.read(EXAMPLE_GALAXY_PATH)
+        table["z"] = 4.5
+        path = str(tmp_path / "far.ecsv")
+        table.write(path)
+        assert main(["check", path]) == 1
+        assert "outside the emulator's [0.5, 3]" in capsys.readouterr().out

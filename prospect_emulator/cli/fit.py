@@ -31,13 +31,8 @@ def add_fit_options(parser):
                              "quadrature (paper eq. 9; default 0.05, 0 allowed)")
 
 
-def add_arguments(parser):
-    parser.add_argument("catalog", help="FITS, CSV or ECSV table (anything astropy.table reads)")
-    parser.add_argument("--out", required=True,
-                        help="output folder (resumed if it exists; one run at a time)")
-    parser.add_argument("--emulator", default=None,
-                        help="emulator file, or a shipped one by name: default, parametric "
-                             "(default: default)")
+def add_catalog_column_options(parser):
+    """The catalogue column options of ``fit`` (also used by ``check``)."""
     parser.add_argument("--flux-column", default="f_{filter}",
                         help="flux column template, {filter} = sedpy name (default f_{filter})")
     parser.add_argument("--unc-column", default="e_{filter}",
@@ -49,6 +44,24 @@ def add_arguments(parser):
     parser.add_argument("--flux-unit", default="maggies", choices=list(FLUX_UNITS),
                         help="unit of the flux and uncertainty columns (default maggies; "
                              "1 maggie = 3631 Jy); an implausible one is refused")
+
+
+def catalog_columns(args):
+    """The :class:`~prospect_emulator.fitting.catalog.CatalogColumns` of the options."""
+    from ..fitting.catalog import CatalogColumns
+    id_column = None if args.id_column.lower() == "none" else args.id_column
+    return CatalogColumns(args.flux_column, args.unc_column, args.zred_column, id_column,
+                          args.flux_unit)
+
+
+def add_arguments(parser):
+    parser.add_argument("catalog", help="FITS, CSV or ECSV table (anything astropy.table reads)")
+    parser.add_argument("--out", required=True,
+                        help="output folder (resumed if it exists; one run at a time)")
+    parser.add_argument("--emulator", default=None,
+                        help="emulator file, or a shipped one by name: default, parametric "
+                             "(default: default)")
+    add_catalog_column_options(parser)
     parser.add_argument("--limit", type=int, default=None, help="fit at most this many new objects")
     add_fit_options(parser)
     parser.add_argument("--covariance", action="store_true",
@@ -108,10 +121,8 @@ def make_executor(args):
 def run(args):
     from ..data import DEFAULT_EMULATOR_PATH, SHIPPED_EMULATORS
     from ..errors import EmulatorConfigurationError
-    from ..fitting.catalog import CatalogColumns, fit_catalog
-    id_column = None if args.id_column.lower() == "none" else args.id_column
-    columns = CatalogColumns(args.flux_column, args.unc_column, args.zred_column, id_column,
-                             args.flux_unit)
+    from ..fitting.catalog import fit_catalog
+    columns = catalog_columns(args)
     executor = make_executor(args)
     try:
         emulator = SHIPPED_EMULATORS.get(args.emulator, args.emulator) or DEFAULT_EMULATOR_PATH
