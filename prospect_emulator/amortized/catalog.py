@@ -50,7 +50,8 @@ def read_catalog_arrays(data, columns=None, filter_names=None):
         column, or an implausible flux unit.
     """
     from astropy.table import Table
-    from ..fitting.catalog import FLUX_UNITS, CatalogColumns, check_flux_units
+    from ..fitting.catalog import (FLUX_UNITS, CatalogColumns, check_flux_units,
+                                   check_id_column, read_table)
     from .posterior import Observations
     if isinstance(data, Observations):
         if filter_names is None:
@@ -65,14 +66,7 @@ def read_catalog_arrays(data, columns=None, filter_names=None):
     where = "the table"
     if isinstance(data, (str, os.PathLike)):
         where = os.fspath(data)
-        if not os.path.exists(where):
-            raise EmulatorConfigurationError(f"no catalogue at {where}")
-        try:
-            data = Table.read(where)
-        except Exception as err:  # astropy raises many kinds for unreadable input
-            raise EmulatorConfigurationError(
-                f"cannot read {where} as a table (FITS, CSV or ECSV): {type(err).__name__}: "
-                f"{err}") from None
+        data = read_table(where)
     table = data if isinstance(data, Table) else Table(data)
     filters = _flux_column_filters(table.colnames, columns)
     if filter_names is not None:
@@ -85,6 +79,7 @@ def read_catalog_arrays(data, columns=None, filter_names=None):
     if columns.zred not in table.colnames:
         raise EmulatorConfigurationError(
             f"{where}: no redshift column {columns.zred!r}; columns: {', '.join(table.colnames[:20])}")
+    check_id_column(table, columns, where)
     check_flux_units(table, columns, filters)
     scale = FLUX_UNITS[columns.unit]
 
@@ -94,7 +89,7 @@ def read_catalog_arrays(data, columns=None, filter_names=None):
         return np.asarray(values, dtype=float)
     maggies = np.stack([col(columns.flux.format(filter=f)) for f in filters], axis=1) * scale
     unc = np.stack([col(columns.unc.format(filter=f)) for f in filters], axis=1) * scale
-    ids = ([str(v) for v in table[columns.id]] if columns.id in table.colnames
+    ids = ([str(v).strip() for v in table[columns.id]] if columns.id is not None
            else [f"row{i}" for i in range(len(table))])
     if len(set(ids)) != len(ids):
         raise EmulatorConfigurationError(f"{where}: object ids in column {columns.id!r} are not unique")

@@ -147,6 +147,28 @@ def _read_table(path):
     return table
 
 
+def read_table(path):
+    """An astropy Table from a FITS, CSV or ECSV file, BOM-safe; a clear error
+    for a missing or unreadable file."""
+    if not os.path.exists(path):
+        raise EmulatorConfigurationError(f"no catalogue at {path}")
+    try:
+        return _read_table(path)
+    except Exception as err:  # astropy raises many kinds for unreadable input
+        raise EmulatorConfigurationError(
+            f"cannot read {path} as a table (FITS, CSV or ECSV; astropy.table.Table.read): "
+            f"{type(err).__name__}: {err}") from None
+
+
+def check_id_column(table, columns, where):
+    """A missing id column is an explicit choice (``columns.id = None``), not row numbers."""
+    if columns.id is not None and columns.id not in table.colnames:
+        raise EmulatorConfigurationError(
+            f"{where}: no object id column {columns.id!r}; columns: {_column_list(table)}. Name "
+            "the id column (--id-column NAME), or number the objects by row with "
+            "--id-column none")
+
+
 def read_catalog(path, columns, filter_names):
     """Read an astropy-readable table (FITS, CSV, ECSV) into per-object records.
 
@@ -169,14 +191,7 @@ def read_catalog(path, columns, filter_names):
         ``columns.id`` is None), non-unique ids, or a flux unit that cannot be
         right for the values (:func:`check_flux_units`).
     """
-    if not os.path.exists(path):
-        raise EmulatorConfigurationError(f"no catalogue at {path}")
-    try:
-        table = _read_table(path)
-    except Exception as err:  # astropy raises many kinds for unreadable input
-        raise EmulatorConfigurationError(
-            f"cannot read {path} as a table (FITS, CSV or ECSV; astropy.table.Table.read): "
-            f"{type(err).__name__}: {err}") from None
+    table = read_table(path)
     filters = columns.filters_in(table.colnames, filter_names)
     if not filters:
         raise EmulatorConfigurationError(
@@ -186,11 +201,7 @@ def read_catalog(path, columns, filter_names):
     if columns.zred not in table.colnames:
         raise EmulatorConfigurationError(
             f"{path}: no redshift column {columns.zred!r}; columns: {_column_list(table)}")
-    if columns.id is not None and columns.id not in table.colnames:
-        raise EmulatorConfigurationError(
-            f"{path}: no object id column {columns.id!r}; columns: {_column_list(table)}. Name "
-            "the id column (--id-column NAME), or number the objects by row with "
-            "--id-column none")
+    check_id_column(table, columns, path)
     check_flux_units(table, columns, filters)
     scale = FLUX_UNITS[columns.unit]
     records = []
