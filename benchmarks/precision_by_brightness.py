@@ -38,7 +38,8 @@ def precision_by_brightness(emulator, training_set, limits=(28.0, 25.0)):
     limits : sequence of float
         Arsinh AB magnitudes: rows brighter than each, per filter.
     """
-    from prospect_emulator.training.evaluate import _held_out_rows, read_training_rows
+    from prospect_emulator.training.evaluate import (_held_out_rows, noise_model_residuals,
+                                                     read_training_rows)
     data = read_training_rows(training_set)
     held_out = _held_out_rows(emulator, data)
     if held_out is None:  # a fresh test set the emulator never saw: every row
@@ -48,13 +49,7 @@ def precision_by_brightness(emulator, training_set, limits=(28.0, 25.0)):
     residuals = emulator.predict_mags(params, check=False) - mags
     unit_std = None
     if getattr(emulator, "mass_param", None) is not None:
-        from prospect_emulator.runtime.magnitudes import (arsinh_mags_to_maggies,
-                                                          maggies_to_arsinh_mags)
-        per_msun = 10.0 ** -params[:, [emulator.param_names.index(emulator.mass_param)]]
-        def unit_mags(maggies):
-            return maggies_to_arsinh_mags(maggies * per_msun, emulator.mass_mu0, emulator.a)
-        unit_std = (unit_mags(emulator.predict_maggies(params, check=False))
-                    - unit_mags(arsinh_mags_to_maggies(mags, emulator.mu0, emulator.a))).std(axis=0)
+        unit_std = noise_model_residuals(emulator, params, mags).std(axis=0)
     by_limit = {}
     for limit in limits:
         bright = mags < limit
@@ -74,8 +69,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from prospect_emulator import load_emulator
     limits = [float(v) for v in args.limits.split(",")]
+    emulator = load_emulator(args.emulator)
     names, std_all, by_limit, faint, unit_std = precision_by_brightness(
-        load_emulator(args.emulator), args.training_set, limits)
+        emulator, args.training_set, limits)
     lines = [f"Emulator `{os.path.basename(args.emulator)}`, held-out rows of "
              f"`{os.path.basename(args.training_set)}`; {100 * faint:.0f}% of the (row, filter) "
              "pairs are fainter than 33 arsinh mag.", ""]
@@ -92,11 +88,13 @@ def main(argv=None):
     lines += markdown_table(["rows", "median std over filters (mag)", "largest std (mag)",
                              "filters above 0.05 mag"], summary, "lrrr")
     if unit_std is not None:
+        stored = emulator.residual_sigma
         lines += ["", "The emulator is mass-normalised: `EmulatorNoiseModel` treats the stored "
-                  "`residual_sigma` (the first row) as a fractional error at every flux, while "
-                  "the network's own fractional error is the unit-mass row, "
-                  f"{np.median(unit_std / std_all):.2f}x larger in the median filter "
-                  f"(up to {np.max(unit_std / std_all):.2f}x)."]
+                  "`residual_sigma` as a fractional error at every flux; the network's own "
+                  "fractional error is the unit-mass row, "
+                  f"{np.median(unit_std / stored):.2f}x the stored sigma in the median filter "
+                  f"(range {np.min(unit_std / stored):.2f}-{np.max(unit_std / stored):.2f}x; "
+                  f"stored: {emulator.provenance.get('residual_stats_magnitudes', 'output arsinh magnitudes (mu0), files before issue 10')})."]
     lines += [""]
     header = ["filter", "std, all rows"] + [x for limit in limits
                                             for x in (f"std, < {limit:g} mag", f"rows < {limit:g}")]

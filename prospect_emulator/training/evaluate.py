@@ -57,6 +57,39 @@ def residual_statistics(residuals):
     return stats, covariance
 
 
+def noise_model_residuals(emulator, params, mags):
+    """Test-set residuals in the magnitudes the noise model's error is about.
+
+    For a mass-normalised emulator, ``EmulatorNoiseModel`` treats the stored
+    residual sigma as a *fractional* error at every flux, which is the scatter
+    of the network's own unit-mass magnitudes (softening ``mass_mu0``), not
+    that of the output magnitudes (softening ``mu0``, which compresses faint
+    models' residuals).  Plain emulators: the output arsinh magnitudes.
+
+    Parameters
+    ----------
+    emulator : Emulator
+    params : ndarray, shape (n, n_params)
+        Emulator inputs of the test rows.
+    mags : ndarray, shape (n, n_filters)
+        True arsinh magnitudes (mu0 of the emulator) of the test rows.
+
+    Returns
+    -------
+    ndarray, shape (n, n_filters)
+        Emulated minus true magnitudes (arsinh mag).
+    """
+    from ..runtime.magnitudes import arsinh_mags_to_maggies, maggies_to_arsinh_mags
+    if getattr(emulator, "mass_param", None) is None:
+        return emulator.predict_mags(params, check=False) - mags
+    per_msun = 10.0 ** -params[:, [emulator.param_names.index(emulator.mass_param)]]
+
+    def unit_mags(maggies):
+        return maggies_to_arsinh_mags(maggies * per_msun, emulator.mass_mu0, emulator.a)
+    return (unit_mags(emulator.predict_maggies(params, check=False))
+            - unit_mags(arsinh_mags_to_maggies(mags, emulator.mu0, emulator.a)))
+
+
 def effective_wavelengths(filter_names):
     """sedpy effective wavelengths (Angstrom) of ``filter_names``; NaN where
     sedpy has no such filter (e.g. a custom curve)."""

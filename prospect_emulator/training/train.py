@@ -549,7 +549,7 @@ def _provenance(prepared, state, settings, dropped):
 
 def _export_with_test_statistics(model, prepared, state, settings, dropped, verbose):
     """The NumPy emulator of ``model``, with its residual statistics on the test rows."""
-    from .evaluate import residual_statistics
+    from .evaluate import noise_model_residuals, residual_statistics
     from .export import export_emulator
 
     data = prepared.data
@@ -560,13 +560,19 @@ def _export_with_test_statistics(model, prepared, state, settings, dropped, verb
     test = prepared.test
     pred_mags, pred_extras = emu.predict_mags_and_extras(data.params[test], check=False)
     residuals = pred_mags - data.mags[test]
-    stats, cov = residual_statistics(residuals)
+    # the stored statistics are those the noise model uses (unit-mass magnitudes
+    # for a mass-normalised emulator: a fractional error at every flux)
+    stats, cov = residual_statistics(noise_model_residuals(emu, data.params[test], data.mags[test]))
     emu.residual_stats, emu.residual_covariance = stats, cov
+    emu.provenance["residual_stats_magnitudes"] = (
+        "unit-mass arsinh magnitudes (mass_mu0)" if emu.mass_param is not None
+        else "output arsinh magnitudes (mu0)")
     dlog = np.log10(pred_extras[:, 0]) - np.log10(data.mfrac[test])
     emu.provenance["extra_residuals"] = {"mfrac": {
         "transform": MFRAC_TRANSFORM, "bias_dex": float(dlog.mean()), "std_dex": float(dlog.std(ddof=1))}}
     emu.provenance["test_rmse_mag"] = float(np.sqrt(np.mean(residuals ** 2)))
-    _log(verbose, f"test set ({len(test)} rows): residual std per filter {np.min(stats[:, -1]):.4f}"
-                  f"..{np.max(stats[:, -1]):.4f} mag (median {np.median(stats[:, -1]):.4f}); "
+    std = residuals.std(axis=0)
+    _log(verbose, f"test set ({len(test)} rows): residual std per filter {np.min(std):.4f}"
+                  f"..{np.max(std):.4f} mag (median {np.median(std):.4f}); "
                   f"log10 mfrac std {dlog.std(ddof=1):.4f} dex")
     return emu, residuals
