@@ -515,3 +515,17 @@ def test_evaluate_command_reproduces_the_stored_test_statistics(trained, trainin
     with h5py.File(training_set, "r") as f:    # the report's wavelengths are the file's
         np.testing.assert_allclose([r["wave_eff_angstrom"] for r in numbers["filters"]],
                                    f["filter_wave_effective"][()])
+
+
+def test_evaluate_stores_the_noise_models_statistics_in_a_copy(trained, training_set, tmp_path):
+    from prospect_emulator import load_emulator
+    from prospect_emulator.training.evaluate import noise_model_residuals
+    path, result = trained
+    out = str(tmp_path / "restamped.h5")
+    assert main(["evaluate", path, training_set, "--store-noise-statistics", out]) == 0
+    emu = load_emulator(out)
+    r = noise_model_residuals(result.emulator, result.test_params, result.test_mags)
+    np.testing.assert_allclose(emu.residual_sigma, r.std(axis=0, ddof=1))
+    assert emu.provenance["residual_stats_from"]["n_rows"] == len(result.test_params)
+    np.testing.assert_array_equal(emu.predict_mags(result.test_params[:5]),
+                                  result.emulator.predict_mags(result.test_params[:5]))

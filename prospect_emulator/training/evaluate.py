@@ -90,6 +90,41 @@ def noise_model_residuals(emulator, params, mags):
             - unit_mags(arsinh_mags_to_maggies(mags, emulator.mu0, emulator.a)))
 
 
+def store_noise_statistics(emulator, test_set, out):
+    """Write a copy of a single emulator whose stored residual statistics are
+    those the noise model uses (:func:`noise_model_residuals`), from a test set.
+
+    For emulators written before mass-normalised ones stored unit-mass
+    statistics.  ``test_set`` is the emulator's own training file (only its
+    held-out rows are used) or a fresh set it never saw (every row).
+
+    Returns
+    -------
+    Emulator
+        The emulator written to ``out``.
+    """
+    import copy
+    from ..runtime.fileformat import save_emulator
+    if getattr(emulator, "members", None):
+        raise EmulatorConfigurationError("store the statistics of each member of a stitched "
+                                         "emulator, then stitch them")
+    data = read_training_rows(test_set)
+    rows = _held_out_rows(emulator, data)
+    rows = np.arange(len(data)) if rows is None else np.flatnonzero(rows)
+    params = data.params[rows][:, [data.param_names.index(p) for p in emulator.param_names]]
+    mags = data.mags[rows][:, [data.filter_names.index(f) for f in emulator.filter_names]]
+    stats, cov = residual_statistics(noise_model_residuals(emulator, params, mags))
+    emu = copy.deepcopy(emulator)
+    emu.residual_stats, emu.residual_covariance = stats, cov
+    emu.provenance["residual_stats_magnitudes"] = (
+        "unit-mass arsinh magnitudes (mass_mu0)" if emu.mass_param is not None
+        else "output arsinh magnitudes (mu0)")
+    emu.provenance["residual_stats_from"] = {"file": os.path.basename(os.fspath(test_set)),
+                                             "n_rows": int(len(rows))}
+    save_emulator(emu, out)
+    return emu
+
+
 def effective_wavelengths(filter_names):
     """sedpy effective wavelengths (Angstrom) of ``filter_names``; NaN where
     sedpy has no such filter (e.g. a custom curve)."""
