@@ -12,6 +12,13 @@ def add_arguments(parser):
     parser.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
     from .fit import add_fit_options
     add_fit_options(parser)
+    if "--sampler" not in parser._option_string_actions:  # unless add_fit_options has it
+        from ..fitting.samplers import SAMPLERS
+        parser.add_argument("--sampler", choices=SAMPLERS, default="dynesty",
+                            help="posterior sampler (default dynesty, Prospector's fit_model); "
+                                 "--nlive/--n-effective apply to the nested samplers (ultranest: "
+                                 "minimum live points and effective sample size), emcee runs "
+                                 "until its chain is 50 autocorrelation times long")
 
 
 def run(args):
@@ -43,12 +50,16 @@ def run(args):
         # the Student-t SFR-ratio prior reaches beyond the training range: proposals there get -inf
         warnings.simplefilter("ignore")
         model = build_fitting_model(emulator, zred=rec["zred"])
-    check_nlive(args.nlive, model.ndim, option="--nlive")
+    from ..fitting.samplers import settings_from_cli
+    sampler = getattr(args, "sampler", "dynesty")
+    settings = settings_from_cli(sampler, args.nlive, args.n_effective)
+    if sampler != "emcee":
+        check_nlive(args.nlive, model.ndim, option="--nlive")
     noise = EmulatorNoiseModel(model, floor=args.floor)
     obs = make_obs(filters, rec["maggies"], rec["maggies_unc"])
     results_path = os.path.join(args.out, "example_results.h5")
-    print(f"fitting {model.ndim} free parameters with dynesty "
-          f"(nlive {args.nlive}, target n_eff {args.n_effective}) ...", flush=True)
+    described = ", ".join(f"{k} {v}" for k, v in settings.items()) or "default settings"
+    print(f"fitting {model.ndim} free parameters with {sampler} ({described}) ...", flush=True)
     true_theta = np.concatenate([np.atleast_1d(truth[p]) for p in model.free_params])
     from ..fitting.derived import step_sfh_summary
     model.set_parameters(true_theta)  # the SFH bins' masses of the truth
@@ -58,12 +69,11 @@ def run(args):
                   **{k: float(v) for k, v in true_derived.items()})
     t0 = time.time()
     fit = fit_galaxy(obs, model, noise, results_path=results_path, seed=args.seed,
-                     nested_kwargs={"nested_nlive_init": args.nlive,
-                                    "nested_target_n_effective": args.n_effective},
+                     sampler=sampler, sampler_settings=settings,
                      run_params=dict(model_recipe(emu_path, zred=rec["zred"]),
                                      object_id=rec["id"], truths=truths))
     print(f"done: {fit['ncall']} likelihood calls in {time.time() - t0:.1f} s "
-          f"({1e6 * fit['seconds'] / max(fit['ncall'], 1):.0f} us per call incl. dynesty)")
+          f"({1e6 * fit['seconds'] / max(fit['ncall'], 1):.0f} us per call incl. {sampler})")
 
     summary = posterior_summary(model, fit["samples"], fit["weights"])
     rows = [("log10 M* formed (Msun)", "logmass_formed"), ("log10 M* surviving (Msun)", "logmstar"),

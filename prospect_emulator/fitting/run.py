@@ -1,14 +1,10 @@
 """Fitting one galaxy: obs dictionaries, the dynesty run, posterior summaries."""
 import contextlib
-import os
 import threading
-import time
-import warnings
 
 import numpy as np
 
 from ..errors import EmulatorConfigurationError
-from ..fileio import atomic_path
 from .derived import sfh_summary
 from .quality import fit_quality, mask_reasons
 
@@ -117,8 +113,8 @@ def seeded_dynesty(seed):
 
 
 def fit_galaxy(obs, model, noise=None, nested_kwargs=None, results_path=None, run_params=None,
-               sps=None, seed=None):
-    """Sample the posterior of one galaxy with Prospector + dynesty.
+               sps=None, seed=None, sampler="dynesty", sampler_settings=None):
+    """Sample the posterior of one galaxy with Prospector + dynesty (or another sampler).
 
     Parameters
     ----------
@@ -128,7 +124,8 @@ def fit_galaxy(obs, model, noise=None, nested_kwargs=None, results_path=None, ru
     noise : EmulatorNoiseModel, optional
         The photometric noise model (``noise=(None, noise)`` in Prospector).
     nested_kwargs : dict, optional
-        Overrides of :data:`DEFAULT_NESTED_KWARGS`.
+        Overrides of :data:`DEFAULT_NESTED_KWARGS` (``dynesty`` and
+        ``dynesty-pool`` only).
     results_path : str, optional
         Where to write Prospector's HDF5 results (written beside and renamed
         into place, so a finished file is always complete).
@@ -138,64 +135,62 @@ def fit_galaxy(obs, model, noise=None, nested_kwargs=None, results_path=None, ru
         its checksum, redshift, overrides) so that
         :func:`~prospect_emulator.fitting.results.load_fit` can rebuild the model.
     sps : SPS source, optional
-        For a model that needs one (``None`` for an emulator).
+        For a model that needs one (``None`` for an emulator; ``dynesty`` only).
     seed : int, optional
-        Seed of dynesty's random state (:func:`seeded_dynesty`): the same seed,
-        data and settings give identical samples.  Default: unseeded.
+        Seed of the sampler's random state (dynesty: :func:`seeded_dynesty`):
+        the same seed, data and settings give identical samples.  Default: unseeded.
+    sampler : str
+        One of :data:`~prospect_emulator.fitting.samplers.SAMPLERS`
+        (default ``"dynesty"``, Prospector's ``fit_model``).
+    sampler_settings : dict, optional
+        Settings of that sampler
+        (:func:`~prospect_emulator.fitting.samplers.sampler_settings`); for
+        dynesty they update ``nested_kwargs``.
 
     Returns
     -------
     dict
         ``samples`` (n, n_free), ``weights`` (n,), ``lnprobability`` (n,),
-        ``logz``, ``ncall``, ``seconds`` (wall time of the sampling),
-        ``quality`` (:func:`~prospect_emulator.fitting.quality.fit_quality`:
-        best-fit chi^2, bands, flags) and ``output`` (what ``fit_model``
+        ``logz`` (None for emcee), ``ncall``, ``seconds`` (wall time of the
+        sampling), ``quality`` (:func:`~prospect_emulator.fitting.quality.fit_quality`:
+        best-fit chi^2, bands, flags), ``sampler``, ``settings``,
+        ``diagnostics`` and, for ``dynesty``, ``output`` (what ``fit_model``
         returned).  The results file also holds Prospector's ``bestfit``
-        group and the quality record (attribute ``fit_quality``).
+        group and the quality record (attribute ``fit_quality``); its
+        ``run_params`` record ``sampler``, ``sampler_settings`` and ``seed``.
 
     Raises
     ------
     EmulatorConfigurationError
-        ``nested_nlive_init`` below twice the number of free parameters.
+        ``nested_nlive_init`` below twice the number of free parameters, an
+        unknown sampler or setting, ``nested_kwargs`` or ``sps`` given to a
+        sampler that does not take them.
     """
-    from prospect.fitting import fit_model
-    kwargs = dict(DEFAULT_NESTED_KWARGS, **(nested_kwargs or {}))
-    check_nlive(kwargs.get("nested_nlive_init"), model.ndim)
-    t0 = time.time()
-    with seeded_dynesty(seed):
-        output = fit_model(obs, model, sps, noise=(None, noise), optimize=False, dynesty=True,
-                           **kwargs)
-    seconds = time.time() - t0
-    res = output["sampling"][0]
-    samples = np.asarray(res["samples"])
-    weights = np.exp(res["logwt"] - res["logz"][-1])
-    weights /= weights.sum()
-    # as Prospector's write_dynesty_h5 stores it
-    lnprobability = np.asarray(res["logl"]) + model.prior_product(samples)
+    from .samplers import run_sampler, write_sampler_results
+    settings = dict(sampler_settings or {})
+    if sampler in ("dynesty", "dynesty-pool"):
+        settings = dict(nested_kwargs or {}, **settings)
+    elif nested_kwargs:
+        raise EmulatorConfigurationError(
+            f"nested_kwargs are dynesty's settings; sampler {sampler!r} takes "
+            "sampler_settings=")
+    fit = run_sampler(sampler, model, obs, noise, seed=seed, sps=sps, **settings)
+    samples, weights, lnprobability = fit["samples"], fit["weights"], fit["lnprobability"]
     quality = fit_quality(model, obs, noise, samples, weights, lnprobability=lnprobability,
                           sps=sps)
     if results_path is not None:
-        from prospect.io import write_results
-        from .results import write_bestfit
-        recorded = dict(run_params or {}, **kwargs)
-        recorded["seed"] = None if seed is None else int(seed)
+        recorded = dict(run_params or {})
         recorded["noise_floor"] = getattr(noise, "floor", None)
         recorded["noise_covariance"] = getattr(noise, "covariance", None)
-        with atomic_path(results_path) as tmp:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            with warnings.catch_warnings():
-                # Prospector's notes that it has no version hash, no parameter file and
-                # pickled model_params (load_fit rebuilds the model without them)
-                for message in ("Could not obtain prospector version", "Could not store paramfile",
-                                "Could not JSON serialize model_params"):
-                    warnings.filterwarnings("ignore", message=message, category=RuntimeWarning)
-                write_results.write_hdf5(tmp, recorded, model, obs, res, None,
-                                         tsample=output["sampling"][1], toptimize=0.0)
-            write_bestfit(tmp, quality)
-    return {"samples": samples, "weights": weights, "lnprobability": lnprobability,
-            "logz": float(res["logz"][-1]), "ncall": int(np.sum(res["ncall"])),
-            "seconds": seconds, "quality": quality, "output": output}
+        write_sampler_results(results_path, fit, model, obs, run_params=recorded,
+                              quality=quality)
+    out = {"samples": samples, "weights": weights, "lnprobability": lnprobability,
+           "logz": fit["logz"], "ncall": fit["ncall"], "seconds": fit["seconds"],
+           "quality": quality, "sampler": fit["sampler"], "settings": fit["settings"],
+           "diagnostics": fit["diagnostics"]}
+    if "fit_model_output" in fit:
+        out["output"] = fit["fit_model_output"]
+    return out
 
 
 def posterior_samples(samples, weights, n=2000, seed=0):

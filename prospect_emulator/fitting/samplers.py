@@ -1,0 +1,565 @@
+"""Posterior samplers on one likelihood, behind one interface (issue 13).
+
+:func:`run_sampler` samples the posterior of an
+:class:`~prospect_emulator.EmulatedSpecModel` given photometry and an
+:class:`~prospect_emulator.EmulatorNoiseModel` with one of :data:`SAMPLERS`
+and returns weighted samples in one format; :func:`write_sampler_results`
+writes them as a Prospector HDF5 results file that
+``prospect.io.read_results.results_from`` and
+:func:`~prospect_emulator.fitting.results.load_fit` read::
+
+    fit = run_sampler("ultranest", model, obs, noise, seed=1, nlive=400)
+    fit["samples"], fit["weights"], fit["ncall"], fit["seconds"]
+
+``dynesty``
+    Today's path: Prospector's ``fit_model`` with dynesty
+    (:data:`~prospect_emulator.fitting.run.DEFAULT_NESTED_KWARGS`, any
+    ``nested_*`` keyword of ``fit_model``), one process, Prospector's
+    ``lnprobfn`` per call.
+``dynesty-pool``
+    The same dynesty run with its proposals spread over ``processes`` worker
+    processes (default 2) through :class:`dynesty.pool.Pool`, which hands the
+    likelihood to each worker once (a plain ``multiprocessing`` pool given
+    to ``fit_model(pool=...)`` would pickle the model, the filters and the
+    emulator with every proposal, and Prospector's default ``queue_size=1``
+    leaves any pool unused).  Prospector's own ``run_dynesty_sampler`` drives
+    it, with the same stopping and weight functions as ``fit_model``.
+``ultranest``
+    UltraNest's ``ReactiveNestedSampler`` with ``vectorized=True`` on
+    :meth:`VectorisedLikelihood.lnlike
+    <prospect_emulator.prospector.VectorisedLikelihood.lnlike>` and its
+    batched prior transform, and a slice step sampler with
+    ``generate_mixture_random_direction`` (the population version by default,
+    whose likelihood calls are batched).
+``emcee``
+    An affine-invariant ensemble (``vectorize=True``) on the full
+    ln-posterior of :class:`~prospect_emulator.prospector.VectorisedLikelihood`,
+    walkers started from prior draws, run until the chain is at least
+    ``min_tau_multiple`` (50) integrated autocorrelation times long or
+    ``max_steps`` is reached; burn-in and thinning from the autocorrelation
+    time.  A shorter chain gives a :class:`ShortChainWarning` (or, with
+    ``require_converged=True``, a :class:`SamplerConvergenceError`).
+
+Every sampler is seeded: the same seed, data and settings give identical
+samples.  UltraNest draws from NumPy's global random state: it is seeded for
+the run and restored afterwards.
+"""
+import contextlib
+import json
+import math
+import os
+import time
+import warnings
+
+import numpy as np
+
+from ..errors import EmulatorConfigurationError, EmulatorError
+
+__all__ = ["run_sampler", "write_sampler_results", "sampler_settings", "settings_from_cli",
+           "SAMPLERS",
+           "DEFAULT_SETTINGS", "ShortChainWarning", "SamplerConvergenceError",
+           "ULTRANEST_FLOOR_LNLIKE"]
+
+#: The samplers :func:`run_sampler` knows.
+SAMPLERS = ("dynesty", "dynesty-pool", "ultranest", "emcee")
+
+#: ln-likelihood UltraNest is given where the likelihood is -inf (outside the
+#: prior's support or the emulator's training range): UltraNest needs finite
+#: values; this is what its own ``make_safe`` wrapper uses.
+ULTRANEST_FLOOR_LNLIKE = -1e100
+
+#: Short names accepted for dynesty's ``fit_model`` keywords.
+_DYNESTY_ALIASES = {"nlive": "nested_nlive_init", "nlive_batch": "nested_nlive_batch",
+                    "n_effective": "nested_target_n_effective", "sample": "nested_sample",
+                    "walks": "nested_walks", "bound": "nested_bound",
+                    "maxcall": "nested_maxcall", "dlogz": "nested_dlogz_init",
+                    "slices": "nested_slices"}
+
+#: Default settings per sampler (dynesty: see
+#: :data:`~prospect_emulator.fitting.run.DEFAULT_NESTED_KWARGS`).
+DEFAULT_SETTINGS = {
+    "dynesty-pool": {"processes": 2},
+    "ultranest": {
+        "nlive": 400,             # min_num_live_points
+        "step_sampler": "population-slice",  # "slice", or "none" (MLFriends region sampling)
+        "nsteps": None,           # slice steps per new point; None: 2 x ndim
+        "popsize": 50,            # points evolved together (one batched call each step)
+        "dlogz": 0.5, "min_ess": 2000, "frac_remain": 0.01,
+        "max_ncalls": None,
+    },
+    "emcee": {
+        "nwalkers": None,         # None: max(32, 4 x ndim), rounded up to even
+        "moves": "stretch",       # "stretch" (emcee's default) or "de-snooker" (DE 0.8 + snooker 0.2)
+        "min_steps": 2000,        # steps before convergence is first judged
+        "max_steps": 50000,
+        "check_every": 1000,      # steps between autocorrelation estimates
+        "min_tau_multiple": 50,   # chain length / autocorrelation time required
+        "burn_tau_multiple": 5,   # burn-in = this x the largest autocorrelation time
+        "require_converged": False,
+    },
+}
+
+
+class ShortChainWarning(RuntimeWarning):
+    """An MCMC chain shorter than ``min_tau_multiple`` autocorrelation times:
+    its autocorrelation time, and hence its posterior, are not to be trusted."""
+
+
+class SamplerConvergenceError(EmulatorError):
+    """The sampler stopped (``max_steps``) before its convergence criterion
+    was met and ``require_converged=True`` was asked for."""
+
+
+# -------------------------------------------------------------- settings
+def sampler_settings(name, ndim=None, **settings):
+    """The complete settings of sampler ``name``: the defaults updated by ``settings``.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`SAMPLERS`.
+    ndim : int, optional
+        Number of free parameters (fills ``None`` defaults that depend on it).
+    **settings
+        For ``dynesty``/``dynesty-pool``: Prospector ``fit_model`` keywords
+        (``nested_*``, ``print_progress``, ``verbose``) or their short names
+        ``nlive``, ``nlive_batch``, ``n_effective``, ``sample``, ``walks``,
+        ``bound``, ``maxcall``, ``dlogz``, ``slices``; ``dynesty-pool`` also
+        ``processes``.  Others: the keys of :data:`DEFAULT_SETTINGS`.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    EmulatorConfigurationError
+        An unknown sampler or setting (the message lists what is allowed).
+    """
+    from .run import DEFAULT_NESTED_KWARGS
+    if name not in SAMPLERS:
+        raise EmulatorConfigurationError(
+            f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    if name in ("dynesty", "dynesty-pool"):
+        out = dict(DEFAULT_NESTED_KWARGS, **DEFAULT_SETTINGS.get(name, {}))
+        for key, value in settings.items():
+            key = _DYNESTY_ALIASES.get(key, key)
+            if not (key.startswith("nested_") or key in out):
+                raise EmulatorConfigurationError(
+                    f"unknown {name} setting {key!r}: use Prospector fit_model keywords "
+                    f"(nested_*, print_progress, verbose"
+                    f"{', processes' if name == 'dynesty-pool' else ''}) or the short names "
+                    f"{', '.join(sorted(_DYNESTY_ALIASES))}")
+            out[key] = value
+        if name == "dynesty-pool" and int(out["processes"]) < 1:
+            raise EmulatorConfigurationError(
+                f"dynesty-pool needs processes >= 1; got {out['processes']}")
+        return out
+    defaults = DEFAULT_SETTINGS[name]
+    unknown = sorted(set(settings) - set(defaults))
+    if unknown:
+        raise EmulatorConfigurationError(
+            f"unknown {name} setting(s) {', '.join(unknown)}; allowed: "
+            f"{', '.join(sorted(defaults))}")
+    out = dict(defaults, **settings)
+    if name == "ultranest":
+        allowed = ("population-slice", "slice", "none")
+        if out["step_sampler"] not in allowed:
+            raise EmulatorConfigurationError(
+                f"ultranest step_sampler {out['step_sampler']!r} is not one of {allowed}")
+        if ndim is not None and out["nsteps"] is None:
+            out["nsteps"] = 2 * int(ndim)
+    if name == "emcee":
+        if out["moves"] not in ("stretch", "de-snooker"):
+            raise EmulatorConfigurationError(
+                f"emcee moves {out['moves']!r} is not one of ('stretch', 'de-snooker')")
+        if ndim is not None and out["nwalkers"] is None:
+            n = max(32, 4 * int(ndim))
+            out["nwalkers"] = n + n % 2
+        if out["nwalkers"] is not None and (int(out["nwalkers"]) < 2 * (ndim or 1)
+                                            or int(out["nwalkers"]) % 2):
+            raise EmulatorConfigurationError(
+                f"emcee nwalkers = {out['nwalkers']}: it must be even and at least twice the "
+                f"{ndim} free parameters")
+        if int(out["max_steps"]) < int(out["min_steps"]):
+            raise EmulatorConfigurationError(
+                f"emcee max_steps ({out['max_steps']}) is below min_steps ({out['min_steps']})")
+    return out
+
+
+def settings_from_cli(name, nlive=None, n_effective=None):
+    """Settings of sampler ``name`` from the command line's ``--nlive`` and ``--n-effective``.
+
+    dynesty and dynesty-pool: ``nested_nlive_init`` and
+    ``nested_target_n_effective``; ultranest: ``nlive`` (minimum live points)
+    and ``min_ess`` (minimum effective sample size); emcee has no live points
+    and stops on its autocorrelation time: both are ignored (empty dict).
+
+    Raises
+    ------
+    EmulatorConfigurationError
+        An unknown sampler name.
+    """
+    if name not in SAMPLERS:
+        raise EmulatorConfigurationError(
+            f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    keys = {"dynesty": ("nested_nlive_init", "nested_target_n_effective"),
+            "dynesty-pool": ("nested_nlive_init", "nested_target_n_effective"),
+            "ultranest": ("nlive", "min_ess")}.get(name)
+    if keys is None:
+        return {}
+    return {k: int(v) for k, v in zip(keys, (nlive, n_effective)) if v is not None}
+
+
+# -------------------------------------------------------------- interface
+def run_sampler(name, model, obs, noise=None, seed=None, sps=None, **settings):
+    """Sample the posterior of one galaxy with sampler ``name``.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`SAMPLERS`.
+    model : EmulatedSpecModel
+    obs : dict
+        Prospector obs dictionary, photometry only
+        (:func:`~prospect_emulator.fitting.run.make_obs`).
+    noise : EmulatorNoiseModel, optional
+        The photometric noise model (eq. 9); ``None``: ``obs["maggies_unc"]`` alone.
+    seed : int, optional
+        The same seed, data and settings give identical samples.  ``None``:
+        unseeded.
+    sps : SPS source, optional
+        ``dynesty`` only: the source of a model that needs one (``None`` for
+        an emulator).
+    **settings
+        See :func:`sampler_settings`.
+
+    Returns
+    -------
+    dict
+        ``samples`` (n, ndim); ``weights`` (n,), summing to 1 (equal for
+        emcee); ``lnprobability`` and ``lnlikelihood`` (n,); ``logz`` (ln
+        evidence; None for emcee) and ``logzerr``; ``ncall`` (likelihood
+        evaluations); ``seconds`` (wall time of the sampling); ``sampler``
+        (the name); ``settings`` (the complete settings, JSON-serialisable);
+        ``seed``; ``diagnostics`` (sampler-specific, JSON-serialisable: e.g.
+        emcee's autocorrelation times); ``raw`` (dynesty: its results object,
+        else None).
+
+    Raises
+    ------
+    EmulatorConfigurationError
+        Unknown sampler or setting, a sampler library not installed, or (for
+        ultranest and emcee) a model :class:`VectorisedLikelihood` cannot serve.
+    SamplerConvergenceError
+        emcee with ``require_converged=True`` whose chain stayed shorter than
+        ``min_tau_multiple`` autocorrelation times.
+    """
+    full = sampler_settings(name, ndim=model.ndim, **settings)
+    if name == "dynesty":
+        out = _run_dynesty(model, obs, noise, seed, full, sps)
+    elif sps is not None:
+        raise EmulatorConfigurationError(
+            f"sampler {name!r} runs on the emulator only (sps must be None); use "
+            "sampler='dynesty' for a model with an SPS source")
+    else:
+        runner = {"dynesty-pool": _run_dynesty_pool, "ultranest": _run_ultranest,
+                  "emcee": _run_emcee}[name]
+        out = runner(model, obs, noise, seed, full)
+    out.update(sampler=name, settings=_jsonable(full), seed=None if seed is None else int(seed))
+    return out
+
+
+def _jsonable(settings):
+    return json.loads(json.dumps(settings, default=lambda v: v.item() if hasattr(v, "item")
+                                 else str(v)))
+
+
+def _require(module, extra_hint):
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise EmulatorConfigurationError(
+            f"this sampler needs the '{module}' package: pip install {extra_hint}") from None
+
+
+def _vectorised_likelihood(model, obs, noise, nested):
+    from ..prospector.vectorised import VectorisedLikelihood
+    return VectorisedLikelihood(model, obs, noise, nested=nested)
+
+
+# ---------------------------------------------------------------- dynesty
+def _dynesty_output(model, res, seconds):
+    samples = np.asarray(res["samples"])
+    weights = np.exp(res["logwt"] - res["logz"][-1])
+    weights /= weights.sum()
+    lnlike = np.asarray(res["logl"])
+    return {"samples": samples, "weights": weights, "lnlikelihood": lnlike,
+            # as Prospector's write_dynesty_h5 stores it
+            "lnprobability": lnlike + model.prior_product(samples),
+            "logz": float(res["logz"][-1]), "logzerr": float(res["logzerr"][-1]),
+            "ncall": int(np.sum(res["ncall"])), "seconds": seconds,
+            "diagnostics": {"niter": int(res["niter"]), "efficiency": float(res["eff"])},
+            "raw": res}
+
+
+def _run_dynesty(model, obs, noise, seed, settings, sps=None):
+    from prospect.fitting import fit_model
+    from .run import check_nlive, seeded_dynesty
+    check_nlive(settings.get("nested_nlive_init"), model.ndim)
+    t0 = time.time()
+    with seeded_dynesty(seed):
+        output = fit_model(obs, model, sps, noise=(None, noise), optimize=False, dynesty=True,
+                           **settings)
+    out = _dynesty_output(model, output["sampling"][0], time.time() - t0)
+    out["fit_model_output"] = output
+    return out
+
+
+def _run_dynesty_pool(model, obs, noise, seed, settings):
+    import dynesty.pool
+    from dynesty.dynamicsampler import stopping_function, weight_function
+    from prospect.fitting import lnprobfn
+    from prospect.fitting.fitting import wrap_lnp
+    from prospect.fitting.nested import run_dynesty_sampler
+    from .run import check_nlive, seeded_dynesty
+    check_nlive(settings.get("nested_nlive_init"), model.ndim)
+    kwargs = dict(settings)
+    processes = int(kwargs.pop("processes"))
+    n_effective = kwargs.pop("nested_target_n_effective")
+    # as prospect.fitting.fitting.run_dynesty builds it
+    lnp = wrap_lnp(lnprobfn, obs, model, None, noise=(None, noise), nested=True)
+    t0 = time.time()
+    with seeded_dynesty(seed), dynesty.pool.Pool(processes, lnp, model.prior_transform) as pool:
+        res = run_dynesty_sampler(pool.loglike, pool.prior_transform, model.ndim,
+                                  stop_function=stopping_function, wt_function=weight_function,
+                                  nested_stop_kwargs={"target_n_effective": n_effective},
+                                  pool=pool, queue_size=processes, **kwargs)
+    return _dynesty_output(model, res, time.time() - t0)
+
+
+# -------------------------------------------------------------- ultranest
+@contextlib.contextmanager
+def _global_numpy_seed(seed):
+    """Seed NumPy's global random state inside the block, restore it after."""
+    if seed is None:
+        yield
+        return
+    state = np.random.get_state()
+    np.random.seed(int(seed) % 2 ** 32)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def _run_ultranest(model, obs, noise, seed, settings):
+    _require("ultranest", "ultranest")
+    import logging
+    from ultranest import ReactiveNestedSampler
+    like = _vectorised_likelihood(model, obs, noise, nested=True)
+    ncall = [0]
+
+    def loglike(theta):
+        ncall[0] += len(theta)
+        lnl = like.lnlike(theta)
+        return np.where(np.isfinite(lnl), lnl, ULTRANEST_FLOOR_LNLIKE)
+
+    logger = logging.getLogger("ultranest")
+    level = logger.level
+    t0 = time.time()
+    with _global_numpy_seed(seed):
+        try:
+            sampler = ReactiveNestedSampler(list(model.theta_labels()), loglike,
+                                            transform=like.prior_transform, vectorized=True,
+                                            num_test_samples=0)
+            logger.setLevel(logging.WARNING)  # its progress lines (INFO)
+            sampler.stepsampler = _step_sampler(settings)
+            result = sampler.run(min_num_live_points=int(settings["nlive"]),
+                                 dlogz=settings["dlogz"], min_ess=int(settings["min_ess"]),
+                                 frac_remain=settings["frac_remain"],
+                                 max_ncalls=settings["max_ncalls"], show_status=False,
+                                 viz_callback=False)
+        finally:
+            logger.setLevel(level)
+    seconds = time.time() - t0
+    weighted = result["weighted_samples"]
+    samples = np.asarray(weighted["points"])[:, :model.ndim]
+    weights = np.asarray(weighted["weights"], dtype=float)
+    keep = weights > 0
+    samples, weights = samples[keep], weights[keep] / weights[keep].sum()
+    lnlike = np.asarray(weighted["logl"], dtype=float)[keep]
+    return {"samples": samples, "weights": weights, "lnlikelihood": lnlike,
+            "lnprobability": lnlike + model.prior_product(samples),
+            "logz": float(result["logz"]), "logzerr": float(result["logzerr"]),
+            "ncall": int(ncall[0]), "seconds": seconds, "raw": None,
+            "diagnostics": {"niter": int(result["niter"]), "ess": float(result["ess"]),
+                            "ultranest_ncall": int(result["ncall"]),
+                            "insertion_order_MWW_test": _jsonable(
+                                result.get("insertion_order_MWW_test", {}))}}
+
+
+def _step_sampler(settings):
+    kind = settings["step_sampler"]
+    if kind == "none":
+        return None
+    nsteps = int(settings["nsteps"])
+    if kind == "slice":
+        from ultranest.stepsampler import SliceSampler, generate_mixture_random_direction
+        return SliceSampler(nsteps=nsteps, generate_direction=generate_mixture_random_direction)
+    from ultranest.popstepsampler import PopulationSliceSampler
+    from ultranest.stepfuncs import generate_mixture_random_direction
+    return PopulationSliceSampler(popsize=int(settings["popsize"]), nsteps=nsteps,
+                                  generate_direction=generate_mixture_random_direction)
+
+
+# ------------------------------------------------------------------ emcee
+def _run_emcee(model, obs, noise, seed, settings):
+    emcee = _require("emcee", "emcee")
+    like = _vectorised_likelihood(model, obs, noise, nested=False)
+    ndim, nwalkers = model.ndim, int(settings["nwalkers"])
+    rng = np.random.default_rng(seed)
+    start, n_drawn = _prior_draws_with_finite_posterior(like, nwalkers, rng)
+    if settings["moves"] == "stretch":
+        moves = None
+    else:  # the mixture emcee's documentation suggests for multimodal posteriors
+        moves = [(emcee.moves.DEMove(), 0.8), (emcee.moves.DESnookerMove(), 0.2)]
+    ncall = [n_drawn]
+
+    def lnprob(theta):
+        ncall[0] += len(theta)
+        return like(theta)
+
+    sampler = emcee.EnsembleSampler(nwalkers, ndim, lnprob, vectorize=True, moves=moves)
+    sampler.random_state = np.random.RandomState(rng.integers(2 ** 32)).get_state()
+    multiple = float(settings["min_tau_multiple"])
+    state, tau, converged = start, None, False
+    t0 = time.time()
+    with np.errstate(invalid="ignore"):  # DE moves propose outside the prior: -inf - -inf
+        while sampler.iteration < int(settings["max_steps"]):
+            steps = (int(settings["min_steps"]) if sampler.iteration == 0 else
+                     min(int(settings["check_every"]),
+                         int(settings["max_steps"]) - sampler.iteration))
+            state = sampler.run_mcmc(state, steps, progress=False)
+            tau = sampler.get_autocorr_time(tol=0)
+            if np.all(np.isfinite(tau)) and sampler.iteration >= multiple * np.max(tau):
+                converged = True
+                break
+    seconds = time.time() - t0
+    tau_max = float(np.max(tau))
+    burn = int(min(math.ceil(float(settings["burn_tau_multiple"]) * tau_max),
+                   sampler.iteration // 2))
+    thin = max(1, int(0.5 * float(np.min(tau))))
+    length_in_tau = sampler.iteration / tau_max
+    if not converged:
+        message = (f"emcee stopped at max_steps = {sampler.iteration} steps, "
+                   f"{length_in_tau:.1f} autocorrelation times (tau = {tau_max:.0f} steps); "
+                   f"at least {multiple:g} are needed for a trustworthy posterior: raise "
+                   "max_steps or choose another sampler")
+        if settings["require_converged"]:
+            raise SamplerConvergenceError(message)
+        warnings.warn(message, ShortChainWarning, stacklevel=3)
+    samples = sampler.get_chain(discard=burn, thin=thin, flat=True)
+    lnprob = sampler.get_log_prob(discard=burn, thin=thin, flat=True)
+    return {"samples": samples, "weights": np.full(len(samples), 1.0 / len(samples)),
+            "lnprobability": lnprob, "lnlikelihood": lnprob - model.prior_product(samples),
+            "logz": None, "logzerr": None, "ncall": int(ncall[0]), "seconds": seconds,
+            "raw": None,
+            "diagnostics": {"autocorr_time": [float(t) for t in tau],
+                            "chain_length_in_autocorr_times": float(length_in_tau),
+                            "converged": bool(converged), "n_steps": int(sampler.iteration),
+                            "burn": burn, "thin": thin, "nwalkers": nwalkers,
+                            "acceptance_fraction": float(np.mean(sampler.acceptance_fraction))}}
+
+
+def _prior_draws_with_finite_posterior(like, n, rng, max_draws=200000):
+    """``n`` prior draws whose ln-posterior is finite (inside the training range), and
+    the number of draws evaluated."""
+    found, drawn = [], 0
+    while sum(len(f) for f in found) < n and drawn < max_draws:
+        theta = like.prior_transform(rng.uniform(size=(4 * n, like.ndim)))
+        drawn += len(theta)
+        found.append(theta[np.isfinite(like(theta))])
+    found = np.concatenate(found)
+    if len(found) < n:
+        raise EmulatorConfigurationError(
+            f"only {len(found)} of {drawn} prior draws have a finite ln-posterior (the rest lie "
+            "outside the emulator's training range): the priors do not fit the emulator")
+    return found[:n], drawn
+
+
+# ---------------------------------------------------------------- writing
+def write_sampler_results(path, fit, model, obs, run_params=None, quality=None):
+    """Write a :func:`run_sampler` result as a Prospector HDF5 results file.
+
+    dynesty results are written by Prospector's ``write_hdf5`` as always.  For
+    the other samplers ``write_hdf5`` writes the header, ``run_params`` and
+    ``obs``, and the ``sampling`` group gets what Prospector's
+    ``write_dynesty_h5`` writes for weighted samples: datasets ``chain``
+    (n, ndim), ``weights`` (summing to 1), ``lnprobability`` (ln-posterior),
+    ``lnlikelihood`` and (nested samplers) ``logz``/``logzerr``; attributes
+    ``ncall``, ``theta_labels``, ``sampling_duration`` (JSON), plus
+    ``sampler`` and ``diagnostics``.  ``run_params`` records ``sampler``,
+    ``sampler_settings`` and ``seed`` in every case.  With ``quality``
+    (:func:`~prospect_emulator.fitting.quality.fit_quality`) the ``bestfit``
+    group and the quality record are added
+    (:func:`~prospect_emulator.fitting.results.write_bestfit`).
+
+    Parameters
+    ----------
+    path : str
+        The file to create (written beside and renamed into place).
+    fit : dict
+        From :func:`run_sampler`.
+    model : EmulatedSpecModel
+    obs : dict
+    run_params : dict, optional
+        Extra entries (e.g. :func:`~prospect_emulator.fitting.results.model_recipe`).
+    quality : dict, optional
+    """
+    from prospect.io import write_results
+    from ..fileio import atomic_path
+    from .results import write_bestfit
+    recorded = dict(run_params or {})
+    if fit["sampler"] == "dynesty":  # fit_model's keywords at the top level, as before
+        recorded.update(fit["settings"])
+    recorded.update(sampler=fit["sampler"], sampler_settings=fit["settings"], seed=fit["seed"])
+    with atomic_path(path) as tmp:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        with warnings.catch_warnings():
+            # Prospector's notes that it has no version hash, no parameter file and
+            # pickled model_params (load_fit rebuilds the model without them)
+            for message in ("Could not obtain prospector version", "Could not store paramfile",
+                            "Could not JSON serialize model_params"):
+                warnings.filterwarnings("ignore", message=message, category=RuntimeWarning)
+            write_results.write_hdf5(tmp, recorded, model, obs, fit["raw"], None,
+                                     tsample=fit["seconds"], toptimize=0.0)
+        if fit["raw"] is None:
+            _write_weighted_sampling(tmp, fit, model)
+        else:
+            import h5py
+            with h5py.File(tmp, "a") as hf:
+                hf["sampling"].attrs["sampler"] = json.dumps(fit["sampler"])
+                hf["sampling"].attrs["diagnostics"] = json.dumps(fit["diagnostics"])
+        if quality is not None:
+            write_bestfit(tmp, quality)
+
+
+def _write_weighted_sampling(path, fit, model):
+    import h5py
+    with h5py.File(path, "a") as hf:
+        group = hf.require_group("sampling")
+        group.create_dataset("chain", data=np.asarray(fit["samples"], dtype=float))
+        group.create_dataset("weights", data=np.asarray(fit["weights"], dtype=float))
+        group.create_dataset("lnprobability", data=np.asarray(fit["lnprobability"], dtype=float))
+        group.create_dataset("lnlikelihood", data=np.asarray(fit["lnlikelihood"], dtype=float))
+        if fit["logz"] is not None:
+            group.create_dataset("logz", data=np.atleast_1d(float(fit["logz"])))
+            group.create_dataset("logzerr", data=np.atleast_1d(float(fit["logzerr"])))
+        group.attrs["ncall"] = json.dumps(int(fit["ncall"]))
+        group.attrs["theta_labels"] = json.dumps(list(model.theta_labels()))
+        group.attrs["sampling_duration"] = json.dumps(float(fit["seconds"]))
+        group.attrs["sampler"] = json.dumps(fit["sampler"])
+        group.attrs["diagnostics"] = json.dumps(fit["diagnostics"])
