@@ -34,7 +34,6 @@ import contextlib
 import importlib.metadata
 import io
 import math
-import operator
 import os
 
 from types import SimpleNamespace
@@ -47,6 +46,7 @@ from prospect.sources.constants import lightspeed as _C_AA_PER_S, lsun as _LSUN_
 from ..errors import EmulatorConfigurationError, EmulatorError, NonFiniteInputError
 from ..priors import FastPriorsMixin
 from ..transforms import FastParametersMixin
+from .filter_projection import FilterProjection
 from .spec_model import SPSHomeFreeSpecModel, set_eline_info
 
 __all__ = ["BagpipesBasis", "BagpipesSpecModel", "bagpipes_emline_info",
@@ -1225,7 +1225,8 @@ class BagpipesSpecModel(FastParametersMixin, FastPriorsMixin, SPSHomeFreeSpecMod
     * ``predict_phot``: for a list of sedpy filters, each filter's
       transmission on the observed-frame grid is computed once per redshift
       (sedpy's ``getSED`` interpolates it at every call); photometry
-      identical to the last bit (see :class:`_FilterWindows`);
+      identical to the last bit (see
+      :class:`~prospect_emulator.sources.filter_projection.FilterProjection`);
     * ``flux_norm``: the luminosity distance is computed once per redshift
       (identical);
     * ``set_parameters``: :class:`~prospect_emulator.transforms.FastParametersMixin`
@@ -1263,106 +1264,27 @@ class BagpipesSpecModel(FastParametersMixin, FastPriorsMixin, SPSHomeFreeSpecMod
     def predict_phot(self, filters):
         """Photometry (maggies) in ``filters``, as ``SpecModel.predict_phot`` (same bits).
 
-        A list of sedpy ``Filter`` objects is projected by :class:`_FilterWindows`,
-        kept while the observed-frame wavelengths and the filters stay the same;
-        anything else (a ``FilterSet``, an object with ``get_sed_maggies``) by
-        Prospector's code.
+        A list of sedpy ``Filter`` objects is projected by a
+        :class:`~prospect_emulator.sources.filter_projection.FilterProjection`
+        (sedpy's projection, the filter windows computed once per observed-frame
+        grid), kept while the filters stay the same; anything else (a
+        ``FilterSet``, an object with ``get_sed_maggies``) by Prospector's code.
         """
         if filters is None or hasattr(filters, "get_sed_maggies"):
             return super().predict_phot(filters)
+        projection = getattr(self, "_filter_projection", None)
+        if projection is None or not projection.matches(filters):
+            try:
+                projection = FilterProjection(filters)
+            except EmulatorConfigurationError:
+                # not sedpy Filter objects: Prospector's code says what is wrong
+                return super().predict_phot(filters)
+            self._filter_projection = projection
         obs_wave = self.observed_wave(self._wave, do_wavecal=False)
-        windows = getattr(self, "_filter_windows", None)
-        if windows is None or not windows.matches(obs_wave, filters):
-            windows = _FilterWindows.build(obs_wave, filters)
-            self._filter_windows = windows
-        if windows is None:   # not sedpy Filter objects: Prospector's code says what is wrong
-            return super().predict_phot(filters)
-        phot = 10**(-0.4 * windows.ab_mags(self._norm_spec))
+        # SpecModel.predict_phot's f_lambda (its expression)
+        flambda = (self._norm_spec * _sedmodel.lightspeed / obs_wave**2
+                   * (3631 * _sedmodel.jansky_cgs))
+        phot = 10**(-0.4 * projection.ab_mags(obs_wave, flambda))
         if (self._want_lines & self._need_lines):
             phot += self.nebline_photometry(filters)
         return phot
-
-
-class _FilterWindows:
-    """sedpy's ``Filter.ab_mag`` (``obj_counts_hires``) for a list of filters on
-    one wavelength grid, with what does not depend on the spectrum done once.
-
-    sedpy interpolates a filter's transmission ``T`` onto the whole grid, then
-    integrates ``lambda * T * f_lambda`` with ``numpy.trapezoid`` from one
-    pixel before the first to one pixel after the last with ``T > 0``.  Here
-    the windows and ``lambda * T`` on them are kept, concatenated; per model
-    the trapezoid terms of all filters are one set of array operations in
-    numpy's order, and each window's terms are summed as numpy sums them (a
-    contiguous 1-d ``add.reduce``), so the magnitudes are sedpy's to the
-    last bit.
-
-    Use :meth:`build`; :meth:`matches` says whether it still applies.
-    """
-
-    def __init__(self, wave, filters):
-        self.wave = np.array(wave, dtype=float)
-        self.wave.setflags(write=False)
-        self.wave_sq = self.wave**2
-        self.filters = list(filters)
-        self.wavelengths = [f.wavelength for f in self.filters]
-        self.transmissions = [f.transmission for f in self.filters]
-        ab_zero = np.array([float(f.ab_zero_counts) for f in self.filters])
-        n = self.wave.size
-        pixels, wave_trans, dx = [], [], []
-        self.sums = []    # (filter, start, stop) of its trapezoid terms
-        offset = 0
-        for k, f in enumerate(self.filters):
-            # the window and transmission of Filter.obj_counts_hires
-            newtrans = np.interp(self.wave, f.wavelength, f.transmission, left=0., right=0.)
-            positive = np.where(newtrans > 0.)[0]
-            if positive.size == 0:
-                continue                                   # sedpy: NaN
-            ind = slice(max(positive.min() - 1, 0), min(positive.max() + 2, n))
-            x = self.wave[ind]
-            pixels.append(np.arange(ind.start, ind.stop))
-            wave_trans.append(x * newtrans[ind])           # sedpy's (x * T) * f_lambda
-            # numpy.trapezoid's diff(x); the term joining two windows is never summed
-            dx.append(np.append(x[1:] - x[:-1], 0.0))
-            self.sums.append((k, offset, offset + x.size - 1))
-            offset += x.size
-        self.pixels = np.concatenate(pixels) if pixels else np.zeros(0, int)
-        self.wave_trans = np.concatenate(wave_trans) if pixels else np.zeros(0)
-        self.dx = np.concatenate(dx)[:-1] if pixels else np.zeros(0)
-        self.ab_zero = ab_zero
-
-    @classmethod
-    def build(cls, wave, filters):
-        """The windows of ``filters`` (sedpy Filter objects) on ``wave`` (AA), or None
-        when ``filters`` are not such objects."""
-        try:
-            return cls(wave, filters)
-        except (TypeError, AttributeError, ValueError):
-            return None
-
-    def matches(self, wave, filters):
-        """True when built for these wavelengths and these filter objects (and curves)."""
-        try:
-            if not (len(filters) == len(self.filters)
-                    and all(map(operator.is_, filters, self.filters))
-                    and all(map(operator.is_, map(_WAVELENGTH, filters), self.wavelengths))
-                    and all(map(operator.is_, map(_TRANSMISSION, filters), self.transmissions))):
-                return False
-        except (TypeError, AttributeError):
-            return False
-        return np.array_equal(wave, self.wave)
-
-    def ab_mags(self, norm_spec):
-        """AB magnitudes (NaN where T = 0 on the grid) of ``SpecModel._norm_spec``."""
-        # SpecModel.predict_phot's f_lambda (its expression; wave_sq = obs_wave**2)
-        flambda = norm_spec * _sedmodel.lightspeed / self.wave_sq * (3631 * _sedmodel.jansky_cgs)
-        y = self.wave_trans * flambda[self.pixels]
-        terms = _trapezoid_terms(y, self.dx)   # then the sum of each window
-        counts = np.full(len(self.filters), np.nan)
-        for k, start, stop in self.sums:
-            counts[k] = _add_reduce(terms[start:stop])
-        return -2.5 * np.log10(counts / self.ab_zero)
-
-
-_WAVELENGTH = operator.attrgetter("wavelength")
-_TRANSMISSION = operator.attrgetter("transmission")
-_add_reduce = np.add.reduce
