@@ -66,9 +66,13 @@ def main():
     parser.add_argument("--objid", type=int, default=0)
     parser.add_argument("--sps-reference", action="store_true",
                         help="fit with BagpipesBasis (the emulator's training SPS) instead")
+    parser.add_argument("--demo-noise", action="store_true",
+                        help="keep the demo's build_noise (observational errors only), to compare "
+                             "with --sps-reference like for like")
     args, extra = parser.parse_known_args()  # the rest goes to demo_params.py
     original = open(os.path.join(args.demo_dir, "demo_params.py")).read()
-    new = edited(original, SPS_EDITS if args.sps_reference else EDITS)
+    edits = SPS_EDITS if args.sps_reference else EDITS[:2] if args.demo_noise else EDITS
+    new = edited(original, edits)
     sys.stdout.writelines(difflib.unified_diff(original.splitlines(True), new.splitlines(True),
                                                "demo_params.py", "demo_params.py (edited)", n=1))
     work = tempfile.mkdtemp(prefix="prospector_demo_")
