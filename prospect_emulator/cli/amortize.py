@@ -11,22 +11,8 @@ import sys
 from ..errors import EmulatorConfigurationError
 
 
-def _catalog_arguments(parser):
-    from ..fitting.catalog import FLUX_UNITS
-    parser.add_argument("--flux-column", default="f_{filter}",
-                        help="flux column template, {filter} = sedpy name (default f_{filter})")
-    parser.add_argument("--unc-column", default="e_{filter}",
-                        help="uncertainty column template (default e_{filter})")
-    parser.add_argument("--zred-column", default="z", help="redshift column (default z)")
-    parser.add_argument("--id-column", default="id", help="object id column (default id)")
-    parser.add_argument("--flux-unit", default="maggies", choices=list(FLUX_UNITS),
-                        help="unit of the flux and uncertainty columns (default maggies)")
-
-
-def _columns(args):
-    from ..fitting.catalog import CatalogColumns
-    return CatalogColumns(args.flux_column, args.unc_column, args.zred_column, args.id_column,
-                          args.flux_unit)
+from .fit import add_catalog_column_options as _catalog_arguments  # noqa: E402
+from .fit import catalog_columns as _columns  # noqa: E402
 
 
 def _positive_int(text):
