@@ -66,10 +66,14 @@ def main():
     parser.add_argument("--objid", type=int, default=0)
     parser.add_argument("--sps-reference", action="store_true",
                         help="fit with BagpipesBasis (the emulator's training SPS) instead")
+    parser.add_argument("--n-effective", type=int, default=None,
+                        help="the demo's --nested_target_n_effective (Prospector's default 10000)")
     parser.add_argument("--demo-noise", action="store_true",
                         help="keep the demo's build_noise (observational errors only), to compare "
                              "with --sps-reference like for like")
     args, extra = parser.parse_known_args()  # the rest goes to demo_params.py
+    if args.n_effective is not None:
+        extra.append(f"--nested_target_n_effective={args.n_effective}")
     original = open(os.path.join(args.demo_dir, "demo_params.py")).read()
     edits = SPS_EDITS if args.sps_reference else EDITS[:2] if args.demo_noise else EDITS
     new = edited(original, edits)
