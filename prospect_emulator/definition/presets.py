@@ -141,15 +141,21 @@ def _paper_training_distributions():
 
 def _parametric_training_distributions():
     """Training distributions of the ``parametric`` preset: the ranges of
-    Prospector's ``parametric_sfh`` template priors (mass 1e6-10^12.5 Msun,
-    logzsol -2..0.19, tage 1 Myr-13.8 Gyr, tau 0.1-30 Gyr, dust2 0-2.5) and
-    0.003 < z <= 3, uniform in the logarithms of mass, age, tau and z."""
+    Prospector's ``parametric_sfh`` template priors, widened where the grids
+    allow (mass 1e6-10^12.5 Msun, logzsol -2.3..0.4, tage 1 Myr-13.8 Gyr, tau
+    0.05-30 Gyr, dust2 0-2.5) and 0.003 < z <= 3, uniform in the logarithms of
+    mass, age, tau and z; dust2
+    from a half Student-t (scale 0.8, 2 degrees of freedom) truncated at 2.5."""
     return {
         "logmass": Uniform(6.0, 12.5, name="logmass"),
-        "logzsol": Uniform(-2.0, 0.19, name="logzsol"),
+        # wider than the template's priors (logzsol -2..0.19, tau >= 0.1 Gyr), so
+        # that the prior's edges are not the network's (errors grow at the edges)
+        "logzsol": Uniform(-2.3, 0.4, name="logzsol"),
         "logtage": Uniform(-3.0, math.log10(13.8), name="logtage"),
-        "logtau": Uniform(-1.0, math.log10(30.0), name="logtau"),
-        "dust2": Uniform(0.0, 2.5, name="dust2"),
+        "logtau": Uniform(-1.3, math.log10(30.0), name="logtau"),
+        # dense near dust2 = 0, where the dust emission (energy balance) makes the
+        # mid-infrared magnitudes change fastest
+        "dust2": TruncatedStudentT(loc=0.0, scale=0.8, df=2.0, low=0.0, high=2.5, name="dust2"),
         "logzred": Uniform(-2.5, math.log10(3.0), name="logzred"),
     }
 
