@@ -98,8 +98,11 @@ class TestEverySamplerRecoversTheTruth:
         json.dumps(fit["settings"]), json.dumps(fit["diagnostics"])
         if name == "emcee":
             assert fit["logz"] is None
-        else:  # nested samplers agree on the evidence
-            assert abs(fit["logz"] - fits["dynesty"][0]["logz"]) < 1.5
+        else:  # nested samplers agree on the evidence, within 5 of their combined errors
+            reference = fits["dynesty"][0]
+            tolerance = max(5 * np.hypot(fit["logzerr"], reference["logzerr"]), 0.5)
+            assert abs(fit["logz"] - reference["logz"]) < tolerance, (fit["logzerr"],
+                                                                    reference["logzerr"])
 
 
 @pytest.mark.slow
