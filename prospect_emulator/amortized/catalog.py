@@ -50,8 +50,7 @@ def read_catalog_arrays(data, columns=None, filter_names=None):
         column, or an implausible flux unit.
     """
     from astropy.table import Table
-    from ..fitting.catalog import (FLUX_UNITS, CatalogColumns, check_flux_units,
-                                   check_id_column, read_table)
+    from ..fitting.catalog import FLUX_UNITS, CatalogColumns, check_catalog_columns, read_table
     from .posterior import Observations
     if isinstance(data, Observations):
         if filter_names is None:
@@ -71,16 +70,9 @@ def read_catalog_arrays(data, columns=None, filter_names=None):
     filters = _flux_column_filters(table.colnames, columns)
     if filter_names is not None:
         filters = [f for f in filters if f in set(filter_names)]
-    if not filters:
-        raise EmulatorConfigurationError(
-            f"{where}: no column pairs {columns.flux!r}/{columns.unc!r}"
-            + (f" for any of the {len(filter_names)} filters asked for" if filter_names else "")
-            + f"; table columns: {', '.join(table.colnames[:20])}")
-    if columns.zred not in table.colnames:
-        raise EmulatorConfigurationError(
-            f"{where}: no redshift column {columns.zred!r}; columns: {', '.join(table.colnames[:20])}")
-    check_id_column(table, columns, where)
-    check_flux_units(table, columns, filters)
+    check_catalog_columns(table, columns, filters, where,
+                          f" for any of the {len(filter_names)} filters asked for"
+                          if filter_names else "")
     scale = FLUX_UNITS[columns.unit]
 
     def col(name):

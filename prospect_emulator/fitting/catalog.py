@@ -160,6 +160,22 @@ def read_table(path):
             f"{type(err).__name__}: {err}") from None
 
 
+def check_catalog_columns(table, columns, filters, where, which_filters=""):
+    """The columns a fit needs, each missing one a clear error: flux/uncertainty
+    pairs for ``filters`` (``which_filters`` says which were looked for), the
+    redshift, the object ids (:func:`check_id_column`), and a plausible flux
+    unit (:func:`check_flux_units`)."""
+    if not filters:
+        raise EmulatorConfigurationError(
+            f"{where}: no column pairs {columns.flux!r}/{columns.unc!r}{which_filters}; "
+            f"table columns: {_column_list(table)}")
+    if columns.zred not in table.colnames:
+        raise EmulatorConfigurationError(
+            f"{where}: no redshift column {columns.zred!r}; columns: {_column_list(table)}")
+    check_id_column(table, columns, where)
+    check_flux_units(table, columns, filters)
+
+
 def check_id_column(table, columns, where):
     """A missing id column is an explicit choice (``columns.id = None``), not row numbers."""
     if columns.id is not None and columns.id not in table.colnames:
@@ -193,16 +209,9 @@ def read_catalog(path, columns, filter_names):
     """
     table = read_table(path)
     filters = columns.filters_in(table.colnames, filter_names)
-    if not filters:
-        raise EmulatorConfigurationError(
-            f"{path}: no column pairs {columns.flux!r}/{columns.unc!r} for any of the emulator's "
-            f"{len(filter_names)} filters (e.g. {columns.flux.format(filter=filter_names[0])}); "
-            f"table columns: {_column_list(table)}")
-    if columns.zred not in table.colnames:
-        raise EmulatorConfigurationError(
-            f"{path}: no redshift column {columns.zred!r}; columns: {_column_list(table)}")
-    check_id_column(table, columns, path)
-    check_flux_units(table, columns, filters)
+    check_catalog_columns(table, columns, filters, path,
+                          f" for any of the emulator's {len(filter_names)} filters (e.g. "
+                          f"{columns.flux.format(filter=filter_names[0])})")
     scale = FLUX_UNITS[columns.unit]
     records = []
     for i, row in enumerate(table):

@@ -618,15 +618,8 @@ class Float32Emulator(Emulator):
         self._b_out = self._b_out.astype(np.float32)
 
     def _network(self, x):
-        h = x if self.mass_param is None else x[..., self._net_index]
-        h = h.astype(np.float32)
-        for w, b in self._hidden:
-            z = h @ w
-            z += b
-            h = _twice_gelu_tanh_(z)
-        out = h @ self._w_out
-        out += self._b_out
-        return out.astype(np.float64)
+        """The float64 network's pass on float32 inputs and weights; float64 out."""
+        return super()._network(np.asarray(x, dtype=np.float32)).astype(np.float64)
 
     def as_float32(self):
         """This emulator itself (already float32)."""
