@@ -31,7 +31,7 @@ from .presets import (PAPER_PRIOR_DISTRIBUTIONS, TrainingSetConfig, expand_param
                       get_preset)
 
 __all__ = ["definition_of", "config_from_dict", "prospector_prior", "fitting_model_params",
-           "LOG_INPUT_PREFIX"]
+           "emulator_model_params", "LOG_INPUT_PREFIX"]
 
 #: An emulator input ``logX`` is read as log10 of a model's ``X`` when the
 #: model has no ``logX`` (``logmass`` <- ``mass``, ``logtau`` <- ``tau`` ...).
@@ -247,3 +247,28 @@ def _set_redshift(params, zred, ranges):
     elif lo is not None:
         entry.update(isfree=True, init=0.5 * (lo + hi),
                      prior=priors.TopHat(mini=lo * (1 + 1e-9), maxi=hi * (1 - 1e-9)))
+
+
+def emulator_model_params(emulator, zred=None, **overrides):
+    """:func:`fitting_model_params` of an emulator's own definition and training ranges.
+
+    Parameters
+    ----------
+    emulator : Emulator or StitchedEmulator
+    zred, **overrides
+        See :func:`fitting_model_params`.
+
+    Raises
+    ------
+    EmulatorConfigurationError
+        The emulator records no model definition (a published Parrot emulator,
+        a hand-made network).
+    """
+    definition = definition_of(emulator)
+    if definition is None:
+        raise EmulatorConfigurationError(
+            f"{emulator!r} records no model definition (it was not trained by this package): "
+            f"build Prospector model_params for its inputs {emulator.param_names} and call "
+            "EmulatedSpecModel(model_params, emulator=...)")
+    ranges = dict(zip(emulator.param_names, emulator.param_ranges.tolist()))
+    return fitting_model_params(definition, zred=zred, param_ranges=ranges, **overrides)

@@ -31,20 +31,12 @@ def fitting_model_params(zred=None, emulator=None, definition=None, **overrides)
     -------
     dict
     """
-    from ..definition.fitting_model import definition_of
-    from ..definition.fitting_model import fitting_model_params as from_definition
-    ranges = None
-    if definition is None:
-        from ..prospector.model import _as_emulator
-        from ..errors import EmulatorConfigurationError
-        emu = _as_emulator(emulator)
-        definition = definition_of(emu)
-        if definition is None:
-            raise EmulatorConfigurationError(
-                f"{emu!r} records no model definition: build model_params for its inputs "
-                f"{emu.param_names} yourself")
-        ranges = dict(zip(emu.param_names, emu.param_ranges.tolist()))
-    return from_definition(definition, zred=zred, param_ranges=ranges, **overrides)
+    if definition is not None:
+        from ..definition.fitting_model import fitting_model_params as from_definition
+        return from_definition(definition, zred=zred, **overrides)
+    from ..definition.fitting_model import emulator_model_params
+    from ..prospector.model import _as_emulator
+    return emulator_model_params(_as_emulator(emulator), zred=zred, **overrides)
 
 
 def build_fitting_model(emulator=None, zred=None, **overrides):

@@ -231,17 +231,9 @@ class EmulatedSpecModel(FastParametersMixin, FastPriorsMixin, SpecModel):
             The emulator records no model definition (a published Parrot
             emulator, a hand-made network): build ``model_params`` yourself.
         """
-        from ..definition.fitting_model import definition_of, fitting_model_params
+        from ..definition.fitting_model import emulator_model_params
         emulator = _as_emulator(emulator)
-        definition = definition_of(emulator)
-        if definition is None:
-            raise EmulatorConfigurationError(
-                f"{emulator!r} records no model definition (it was not trained by this "
-                "package): build Prospector model_params for its inputs "
-                f"{emulator.param_names} and call EmulatedSpecModel(model_params, emulator=...)")
-        ranges = dict(zip(emulator.param_names, emulator.param_ranges.tolist()))
-        params = fitting_model_params(definition, zred=zred, param_ranges=ranges, **overrides)
-        return cls(params, emulator=emulator)
+        return cls(emulator_model_params(emulator, zred=zred, **overrides), emulator=emulator)
 
     # ---------------------------------------------------------------- set-up
     def init_eline_info(self, eline_file="emlines_info.dat"):
@@ -441,8 +433,9 @@ class EmulatedSpecModel(FastParametersMixin, FastPriorsMixin, SpecModel):
         """Warn about priors wider than, and fixed values outside, the training ranges."""
         lo_t, hi_t = self.emulator.param_ranges[:, 0], self.emulator.param_ranges[:, 1]
         by_param = {}
-        logs = set(self._log_inputs.tolist()) if hasattr(self, "_log_inputs") else set()
-        for j, (base, i) in enumerate(self._input_sources()):
+        sources = self._input_sources()  # also sets _log_inputs
+        logs = set(self._log_inputs.tolist())
+        for j, (base, i) in enumerate(sources):
             by_param.setdefault(base, []).append((j, i))
         for base, inputs in by_param.items():
             info = self.config_dict.get(base, {})

@@ -183,6 +183,7 @@ def check_model_physics(model_params, definition, x, param_names, inputs_read):
     skip = (set(inputs_read) | set(param_names) | SPECTRUM_ONLY_PARAMETERS
             | {"lumdist", "mass_units", "elines_to_ignore"})
     names = sorted((set(model_params) | set(trained)) & fsps_names - skip)
+    computed = {p for p, spec in definition.build_model_params().items() if "depends_on" in spec}
 
     def value(params, name):
         return params[name] if name in params else FSPS_DEFAULTS.get(name)
@@ -202,8 +203,7 @@ def check_model_physics(model_params, definition, x, param_names, inputs_read):
                 mine = None if mine is None else _truthy(mine)
                 theirs = None if theirs is None else _truthy(theirs)
             origin = "set" if name in model_params else "FSPS default"
-            t_origin = ("computed from the inputs" if "depends_on" in
-                        definition.build_model_params().get(name, {}) else
+            t_origin = ("computed from the inputs" if name in computed else
                         "trained" if name in trained else "FSPS default")
             problems.append(
                 f"{name} = {_show(mine)} ({origin}) but the emulator was trained with "
