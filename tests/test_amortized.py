@@ -345,6 +345,96 @@ class TestCatalogue:
             np.testing.assert_allclose(f["derived/logmass_formed"][()], np.log10(samples[:, :, 1]))
         assert os.path.exists(tmp_path / "summary.ecsv")
 
+    def test_chunks_on_dask_workers_give_the_draws_of_an_in_process_run(
+            self, posterior_path, catalog, tmp_path):
+        from astropy.table import Table
+        from prospect_emulator.fitting.executor import DaskExecutor
+        table = Table.read(catalog)[:12]
+        here = fit_catalog_amortized(table, posterior_path, str(tmp_path / "here"),
+                                     n_samples=100, chunk_size=5, progress=False, seed=4)
+        with DaskExecutor.local(n_workers=2, processes=False, dashboard_address=":0") as dask:
+            there = fit_catalog_amortized(table, posterior_path, str(tmp_path / "dask"),
+                                          n_samples=100, chunk_size=5, progress=False, seed=4,
+                                          executor=dask)
+        assert list(there["id"]) == list(table["id"])  # catalogue order, whatever the finish order
+        for name in ("mass_p50", "logzsol_p16", "logmstar_p84"):
+            np.testing.assert_array_equal(here[name], there[name])
+        with h5py.File(str(tmp_path / "here" / "samples.h5"), "r") as a, \
+                h5py.File(str(tmp_path / "dask" / "samples.h5"), "r") as b:
+            np.testing.assert_array_equal(a["samples"][()], b["samples"][()])
+        assert not os.path.exists(tmp_path / "dask" / "chunks")  # merged, then removed
+
+    def test_an_interrupted_catalogue_resumes_from_its_finished_chunks(
+            self, posterior_path, catalog, tmp_path, monkeypatch):
+        import io
+        from astropy.table import Table
+        from prospect_emulator.amortized import chunks
+        table = Table.read(catalog)[:12]
+        straight = fit_catalog_amortized(table, posterior_path, str(tmp_path / "straight"),
+                                         n_samples=50, chunk_size=5, progress=False)
+        sample = chunks.sample_chunk
+        calls = []
+
+        def second_chunk_dies(obs, *args):
+            calls.append(len(obs))
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return sample(obs, *args)
+        monkeypatch.setattr(chunks, "sample_chunk", second_chunk_dies)
+        out = str(tmp_path / "resumed")
+        with pytest.raises(KeyboardInterrupt):
+            fit_catalog_amortized(table, posterior_path, out, n_samples=50, chunk_size=5,
+                                  progress=False)
+        assert os.listdir(os.path.join(out, "chunks")) == ["chunk-000000.h5"]
+        monkeypatch.setattr(chunks, "sample_chunk", sample)
+        notes = io.StringIO()
+        resumed = fit_catalog_amortized(table, posterior_path, out, n_samples=50, chunk_size=5,
+                                        progress=False, stream=notes)
+        assert "5 objects in 1 chunk(s) sampled by an earlier run" in notes.getvalue()
+        np.testing.assert_array_equal(resumed["mass_p50"], straight["mass_p50"])
+        # a chunk sampled with another seed is not reused
+        fit_catalog_amortized(table, posterior_path, out, n_samples=50, chunk_size=5,
+                              progress=False, seed=9, stream=notes)
+        assert notes.getvalue().count("sampled by an earlier run") == 1
+
+    def test_fit_command_with_exact_fallback_for_out_of_support_objects(
+            self, posterior_path, catalog, tmp_path, capsys):
+        """``fit CATALOG --amortized POST.h5 --fallback exact``: flagged objects are fitted by
+        Prospector + dynesty on the same Dask cluster; the method column says which path."""
+        from astropy.table import Table
+        from prospect_emulator.cli.main import main
+        table = Table.read(catalog)[:6]
+        for name in FILTERS:  # two objects with uncertainties 10x the noise model's
+            table[f"e_{name}"][:2] *= 10
+        path = str(tmp_path / "cat.ecsv")
+        table.write(path)
+        out = str(tmp_path / "fit")
+        code = main(["fit", path, "--amortized", posterior_path, "--fallback", "exact",
+                     "--out", out, "--n-samples", "100", "--chunk-size", "3", "--workers", "2",
+                     "--nlive", "30", "--n-effective", "200", "--seed", "1", "--no-progress"])
+        assert code == 0
+        summary = Table.read(os.path.join(out, "summary.ecsv"))
+        assert list(summary["id"]) == list(table["id"])
+        flagged = np.asarray(summary["out_of_support"], dtype=bool)
+        assert flagged[:2].all()
+        assert list(summary["method"]) == ["exact" if f else "amortized" for f in flagged]
+        assert set(summary["status"]) == {"ok"}
+        for row in summary[flagged]:
+            assert os.path.exists(os.path.join(out, row["exact_file"]))
+            assert row["mass_p16"] < row["mass_p50"] < row["mass_p84"]
+        exact = Table.read(os.path.join(out, "exact", "summary.ecsv"))
+        assert sorted(exact["id"]) == sorted(summary["id"][flagged])
+        assert "objects fitted, 0 failed" in capsys.readouterr().out
+
+    def test_fit_command_refuses_options_that_do_not_apply(self, posterior_path, catalog,
+                                                           tmp_path, capsys):
+        from prospect_emulator.cli.main import main
+        assert main(["fit", catalog, "--out", str(tmp_path / "a"), "--fallback", "exact"]) == 2
+        assert "--fallback applies to --amortized fits only" in capsys.readouterr().err
+        assert main(["fit", catalog, "--out", str(tmp_path / "b"), "--amortized", posterior_path,
+                     "--limit", "3"]) == 2
+        assert "--limit applies to exact fits" in capsys.readouterr().err
+
 
 # ------------------------------------------------------------------ training
 class TestTraining:

@@ -349,6 +349,34 @@ class TestFaultsDuringARun:
         assert os.path.exists(os.path.join(out, record["stem"] + ".h5"))
 
 
+class TestSamplerChoice:
+    def test_fit_sampler_ultranest_fits_the_catalogue_and_records_it(self, tmp_path, threads):
+        cat = write_catalog(tmp_path / "cat.csv", ["a", "b"])
+        out = str(tmp_path / "fits")
+        table = fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, executor=threads, progress=False,
+                            seed=2, sampler="ultranest",
+                            sampler_settings={"nlive": 40, "min_ess": 100, "dlogz": 2.0})
+        assert set(table["status"]) == {"ok"}
+        for record in records_of(out).values():
+            assert record["provenance"]["sampler"]["name"] == "ultranest"
+            assert record["provenance"]["sampler"]["nlive"] == 40
+            from prospect.io.read_results import results_from
+            res, _, _ = results_from(os.path.join(out, record["stem"] + ".h5"))
+            assert res["run_params"]["sampler"] == "ultranest"
+
+    def test_dynesty_pool_and_foreign_settings_are_refused_before_any_fit(self, tmp_path, capsys):
+        from prospect_emulator.cli.main import main
+        cat = write_catalog(tmp_path / "cat.csv", ["a"])
+        code = main(["fit", cat, "--out", str(tmp_path / "f"), "--sampler", "dynesty-pool",
+                     *TINY_ARGS])
+        assert code == 2
+        assert "'dynesty-pool' is not for catalogues" in capsys.readouterr().err
+        with pytest.raises(EmulatorConfigurationError, match="nested_kwargs are dynesty's"):
+            fit_catalog(cat, str(tmp_path / "g"), PARAMETRIC_EMULATOR_PATH, nested_kwargs=TINY,
+                        sampler="emcee")
+        assert not os.path.exists(tmp_path / "g")
+
+
 # ------------------------------------------------------------------ the engine
 class TestEngineOptions:
     def test_the_slurm_job_script(self):

@@ -18,8 +18,9 @@ import numpy as np
 
 from ..errors import EmulatorConfigurationError
 from ..fileio import atomic_path
+from ..fitting.executor import Executor
 
-__all__ = ["read_catalog_arrays", "fit_catalog_amortized", "derived_samples"]
+__all__ = ["read_catalog_arrays", "fit_catalog_amortized", "derived_samples", "summary_row"]
 
 
 def _flux_column_filters(colnames, columns):
@@ -136,60 +137,246 @@ def _percentiles(values):
     return np.nanpercentile(np.where(finite, values, np.nan), SUMMARY_PERCENTILES)
 
 
+def summary_row(result, i, derived, derived_names):
+    """The summary row (JSON-able dict) of object ``i`` of an :class:`AmortizedSamples`."""
+    row = {"id": str(result.ids[i]), "zred": float(result.zred[i]),
+           "status": str(result.status[i]), "method": "amortized", "error": str(result.error[i]),
+           "out_of_support": bool(result.out_of_support[i]),
+           "support_reasons": "; ".join(result.reasons[i]),
+           "chi2": float(result.chi2_best[i]),
+           "chi2_per_band": float(result.chi2_best[i]) / max(int(result.n_bands[i]), 1),
+           "chi2_pvalue": float(result.chi2_pvalue[i]), "n_bands": int(result.n_bands[i]),
+           "n_masked": len(result.masked_bands[i]),
+           "masked_bands": ", ".join(result.masked_bands[i]), "percentiles": {}}
+    for j, name in enumerate(result.theta_names):
+        if name != "zred":
+            row["percentiles"][name] = _percentiles(result.samples[i, :, j]).tolist()
+    for name in derived_names:
+        values = derived[name] if derived is not None else np.nan
+        row["percentiles"][name] = _percentiles(values).tolist()
+    return row
+
+
 def fit_catalog_amortized(table_or_path, posterior, out_dir, n_samples=1000, seed=0,
-                          columns=None, n_derived=None, batch_size=2000, progress=True):
+                          columns=None, n_derived=None, chunk_size=2000, progress=True,
+                          executor=None, emulator=None, fallback=None, exact_settings=None,
+                          stream=None):
     """Amortized posteriors of a whole catalogue: summary table and samples.
+
+    The catalogue is cut into chunks of ``chunk_size`` objects, one task each
+    (:func:`~prospect_emulator.amortized.chunks.sample_chunk`), run here or on
+    ``executor``; each finished chunk is kept in ``out_dir/chunks/`` until the
+    catalogue is complete, so an interrupted run resumes where it stopped.
 
     Parameters
     ----------
     table_or_path : str, astropy.table.Table or Observations
         The catalogue (columns as for ``prospect-emulator fit``).
     posterior : AmortizedPosterior or str
-        A posterior, or the path of its file.
+        A posterior, or the path of its file (needed with ``executor``:
+        the workers read the file).
     out_dir : str
         Gets ``summary.ecsv`` (one row per object) and ``samples.h5``
         (``samples`` (n_objects, n_samples, n_theta), ``theta_names``, ``ids``,
-        ``zred``, ``status``, ``out_of_support``, and ``derived/<name>``
-        (n_objects, n_derived)).
+        ``zred``, ``status``, ``out_of_support``, ``method``, and
+        ``derived/<name>`` (n_objects, n_derived)).  One run at a time owns it.
     n_samples : int
         Posterior draws per object.
     seed : int
+        Chunk ``k`` is sampled with seed ``seed + k``: the same seed and
+        ``chunk_size`` give the same draws wherever the chunks run.
     columns : CatalogColumns, optional
     n_derived : int, optional
         Draws per object that get derived quantities (each needs a model
         evaluation); default all ``n_samples``.
-    batch_size : int
-        Objects sampled together.
+    chunk_size : int
+        Objects per task.
+    executor : Executor or callable, optional
+        Where the chunks run (see :func:`~prospect_emulator.fitting.catalog.fit_catalog`);
+        default: in this process.
+    emulator : str, optional
+        The emulator the posterior was trained with (default: the one it records).
+    fallback : {None, "exact"}
+        ``"exact"``: fit the objects flagged out of support with the exact
+        path (:func:`~prospect_emulator.fitting.catalog.fit_catalog`, into
+        ``out_dir/exact/``, on the same executor); their summary rows are
+        the exact fits', with ``method="exact"``.
+    exact_settings : dict, optional
+        Keywords of ``fit_catalog`` for the fallback (``sampler``,
+        ``sampler_settings``, ``floor``, ``seed``, ...).
+    stream : file, optional
+        Where notes and progress go (default ``sys.stderr``).
 
     Returns
     -------
     astropy.table.Table
         The summary: ``id``, ``zred``, ``status`` (ok/failed), ``method``
-        ("amortized"), ``error``, ``out_of_support`` and ``support_reasons``,
-        ``chi2`` (best posterior-predictive chi^2), ``chi2_per_band``,
-        ``chi2_pvalue``, ``n_bands``, ``n_masked``, ``masked_bands``,
-        ``seconds`` (per object), then ``<quantity>_p16/_p50/_p84`` of every
-        free parameter (but ``zred``, which is given) and derived quantity.
+        ("amortized" or "exact"), ``error``, ``out_of_support`` and
+        ``support_reasons``, ``chi2`` (best posterior-predictive chi^2, or the
+        exact fit's best-fit chi^2), ``chi2_per_band``, ``chi2_pvalue``,
+        ``n_bands``, ``n_masked``, ``masked_bands``, ``seconds`` (per object),
+        ``exact_file`` (results of exact fits), then
+        ``<quantity>_p16/_p50/_p84`` of every free parameter (but ``zred``,
+        which is given) and derived quantity.
+
+    Raises
+    ------
+    EmulatorConfigurationError
+        Unreadable catalogue, an executor with an in-memory posterior, an
+        unknown ``fallback``.
     """
-    import h5py
-    from astropy.table import Column, Table
-    from ..fitting.catalog import _DERIVED_UNITS, _unit_and_description
-    from ..fitting.derived import DERIVED_NAMES
-    from ..fitting.run import SUMMARY_PERCENTILES
+    from ..fitting.records import OutputFolder
+    from ..fitting.results import file_sha256
     from .posterior import AmortizedPosterior
-    if not isinstance(posterior, AmortizedPosterior):
-        posterior = AmortizedPosterior.load(posterior)
+    stream = stream or sys.stderr
+    if fallback not in (None, "exact"):
+        raise EmulatorConfigurationError(f"fallback={fallback!r}; allowed: None, 'exact'")
+    if isinstance(posterior, AmortizedPosterior):
+        if executor is not None:
+            raise EmulatorConfigurationError(
+                "an executor's workers read the posterior from its file: pass its path "
+                "(AmortizedPosterior objects are not sent to workers)")
+        ref, sha = posterior, "in-memory"
+    else:
+        path = os.path.abspath(os.fspath(posterior))
+        posterior = AmortizedPosterior.load(path, emulator=emulator)
+        sha = file_sha256(path)
+        ref = {"path": path, "sha256": sha, "emulator": emulator}
     obs = read_catalog_arrays(table_or_path, columns=columns)
     n_derived = int(n_samples if n_derived is None else min(n_derived, n_samples))
-    os.makedirs(out_dir, exist_ok=True)
-    n = len(obs)
+    chunk_size = int(chunk_size)
+    if chunk_size < 1:
+        raise EmulatorConfigurationError(f"chunk_size must be >= 1; got {chunk_size}")
+    with OutputFolder(out_dir, stream=stream) as folder:
+        owned = executor is not None and not isinstance(executor, Executor)
+        if owned:
+            executor = executor()
+        try:
+            results, seconds = _sample_chunks(obs, posterior, ref, sha, folder.path, n_samples,
+                                              n_derived, seed, chunk_size, executor, progress,
+                                              stream)
+            rows = [row for result in results for row in result["rows"]]
+            derived_names = next((r["derived_names"] for r in results if r["derived_names"]), [])
+            for row in rows:
+                row["seconds"] = seconds
+            if fallback == "exact":
+                _exact_fallback(obs, rows, posterior, emulator, folder.path, executor,
+                                dict(exact_settings or {}), progress, stream)
+            _write_samples(folder.path, obs, posterior, results, rows, seed, n_samples,
+                           n_derived, derived_names)
+            table = _summary_table(rows, posterior, derived_names, n_samples)
+            with atomic_path(os.path.join(folder.path, "summary.ecsv"),
+                             suffix=f".partial-{os.getpid()}") as tmp:
+                table.write(tmp, format="ascii.ecsv", overwrite=True)
+        finally:
+            if owned:
+                executor.shutdown()
+        import shutil
+        shutil.rmtree(os.path.join(folder.path, "chunks"), ignore_errors=True)
+    return table
+
+
+def _sample_chunks(obs, posterior, ref, sha, out_dir, n_samples, n_derived, seed, chunk_size,
+                   executor, progress, stream):
+    """Every chunk's result (reused from its file or sampled); seconds per object."""
+    from ..fitting.executor import terminate_as_interrupt
+    from ..progress import Progress
+    from .chunks import chunk_key, read_chunk, sample_chunk
+    chunk_dir = os.path.join(out_dir, "chunks")
+    os.makedirs(chunk_dir, exist_ok=True)
+    tasks, results = {}, {}
+    for k, start in enumerate(range(0, len(obs), chunk_size)):
+        part = obs.rows(slice(start, start + chunk_size))
+        key = chunk_key(part, seed + k, n_samples, n_derived, sha)
+        path = os.path.join(chunk_dir, f"chunk-{k:06d}.h5")
+        done = read_chunk(path, key) if sha != "in-memory" else None
+        if done is not None:
+            results[k] = done
+        else:
+            tasks[f"amortized-chunk-{k:06d}"] = (k, (part, ref, path, seed + k, n_samples,
+                                                     n_derived, key))
+    n_reused = sum(len(r["rows"]) for r in results.values())
+    if n_reused:
+        print(f"fit: {n_reused} objects in {len(results)} chunk(s) sampled by an earlier run",
+              file=stream, flush=True)
+    bar = Progress(len(obs), n_reused, label="amortized", unit="objects", enabled=progress,
+                   stream=stream, remaining=True)
+    t0, n_new = time.time(), 0
+    with terminate_as_interrupt():
+        if executor is None:
+            outcomes = ((key, sample_chunk(*args)) for key, (_, args) in tasks.items())
+        else:
+            print(f"fit: running on {executor.description}", file=stream, flush=True)
+            outcomes = ((o.key, o.value if o.ok else o) for o in executor.run_unordered(
+                sample_chunk, ((key, args) for key, (_, args) in tasks.items())))
+        try:
+            for key, value in outcomes:
+                k = tasks[key][0]
+                if not isinstance(value, dict):
+                    raise EmulatorConfigurationError(
+                        f"chunk {k} of the catalogue could not be sampled: {value.error}")
+                results[k] = value
+                n_new += len(value["rows"])
+                bar.failed += sum(r["status"] != "ok" for r in value["rows"])
+                bar.update(n_reused + n_new)
+        finally:
+            bar.close(n_reused + n_new)
+    seconds = (time.time() - t0) / max(n_new, 1)
+    return [results[k] for k in sorted(results)], seconds
+
+
+def _exact_fallback(obs, rows, posterior, emulator, out_dir, executor, settings, progress,
+                    stream):
+    """Fit the out-of-support objects exactly; their rows become the exact fits' rows."""
+    from ..data import SHIPPED_EMULATORS
+    from ..fitting.catalog import CatalogColumns, fit_catalog
+    flagged = [i for i, r in enumerate(rows) if r["status"] == "ok" and r["out_of_support"]]
+    if not flagged:
+        return
+    source = emulator or posterior.emulator_source
+    if not source:
+        raise EmulatorConfigurationError(
+            "the exact fallback needs the emulator's file: the posterior records none; pass "
+            "emulator= (--emulator)")
+    exact_dir = os.path.join(out_dir, "exact")
+    os.makedirs(exact_dir, exist_ok=True)
+    catalog = os.path.join(exact_dir, "fallback_catalog.ecsv")
+    with atomic_path(catalog, suffix=f".partial-{os.getpid()}") as tmp:
+        obs.rows(flagged).as_table().write(tmp, format="ascii.ecsv", overwrite=True)
+    print(f"fit: {len(flagged)} objects out of support: fitted with the exact path into "
+          f"{exact_dir}", file=stream, flush=True)
+    exact = fit_catalog(catalog, exact_dir, SHIPPED_EMULATORS.get(source, source),
+                        CatalogColumns(), executor=executor, progress=progress, stream=stream,
+                        **settings)
+    by_id = {str(r["id"]): r for r in exact}
+    for i in flagged:
+        found = by_id.get(rows[i]["id"])
+        if found is None:
+            continue
+        row = rows[i]
+        row.update(method="exact", status=str(found["status"]), error=str(found["error"]),
+                   chi2=float(found["chi2"]), chi2_per_band=float(found["chi2_per_band"]),
+                   chi2_pvalue=np.nan, seconds=float(found["seconds"]),
+                   exact_file=os.path.join("exact", str(found["file"]) + ".h5"))
+        for name, values in row["percentiles"].items():
+            row["percentiles"][name] = [
+                float(found[f"{name}_p{int(p)}"]) if f"{name}_p{int(p)}" in exact.colnames
+                else np.nan for p in _summary_percentiles()]
+
+
+def _summary_percentiles():
+    from ..fitting.run import SUMMARY_PERCENTILES
+    return SUMMARY_PERCENTILES
+
+
+def _write_samples(out_dir, obs, posterior, results, rows, seed, n_samples, n_derived,
+                   derived_names):
+    """``samples.h5``: every chunk's draws in one file (atomically)."""
+    import h5py
     names = posterior.param_space.theta_names
-    summary_names = [k for k in names if k != "zred"]
-    t0 = time.time()
-    samples_path = os.path.join(out_dir, "samples.h5")
-    rows = []
-    derived_names = None
-    with atomic_path(samples_path) as tmp, h5py.File(tmp, "w") as f:
+    n = len(obs)
+    with atomic_path(os.path.join(out_dir, "samples.h5"),
+                     suffix=f".partial-{os.getpid()}") as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = "prospect-emulator-amortized-samples"
         f.attrs["posterior_emulator_checksum"] = posterior.emulator.checksum
         f.attrs["seed"] = int(seed)
@@ -197,80 +384,61 @@ def fit_catalog_amortized(table_or_path, posterior, out_dir, n_samples=1000, see
         f["ids"] = np.array(obs.ids, dtype="S")
         f["theta_names"] = np.array(names, dtype="S")
         f["zred"] = obs.zred
+        f["filter_names"] = np.array(obs.filter_names, dtype="S")
+        f["status"] = np.array([r["status"] for r in rows], dtype="S")
+        f["out_of_support"] = np.array([r["out_of_support"] for r in rows], dtype=bool)
+        f["method"] = np.array([r["method"] for r in rows], dtype="S")
         dset = f.create_dataset("samples", (n, n_samples, len(names)), dtype="f8",
                                 chunks=(1, n_samples, len(names)))
-        derived_group = f.create_group("derived")
-        status_all, oos_all = [], []
-        for k, start in enumerate(range(0, n, batch_size)):
-            part = type(obs)(obs.filter_names, obs.maggies[start:start + batch_size],
-                             obs.maggies_unc[start:start + batch_size],
-                             obs.zred[start:start + batch_size], obs.ids[start:start + batch_size])
-            result = posterior.sample(part, n_samples, seed=seed + k, on_bad="flag")
-            dset[start:start + len(part)] = result.samples
-            for i in range(len(part)):
-                ok = result.status[i] == "ok"
-                derived = (derived_samples(posterior.model, posterior._band_emulator,
-                                           result.samples[i, :n_derived]) if ok else None)
-                if derived is not None and derived_names is None:
-                    derived_names = list(derived)
-                    for name in derived_names:
-                        derived_group.create_dataset(name, (n, n_derived), dtype="f8",
-                                                     fillvalue=np.nan)
-                if derived is not None:
-                    for name in derived_names:
-                        derived_group[name][start + i] = derived[name]
-                row = {"id": result.ids[i], "zred": result.zred[i], "status": result.status[i],
-                       "method": "amortized", "error": result.error[i],
-                       "out_of_support": bool(result.out_of_support[i]),
-                       "support_reasons": "; ".join(result.reasons[i]),
-                       "chi2": result.chi2_best[i],
-                       "chi2_per_band": result.chi2_best[i] / max(int(result.n_bands[i]), 1),
-                       "chi2_pvalue": result.chi2_pvalue[i], "n_bands": int(result.n_bands[i]),
-                       "n_masked": len(result.masked_bands[i]),
-                       "masked_bands": ", ".join(result.masked_bands[i])}
-                for j, name in enumerate(names):
-                    if name != "zred":
-                        row[name] = _percentiles(result.samples[i, :, j])
-                for name in derived_names or ():
-                    row[name] = (_percentiles(derived[name]) if derived is not None
-                                 else np.full(len(SUMMARY_PERCENTILES), np.nan))
-                rows.append(row)
-                status_all.append(result.status[i])
-                oos_all.append(bool(result.out_of_support[i]))
-            if progress:
-                print(f"amortized fit: {min(start + batch_size, n)}/{n} objects, "
-                      f"{time.time() - t0:.1f} s", file=sys.stderr, flush=True)
-        f["status"] = np.array(status_all, dtype="S")
-        f["out_of_support"] = np.array(oos_all, dtype=bool)
-        f["filter_names"] = np.array(obs.filter_names, dtype="S")
-    seconds = (time.time() - t0) / max(n, 1)
+        derived = {name: f.create_dataset(f"derived/{name}", (n, n_derived), dtype="f8",
+                                          fillvalue=np.nan) for name in derived_names}
+        start = 0
+        for k, result in enumerate(results):
+            m = len(result["rows"])
+            path = os.path.join(out_dir, "chunks", f"chunk-{k:06d}.h5")
+            with h5py.File(path, "r") as chunk:
+                dset[start:start + m] = chunk["samples"][()]
+                for name in derived_names:
+                    if name in chunk["derived"]:
+                        derived[name][start:start + m] = chunk["derived"][name][()]
+            start += m
+
+
+def _summary_table(rows, posterior, derived_names, n_samples):
+    from astropy.table import Column, Table
+    from ..fitting.catalog import _DERIVED_UNITS, _unit_and_description
+    from ..fitting.derived import DERIVED_NAMES
     table = Table()
-    fixed = {"id": (None, "object identifier"), "zred": ("", "redshift (given, conditions the flow)"),
+    fixed = {"id": (None, "object identifier"),
+             "zred": ("", "redshift (given, conditions the flow)"),
              "status": (None, "ok, or failed (reason in 'error')"),
-             "method": (None, "which path produced the row: amortized"),
-             "error": (None, "why the object could not be sampled (object and field)"),
+             "method": (None, "which path produced the row: amortized, or exact (the fallback "
+                              "for objects out of the flow's support)"),
+             "error": (None, "why the object could not be sampled or fitted (object and field)"),
              "out_of_support": (None, "outside what the flow was trained on (see support_reasons)"),
              "support_reasons": (None, "why the object is out of support ('; '-separated)"),
-             "chi2": ("", "best posterior-predictive chi^2 of the posterior draws (eq. 9 sigma)"),
+             "chi2": ("", "amortized: best posterior-predictive chi^2 of the draws; exact: chi^2 "
+                          "of the best fit (eq. 9 sigma)"),
              "chi2_per_band": ("", "chi2 / n_bands"),
-             "chi2_pvalue": ("", "p-value of chi2 for n_bands degrees of freedom"),
+             "chi2_pvalue": ("", "p-value of chi2 for n_bands degrees of freedom (amortized)"),
              "n_bands": ("", "bands used"), "n_masked": ("", "bands treated as missing"),
              "masked_bands": (None, "bands treated as missing, with the reason"),
-             "seconds": ("s", "wall time per object (catalogue total / objects)")}
+             "seconds": ("s", "wall time per object (amortized: the run's total / objects)"),
+             "exact_file": (None, "Prospector results of the exact fit (method exact)")}
     for name, (unit, description) in fixed.items():
-        values = [r.get(name, seconds) for r in rows] if name != "seconds" else [seconds] * len(rows)
+        values = [r.get(name, "") if name == "exact_file" else r[name] for r in rows]
         table[name] = Column(values, unit=unit, description=description,
                              dtype=str if unit is None and name != "out_of_support" else None)
-    for name in summary_names + list(derived_names or ()):
+    summary_names = [k for k in posterior.param_space.theta_names if k != "zred"]
+    for name in summary_names + list(derived_names):
         if name in _DERIVED_UNITS:
             unit, meaning = _DERIVED_UNITS[name], DERIVED_NAMES[name]
         else:
             unit, meaning = _unit_and_description(posterior.model, name)
-        for j, p in enumerate(SUMMARY_PERCENTILES):
+        for j, p in enumerate(_summary_percentiles()):
             table[f"{name}_p{int(p)}"] = Column(
-                [r[name][j] if name in r else np.nan for r in rows], unit=unit,
+                [r["percentiles"].get(name, [np.nan] * 3)[j] for r in rows], unit=unit,
                 description=f"{p:g}th percentile of the posterior of {meaning}")
     table.meta["amortized_posterior"] = repr(posterior)
     table.meta["n_samples"] = int(n_samples)
-    table.write(os.path.join(out_dir, "summary.ecsv"), overwrite=True)
     return table

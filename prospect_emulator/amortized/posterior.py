@@ -74,6 +74,22 @@ class Observations:
     def __len__(self):
         return len(self.maggies)
 
+    def rows(self, index):
+        """The objects at ``index`` (a slice or a sequence of row numbers)."""
+        ids = np.asarray(self.ids, dtype=object)[index]
+        return Observations(self.filter_names, self.maggies[index], self.maggies_unc[index],
+                            self.zred[index], list(ids))
+
+    def as_table(self):
+        """An astropy Table in ``prospect-emulator fit``'s default columns (``id``, ``z``,
+        ``f_<filter>``, ``e_<filter>`` in maggies; NaN = missing)."""
+        from astropy.table import Table
+        table = Table({"id": list(self.ids), "z": self.zred})
+        for b, name in enumerate(self.filter_names):
+            table[f"f_{name}"] = self.maggies[:, b]
+            table[f"e_{name}"] = self.maggies_unc[:, b]
+        return table
+
     @classmethod
     def from_obs(cls, obs, zred=None, obj_id=None):
         """One Prospector obs dictionary (``filters``, ``maggies``, ``maggies_unc``, optional

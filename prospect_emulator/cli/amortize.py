@@ -92,10 +92,11 @@ def run(args):
                                   columns=_columns(args), n_calibration=args.n_calibration,
                                   progress=not args.quiet)
         return 0
-    from ..amortized import AmortizedPosterior, fit_catalog_amortized
-    posterior = AmortizedPosterior.load(args.posterior, emulator=args.emulator)
-    table = fit_catalog_amortized(args.catalog, posterior, args.out, n_samples=args.n_samples,
-                                  seed=args.seed, columns=_columns(args), progress=not args.quiet)
+    from ..amortized import fit_catalog_amortized
+    table = fit_catalog_amortized(args.catalog, args.posterior, args.out,
+                                  n_samples=args.n_samples, seed=args.seed,
+                                  columns=_columns(args), progress=not args.quiet,
+                                  emulator=args.emulator)
     n_oos = int(sum(table["out_of_support"])) if len(table) else 0
     n_failed = int(sum(s != "ok" for s in table["status"])) if len(table) else 0
     print(f"amortize sample: {len(table)} objects, {n_failed} failed, {n_oos} out of support; "

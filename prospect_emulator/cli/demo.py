@@ -12,13 +12,6 @@ def add_arguments(parser):
     parser.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
     from .fit import add_fit_options
     add_fit_options(parser)
-    if "--sampler" not in parser._option_string_actions:  # unless add_fit_options has it
-        from ..fitting.samplers import SAMPLERS
-        parser.add_argument("--sampler", choices=SAMPLERS, default="dynesty",
-                            help="posterior sampler (default dynesty, Prospector's fit_model); "
-                                 "--nlive/--n-effective apply to the nested samplers (ultranest: "
-                                 "minimum live points and effective sample size), emcee runs "
-                                 "until its chain is 50 autocorrelation times long")
 
 
 def run(args):
@@ -51,7 +44,7 @@ def run(args):
         warnings.simplefilter("ignore")
         model = build_fitting_model(emulator, zred=rec["zred"])
     from ..fitting.samplers import settings_from_cli
-    sampler = getattr(args, "sampler", "dynesty")
+    sampler = args.sampler
     settings = settings_from_cli(sampler, args.nlive, args.n_effective)
     if sampler != "emcee":
         check_nlive(args.nlive, model.ndim, option="--nlive")

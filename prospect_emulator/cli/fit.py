@@ -18,7 +18,14 @@ def nonnegative_floor(text):
 
 
 def add_fit_options(parser):
-    """Options shared by ``fit`` and ``demo``: sampler size, seed and noise floor."""
+    """Options shared by ``fit`` and ``demo``: sampler, its size, seed and noise floor."""
+    from ..fitting.samplers import SAMPLERS
+    parser.add_argument("--sampler", choices=SAMPLERS, default="dynesty",
+                        help="posterior sampler (default dynesty, Prospector's fit_model); "
+                             "--nlive/--n-effective apply to the nested samplers (ultranest: "
+                             "minimum live points and effective sample size), emcee runs until "
+                             "its chain is 50 autocorrelation times long; dynesty-pool is for "
+                             "one galaxy, not catalogues")
     parser.add_argument("--nlive", type=int, default=200,
                         help="dynesty live points (default 200; at least 2 per free parameter)")
     parser.add_argument("--n-effective", type=int, default=2000,
@@ -67,6 +74,20 @@ def add_arguments(parser):
     parser.add_argument("--covariance", action="store_true",
                         help="use the emulator's residual covariance in the noise model")
     parser.add_argument("--no-progress", action="store_true")
+    amortized = parser.add_argument_group(
+        "amortized posteriors (needs the 'amortized' extra; one task per chunk of objects)")
+    amortized.add_argument("--amortized", default=None, metavar="POST.h5",
+                           help="sample each object's amortized posterior from this file "
+                                "(prospect-emulator amortize train) instead of an exact fit; "
+                                "--emulator defaults to the one it records")
+    amortized.add_argument("--fallback", choices=["none", "exact"], default="none",
+                           help="exact: fit the objects flagged out of support with the exact "
+                                "path (the sampler options above; results in OUT/exact/); the "
+                                "summary's method column says which path made each row")
+    amortized.add_argument("--n-samples", type=int, default=1000,
+                           help="posterior draws per object (default 1000)")
+    amortized.add_argument("--chunk-size", type=int, default=2000,
+                           help="objects per task (default 2000)")
     resume = parser.add_argument_group("resuming")
     resume.add_argument("--retry-failed", action="store_true",
                         help="fit again the objects whose earlier fit failed")
@@ -122,21 +143,48 @@ def run(args):
     from ..data import DEFAULT_EMULATOR_PATH, SHIPPED_EMULATORS
     from ..errors import EmulatorConfigurationError
     from ..fitting.catalog import fit_catalog
+    from ..fitting.samplers import settings_from_cli
     columns = catalog_columns(args)
     executor = make_executor(args)
+    exact = dict(sampler=args.sampler,
+                 sampler_settings=settings_from_cli(args.sampler, args.nlive, args.n_effective),
+                 covariance=args.covariance, floor=args.floor, seed=args.seed,
+                 attempts=args.attempts, retry_failed=args.retry_failed, restart=args.restart)
     try:
+        if args.amortized:
+            return _run_amortized(args, columns, executor, exact)
+        if args.fallback != "none":
+            raise EmulatorConfigurationError("--fallback applies to --amortized fits only")
         emulator = SHIPPED_EMULATORS.get(args.emulator, args.emulator) or DEFAULT_EMULATOR_PATH
-        table = fit_catalog(args.catalog, args.out, emulator,
-                            columns, limit=args.limit, covariance=args.covariance,
-                            nested_kwargs={"nested_nlive_init": args.nlive,
-                                           "nested_target_n_effective": args.n_effective},
-                            progress=not args.no_progress, floor=args.floor, seed=args.seed,
-                            executor=executor, attempts=args.attempts,
-                            retry_failed=args.retry_failed, restart=args.restart)
+        table = fit_catalog(args.catalog, args.out, emulator, columns, limit=args.limit,
+                            progress=not args.no_progress, executor=executor, **exact)
     except (PermissionError, IsADirectoryError, NotADirectoryError) as err:
         raise EmulatorConfigurationError(
             f"{err.filename or args.out}: {err.strerror or err} (check the paths of the catalogue, "
             "the emulator and --out)") from None
+    return report(table, args.out)
+
+
+def _run_amortized(args, columns, executor, exact):
+    """``fit --amortized POST.h5``: one Dask task per chunk of objects, then the fallback."""
+    from ..errors import EmulatorConfigurationError
+    try:
+        import flowjax  # noqa: F401
+    except ImportError:
+        raise EmulatorConfigurationError(
+            "fit --amortized needs JAX, flowjax and optax: "
+            "pip install 'prospect-emulator[amortized]'") from None
+    if args.limit is not None:
+        raise EmulatorConfigurationError(
+            "--limit applies to exact fits; an amortized fit samples the whole catalogue "
+            "(give a smaller catalogue)")
+    from ..amortized import fit_catalog_amortized
+    table = fit_catalog_amortized(
+        args.catalog, args.amortized, args.out, n_samples=args.n_samples,
+        seed=0 if args.seed is None else args.seed, columns=columns,
+        chunk_size=args.chunk_size, progress=not args.no_progress, executor=executor,
+        emulator=args.emulator, fallback=None if args.fallback == "none" else args.fallback,
+        exact_settings=exact)
     return report(table, args.out)
 
 

@@ -303,8 +303,10 @@ def fit_object(obj, outdir, settings):
         The output folder (seen by the worker: a shared file system on a
         cluster).
     settings : dict
-        ``emulator_path``, ``filters``, ``nested_kwargs``, ``covariance``,
-        ``floor``, ``seed`` and ``provenance``
+        ``emulator_path``, ``filters``, ``sampler`` (a name of
+        :data:`~prospect_emulator.fitting.samplers.SAMPLERS`),
+        ``sampler_settings`` (complete), ``covariance``, ``floor``, ``seed``
+        and ``provenance``
         (:func:`~prospect_emulator.fitting.records.run_provenance`).
 
     Returns
@@ -329,9 +331,9 @@ def fit_object(obj, outdir, settings):
         noise = EmulatorNoiseModel(model, floor=settings["floor"], covariance=settings["covariance"])
         obs = make_obs(settings["filters"], obj["maggies"], obj["maggies_unc"])
         run_params = dict(recipe, zred=float(obj["zred"]), object_id=obj["id"])
-        fit = fit_galaxy(obs, model, noise, nested_kwargs=settings["nested_kwargs"],
-                         results_path=os.path.join(outdir, f"{stem}.h5"),
-                         run_params=run_params, seed=settings["seed"])
+        fit = fit_galaxy(obs, model, noise, results_path=os.path.join(outdir, f"{stem}.h5"),
+                         run_params=run_params, seed=settings["seed"],
+                         sampler=settings["sampler"], sampler_settings=settings["sampler_settings"])
         summary = posterior_summary(model, fit["samples"], fit["weights"])
         record.update({
             "status": "ok", "ncall": fit["ncall"], "seconds": fit["seconds"], "logz": fit["logz"],
@@ -551,7 +553,7 @@ def write_summary(outdir, allow_mixed=False):
 def fit_catalog(catalog_path, outdir, emulator_path, columns=None, workers=None, limit=None,
                 nested_kwargs=None, covariance=False, progress=True, floor=0.05, seed=None,
                 executor=None, attempts=DEFAULT_ATTEMPTS, retry_failed=False, restart=False,
-                stream=None):
+                stream=None, sampler="dynesty", sampler_settings=None):
     """Fit every row of a catalogue, one task per object; resumable, safe to interrupt.
 
     Parameters
@@ -573,7 +575,8 @@ def fit_catalog(catalog_path, outdir, emulator_path, columns=None, workers=None,
     limit : int, optional
         Fit at most this many (new) objects.
     nested_kwargs : dict, optional
-        dynesty settings (see :data:`~prospect_emulator.fitting.run.DEFAULT_NESTED_KWARGS`).
+        dynesty settings (see :data:`~prospect_emulator.fitting.run.DEFAULT_NESTED_KWARGS`);
+        ``sampler="dynesty"`` only.
     covariance : bool
         Use the emulator's residual covariance in the noise model.
     floor : float
@@ -598,6 +601,13 @@ def fit_catalog(catalog_path, outdir, emulator_path, columns=None, workers=None,
         without it such a folder is refused.
     stream : file, optional
         Where notes and progress go (default ``sys.stderr``).
+    sampler : str
+        ``"dynesty"`` (default, Prospector's ``fit_model``), ``"ultranest"``
+        or ``"emcee"`` (:func:`~prospect_emulator.fitting.samplers.run_sampler`).
+        ``"dynesty-pool"`` is refused: each worker process already runs one fit.
+    sampler_settings : dict, optional
+        Settings of that sampler
+        (:func:`~prospect_emulator.fitting.samplers.sampler_settings`).
 
     Returns
     -------
@@ -608,8 +618,8 @@ def fit_catalog(catalog_path, outdir, emulator_path, columns=None, workers=None,
     ------
     EmulatorConfigurationError
         Unreadable catalogue or implausible flux unit (:func:`read_catalog`),
-        a negative floor, or ``nested_nlive_init`` below twice the number of
-        free parameters.
+        a negative floor, ``nested_nlive_init`` below twice the number of
+        free parameters, an unknown or refused sampler or setting.
     OutputFolderError
         The folder cannot be written, another live run owns it
         (:class:`~prospect_emulator.fitting.records.FolderBusyError`), or it
@@ -618,7 +628,6 @@ def fit_catalog(catalog_path, outdir, emulator_path, columns=None, workers=None,
     from ..prospector.noise import _check_floor
     from ..runtime import load_emulator
     from .models import build_fitting_model
-    from .run import DEFAULT_NESTED_KWARGS, check_nlive
     stream = stream or sys.stderr
     columns = columns or CatalogColumns()
     floor = _check_floor(floor)
@@ -628,13 +637,13 @@ def fit_catalog(catalog_path, outdir, emulator_path, columns=None, workers=None,
     # one model up front: its training-range warnings are said once, and nlive is checked
     # before any object is fitted
     model = build_fitting_model(emulator, zred=0.5 * (zlo + zhi))
-    sampler = dict(DEFAULT_NESTED_KWARGS, **(nested_kwargs or {}))
-    check_nlive(sampler["nested_nlive_init"], model.ndim)
-    provenance = run_provenance(emulator, emulator_path, filters, sampler, seed, floor,
-                                covariance, attempts)
+    full_settings = catalog_sampler_settings(sampler, model.ndim, nested_kwargs, sampler_settings)
+    provenance = run_provenance(emulator, emulator_path, filters,
+                                dict(full_settings, name=sampler), seed, floor, covariance,
+                                attempts)
     settings = {"emulator_path": provenance["emulator"], "filters": filters,
-                "nested_kwargs": nested_kwargs, "covariance": covariance, "floor": floor,
-                "seed": seed, "provenance": provenance}
+                "sampler": sampler, "sampler_settings": full_settings, "covariance": covariance,
+                "floor": floor, "seed": seed, "provenance": provenance}
 
     def note(text):
         print(f"fit: {text}", file=stream, flush=True)
@@ -683,6 +692,35 @@ def fit_catalog(catalog_path, outdir, emulator_path, columns=None, workers=None,
             note(f"{len(unsaved)} object(s) could not be recorded ({unsaved[0][1]}); they are "
                  "fitted again by the next run: " + ", ".join(oid for oid, _ in unsaved[:10]))
     return table
+
+
+def catalog_sampler_settings(sampler, ndim, nested_kwargs=None, settings=None):
+    """The complete, checked settings of a catalogue's sampler (before any object is fitted).
+
+    Raises
+    ------
+    EmulatorConfigurationError
+        ``dynesty-pool`` (a pool per fit inside a worker process that is
+        itself one of a pool of fits), ``nested_kwargs`` with another sampler
+        than dynesty, an unknown setting, or too few live points.
+    """
+    from .run import check_nlive
+    from .samplers import sampler_settings
+    if sampler == "dynesty-pool":
+        raise EmulatorConfigurationError(
+            "sampler 'dynesty-pool' is not for catalogues: every Dask worker process already "
+            "fits one object, so a pool inside each fit only competes for the same cores. Use "
+            "--sampler dynesty (the objects run in parallel), or fit one galaxy with "
+            "dynesty-pool")
+    if nested_kwargs and sampler != "dynesty":
+        raise EmulatorConfigurationError(
+            f"nested_kwargs are dynesty's settings; sampler {sampler!r} takes sampler_settings")
+    full = sampler_settings(sampler, ndim=ndim, **dict(nested_kwargs or {}, **(settings or {})))
+    if sampler == "dynesty":
+        check_nlive(full["nested_nlive_init"], ndim)
+    elif sampler == "ultranest":
+        check_nlive(full["nlive"], ndim, option="--nlive")
+    return full
 
 
 def _run_tasks(todo, outdir, settings, executor, workers, attempts, progress, stream,
