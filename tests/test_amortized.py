@@ -322,6 +322,23 @@ class TestOutOfSupport:
         assert any("chi2" in " ".join(r) for r in result.reasons)
 
 
+    def test_one_band_half_a_magnitude_off_is_flagged_by_its_residual(self, posterior, held_out):
+        """0.5 mag in one band is ~10 sigma for these bright objects (eq. 9 sigma incl. the 5%
+        floor).  The one-band residual check flags such objects far more often than the same
+        objects unshifted; how often depends on the flow (this one is trained in seconds, so its
+        calibrated limits are loose: docs/amortized.md measures a well-trained one)."""
+        bright = np.nonzero(held_out.mask.all(axis=1) &
+                            (held_out.maggies_true[:, 3] > 30 * held_out.maggies_unc[:, 3]))[0][:30]
+        unc, zred = held_out.maggies_unc[bright], held_out.zred[bright]
+        before = posterior.sample(Observations(FILTERS, held_out.maggies[bright], unc, zred), 200,
+                                  seed=5)
+        maggies = held_out.maggies[bright].copy()
+        maggies[:, 3] *= 10 ** (0.4 * 0.5)
+        after = posterior.sample(Observations(FILTERS, maggies, unc, zred), 200, seed=5)
+        assert after.out_of_support.mean() >= before.out_of_support.mean() + 0.25
+        assert any("one band off the SED" in " ".join(r) for r in after.reasons)
+        assert posterior.calibration["band_z_threshold"] > 0
+
 # ------------------------------------------------------------------ catalogues
 class TestCatalogue:
     def test_summary_table_and_samples_file(self, posterior_path, catalog, tmp_path):

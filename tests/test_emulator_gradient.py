@@ -138,7 +138,7 @@ class TestLnprobGradient:
                                         "prior": priors.TopHat(mini=0.01, maxi=1.0)})
         obs = mock_obs(model, filters, seed=6)
         like = VectorisedLikelihood(model, obs, EmulatorNoiseModel(model, covariance=True))
-        assert not like._inputs_direct
+        assert not like._batched.inputs_direct
         assert_gradient_matches(like, model)
 
     def test_outside_the_prior_or_training_range_the_gradient_is_nan(self, filters):

@@ -132,7 +132,7 @@ class TestEqualsLnprobfnRowByRow:
         obs = mock_obs(model, filters, seed=6)
         noise = EmulatorNoiseModel(model, covariance=True)
         like = VectorisedLikelihood(model, obs, noise)
-        assert not like._row_by_row
+        assert not like._batched.row_by_row
         theta = draws(model, seed=7)
         assert_rows_equal(like(theta), reference(theta, model, obs, noise))
 
@@ -146,7 +146,7 @@ class TestEqualsLnprobfnRowByRow:
         obs = mock_obs(model, filters, seed=8)
         noise = EmulatorNoiseModel(model)
         like = VectorisedLikelihood(model, obs, noise)
-        assert like._row_by_row
+        assert like._batched.row_by_row
         theta = draws(model, n=40, seed=9)
         assert_rows_equal(like(theta), reference(theta, model, obs, noise))
 

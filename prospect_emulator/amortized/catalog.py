@@ -90,7 +90,7 @@ def read_catalog_arrays(data, columns=None, filter_names=None):
 
 
 def derived_samples(model, emulator, theta):
-    """Derived quantities of parameter draws: ``sfh_summary`` of each.
+    """Derived quantities of parameter draws (all rows at once).
 
     Parameters
     ----------
@@ -104,27 +104,24 @@ def derived_samples(model, emulator, theta):
     dict or None
         name -> (n,) array (keys of
         :data:`~prospect_emulator.fitting.derived.DERIVED_NAMES`), None for an
-        SFH that :func:`~prospect_emulator.fitting.derived.sfh_summary` does
+        SFH that :func:`~prospect_emulator.fitting.derived.sfh_summaries` does
         not handle.
     """
-    from ..fitting.derived import sfh_summary
+    from ..fitting.derived import SFH_PARAMETERS, sfh_summaries
+    from ..prospector.batched_parameters import BatchedParameters
     theta = np.atleast_2d(theta)
-    keys = ("sfh", "agebins", "mass", "tage", "tau")
-    x = np.empty((len(theta), emulator.n_params))
-    kept = []
-    for i, row in enumerate(theta):
-        model.set_parameters(row)
-        x[i] = model._emulator_inputs()
-        kept.append({k: np.array(model.params[k]) for k in keys if k in model.params})
-    model._theta_set = None
+    wanted = [k for k in SFH_PARAMETERS if k in model.params]
+    batched = BatchedParameters(model, extra=wanted)
+    rows = batched.rows(theta)
     if "mfrac" in emulator.extra_names:
+        x = batched.inputs(theta)[0]
         mfrac = emulator.predict_extra(x, "mfrac", check=False)
     else:
         mfrac = np.full(len(theta), np.nan)
-    rows = [sfh_summary(p, m) for p, m in zip(kept, mfrac)]
-    if not rows or rows[0] is None:
+    out = sfh_summaries({k: rows[k] for k in wanted}, mfrac)
+    if out is None:
         return None
-    return {k: np.array([r[k] for r in rows], dtype=float) for k in rows[0]}
+    return {k: np.asarray(v, dtype=float) for k, v in out.items()}
 
 
 def _percentiles(values):

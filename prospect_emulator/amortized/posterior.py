@@ -395,10 +395,22 @@ class AmortizedPosterior:
 
     # ----------------------------------------------------------- support
     def posterior_predictive_chi2(self, theta, maggies, unc, mask, seed=0):
-        """Best chi^2 over ``n_ppc`` posterior draws per object, and its p-value.
+        """Best chi^2 over ``n_ppc`` posterior draws per object, its p-value, and the
+        largest normalised residual of one band at that draw.
 
         chi^2 uses eq. 9's total variance: the observed uncertainty, the
         emulator's error and the floor, at the draw's model flux.
+
+        Returns
+        -------
+        best : ndarray (n,)
+            The smallest chi^2 of the draws.
+        pvalue : ndarray (n,)
+            Its p-value for as many degrees of freedom as bands.
+        max_band_z : ndarray (n,)
+            max over bands of |observed - model| / sigma at that draw: one
+            band far off the SED (a wrong zero point, a blended neighbour)
+            stands out here before it moves the chi^2 of many bands.
         """
         from scipy.stats import chi2 as chi2_dist
         from .simulate import _emulator_flux_sigma, _inside_training_range
@@ -410,18 +422,22 @@ class AmortizedPosterior:
         x = emulator_inputs(self.model, draws)
         inside = _inside_training_range(self._band_emulator, x)
         flux = np.full((len(x), len(self.filter_names)), np.nan)
+        sig_emul = np.zeros_like(flux)
         if inside.any():
             flux[inside] = self._band_emulator.predict_maggies(x[inside], check=False)
-            sig_emul = np.zeros_like(flux)
             sig_emul[inside] = _emulator_flux_sigma(self._band_emulator, x[inside], flux[inside])
         flux = flux.reshape(n_obj, k, -1)
         sig_emul = sig_emul.reshape(n_obj, k, -1)
         var = unc[:, None] ** 2 + sig_emul ** 2 + (self.floor * flux) ** 2
-        resid2 = (maggies[:, None] - flux) ** 2 / var
-        chi2 = np.where(mask[:, None], resid2, 0.0).sum(axis=2)
+        resid2 = np.where(mask[:, None], (maggies[:, None] - flux) ** 2 / var, 0.0)
+        chi2 = resid2.sum(axis=2)
         chi2 = np.where(np.isfinite(chi2), chi2, np.inf)
-        best = chi2.min(axis=1)
-        return best, chi2_dist.sf(best, mask.sum(axis=1))
+        at = chi2.argmin(axis=1)
+        best = chi2[np.arange(n_obj), at]
+        with np.errstate(invalid="ignore"):
+            max_z = np.sqrt(np.nanmax(resid2[np.arange(n_obj), at], axis=1))
+        max_z = np.where(np.isfinite(best), max_z, np.inf)
+        return best, chi2_dist.sf(best, mask.sum(axis=1)), max_z
 
     def _support_checks(self, theta, maggies, unc, mask, good, reasons, chi2, pvalue, seed):
         nm = self.noise_model
@@ -429,10 +445,11 @@ class AmortizedPosterior:
         trained = nm.is_trained_pattern(mask[idx])
         z, offset = nm.uncertainty_zscores(maggies[idx], unc[idx], mask[idx])
         zmax = float(self.calibration["uncertainty_z_threshold"])
-        best, p = self.posterior_predictive_chi2(theta[idx], maggies[idx], unc[idx], mask[idx],
-                                                 seed=seed)
+        best, p, band_z = self.posterior_predictive_chi2(theta[idx], maggies[idx], unc[idx],
+                                                         mask[idx], seed=seed)
         chi2[idx], pvalue[idx] = best, p
         threshold = float(self.calibration["chi2_pvalue_threshold"])
+        band_limit = float(self.calibration.get("band_z_threshold", np.inf))
         for j, i in enumerate(idx):
             if not trained[j]:
                 missing = [self.filter_names[b] for b in np.nonzero(~mask[i])[0]]
@@ -449,15 +466,26 @@ class AmortizedPosterior:
                     f"photometry off the simulations' support: best posterior-predictive "
                     f"chi2 = {best[j]:.1f} for {int(mask[i].sum())} bands (p = {p[j]:.2g} < "
                     f"{threshold:.2g}, the calibrated limit)")
+            if band_z[j] > band_limit:
+                reasons[i].append(
+                    f"one band off the SED: at the best posterior-predictive draw a band is "
+                    f"{band_z[j]:.1f} sigma from the model (calibrated limit {band_limit:.1f})")
 
     def calibrate(self, sims, n_samples=200, quantile=0.01, seed=1):
-        """Set the chi^2 p-value limit so that a fraction ``quantile`` of held-out
-        in-distribution simulations would be flagged."""
+        """Set the out-of-support limits from held-out in-distribution simulations.
+
+        The chi^2 p-value limit and the one-band residual limit are each set
+        so that a fraction ``quantile`` of the simulations would be flagged by
+        it (together at most ``2 * quantile``).  Returns the p-value limit.
+        """
         result = self.sample(_sims_as_observations(sims, self.filter_names), n_samples,
                              seed=seed, check_support=False)
-        _, p = self.posterior_predictive_chi2(result.samples, sims.maggies, sims.maggies_unc,
-                                              sims.mask, seed=seed)
+        _, p, band_z = self.posterior_predictive_chi2(result.samples, sims.maggies,
+                                                      sims.maggies_unc, sims.mask, seed=seed)
         self.calibration["chi2_pvalue_threshold"] = float(np.quantile(p, quantile))
+        finite = band_z[np.isfinite(band_z)]
+        if len(finite):
+            self.calibration["band_z_threshold"] = float(np.quantile(finite, 1 - quantile))
         self.calibration["chi2_calibration_simulations"] = int(len(sims))
         self.calibration["chi2_calibration_quantile"] = float(quantile)
         return self.calibration["chi2_pvalue_threshold"]

@@ -309,17 +309,12 @@ def redshift_range_of(model):
 def emulator_inputs(model, theta):
     """Emulator input rows (n, n_inputs) of parameter rows theta (n, ndim).
 
-    A per-row ``set_parameters`` + the model's own input gathering, so
-    ``depends_on`` transforms (continuity SFH, log inputs) are exactly the
-    model's.
+    The ``depends_on`` transforms (continuity SFH, log inputs) are the
+    model's own, run once for all rows
+    (:class:`~prospect_emulator.prospector.batched_parameters.BatchedParameters`).
     """
-    theta = np.atleast_2d(np.asarray(theta, dtype=float))
-    out = np.empty((len(theta), model.emulator.n_params))
-    for i, row in enumerate(theta):
-        model.set_parameters(row)
-        out[i] = model._emulator_inputs()
-    model._theta_set = None  # the model's last prediction no longer matches its params
-    return out
+    from ..prospector.batched_parameters import BatchedParameters
+    return BatchedParameters(model).inputs(np.atleast_2d(np.asarray(theta, dtype=float)))[0]
 
 
 def _inside_training_range(emulator, x):

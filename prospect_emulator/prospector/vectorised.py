@@ -22,13 +22,10 @@ parameter outside the training range).
 What is computed, and what is not
 ---------------------------------
 Only the parameters that the emulator inputs (and, with ``lumdist``, the
-redshift and distance) read are computed, each ``depends_on`` transform
-with a batched version (:func:`prospect_emulator.transforms.batched_transform`)
-once for all rows; transforms the likelihood does not read (e.g. the
-continuity SFH's ``mass`` per bin when ``logmass`` is an input) are skipped.
-If a needed transform has no batched version, the needed parameters are
-computed row by row with the model's own ``set_parameters`` (exact, slow).
-The model's :attr:`params` are not changed by a batched call.
+redshift and distance) read are computed
+(:class:`~prospect_emulator.prospector.batched_parameters.BatchedParameters`),
+each ``depends_on`` transform once for all rows.  The model's :attr:`params`
+are not changed by a batched call.
 
 Prospector's outlier mixture model (``f_outlier_phot``) is not supported.
 """
@@ -39,7 +36,7 @@ import numpy as np
 from ..errors import EmulatorConfigurationError, NonFiniteInputError
 from ..priors import FastPriorProduct, FastPriorTransform
 from ..runtime.emulator import Emulator, FLOAT32_MAX_MAG_DIFFERENCE, float32_mag_difference
-from ..transforms import batched_transform
+from .batched_parameters import BatchedParameters
 from .noise import EmulatorNoiseModel, _require_residual_stats
 
 __all__ = ["VectorisedLikelihood", "LINALG_FAILURE_LNLIKE"]
@@ -138,7 +135,7 @@ class VectorisedLikelihood:
         plan = model._plan_for(obs.get("filters"))
         self._emulator64 = plan.emulator
         self.emulator = plan.emulator
-        self._build_input_map()
+        self._batched = BatchedParameters(model)
         self._build_obs_terms()
         self.float32 = False
         self.float32_max_mag_difference = None
@@ -176,42 +173,6 @@ class VectorisedLikelihood:
                 "this EmulatorNoiseModel belongs to another EmulatedSpecModel; make one with "
                 "EmulatorNoiseModel(model) for the model being fitted")
         return noise
-
-    def _build_input_map(self):
-        """Where every emulator input (and zred, lumdist) comes from, and which
-        ``depends_on`` transforms must run to compute them."""
-        model = self.model
-        sources = model._input_sources()
-        self._sources = sources
-        self._log_inputs = model._log_inputs.copy()
-        self._has_lumdist = model.params.get("lumdist") is not None
-        needed = {b for b, _ in sources}
-        if self._has_lumdist:
-            needed |= {"zred", "lumdist"}
-        self._shapes = {name: np.shape(np.atleast_1d(value)) for name, value in model.params.items()}
-        # transforms in configuration order (as set_parameters runs them); walk
-        # back from the needed parameters to the transforms they depend on
-        deps = [(name, info["depends_on"]) for name, info in model.config_dict.items()
-                if info.get("depends_on") is not None]
-        plan, self._row_by_row = [], False
-        for name, func in reversed(deps):
-            if name not in needed:
-                continue
-            batched = batched_transform(func)
-            if batched is None:  # unknown transform: set_parameters row by row
-                self._row_by_row = True
-                break
-            plan.append((name, batched[0], batched[1]))
-            needed |= set(batched[1])
-        self._transform_plan = plan[::-1]
-        self._needed = needed
-        self._derived = {name for name, _ in deps}
-        index = model.theta_index
-        # the inputs are plain (or log10 of) free/fixed parameters: dx/dtheta is analytic
-        self._inputs_direct = not self._row_by_row and not (needed & self._derived)
-        self._fixed_inputs = np.array(
-            [j for j, (b, _) in enumerate(sources) if b not in index and b not in self._derived],
-            dtype=int)
 
     def _build_obs_terms(self):
         obs = self.obs
@@ -259,53 +220,9 @@ class VectorisedLikelihood:
             self.float32 = True
 
     # ------------------------------------------------------------- parameters
-    def _parameter_rows(self, theta):
-        """The needed model parameters for every row of theta, each (n, *shape)."""
-        model, n = self.model, len(theta)
-        if self._row_by_row:
-            rows = {name: [] for name in self._needed}
-            saved = model.theta.copy()
-            try:
-                for t in theta:
-                    model.set_parameters(t)
-                    for name in self._needed:
-                        rows[name].append(np.array(model.params[name], dtype=float, ndmin=1))
-            finally:
-                model.set_parameters(saved)
-            return {name: np.array(v) for name, v in rows.items()}
-        index = model.theta_index
-        values = {}
-
-        def value(name):
-            v = values.get(name)
-            if v is None:
-                if name in index:
-                    v = theta[:, index[name]]
-                else:  # fixed (or a transform's output not recomputed here)
-                    fixed = np.asarray(model.params[name])
-                    v = np.broadcast_to(fixed, (n,) + np.shape(np.atleast_1d(fixed)))
-                values[name] = v
-            return v
-
-        for name, func, argnames in self._transform_plan:
-            out = np.asarray(func(*[value(a) for a in argnames]))
-            values[name] = out.reshape((n,) + self._shapes[name])
-        return {name: value(name) for name in self._needed}
-
     def _inputs(self, theta):
         """(emulator inputs (n, n_params), zred (n,) or None, lumdist (n,) or None)."""
-        values = self._parameter_rows(theta)
-        n = len(theta)
-        x = np.empty((n, len(self._sources)))
-        flat = {name: np.asarray(v, dtype=float).reshape(n, -1) for name, v in values.items()}
-        for j, (base, i) in enumerate(self._sources):
-            x[:, j] = flat[base][:, i]
-        if self._log_inputs.size:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                x[:, self._log_inputs] = np.log10(x[:, self._log_inputs])
-        if not self._has_lumdist:
-            return x, None, None
-        return x, flat["zred"][:, 0], flat["lumdist"][:, 0]
+        return self._batched.inputs(theta)
 
     def _distance_factor(self, zred, lumdist):
         """(d_L(zred) / lumdist)^2 per row, as ``EmulatedSpecModel._distance_scale``."""
@@ -327,7 +244,7 @@ class VectorisedLikelihood:
         bad = ~np.isfinite(x).all(axis=1)
         if bad.any():
             emu._raise_bad_inputs(x[bad][:1])  # NonFiniteInputError, not a ValueError
-        j = self._fixed_inputs
+        j = self._batched.fixed_inputs
         if j.size:
             xo = x[~inside][0]
             out = j[~((xo[j] >= emu._lo[j]) & (xo[j] <= emu._hi[j]))]
@@ -579,17 +496,17 @@ class VectorisedLikelihood:
         """d x / d theta (n_params, ndim) and d (zred, lumdist) / d theta (2, ndim)."""
         index = self.model.theta_index
         x, zred, lumdist = self._inputs(theta[None, :])
-        if self._inputs_direct:
-            dx = np.zeros((len(self._sources), self.ndim))
-            for j, (base, i) in enumerate(self._sources):
+        if self._batched.inputs_direct:
+            dx = np.zeros((len(self._batched.sources), self.ndim))
+            for j, (base, i) in enumerate(self._batched.sources):
                 if base in index:
                     dx[j, index[base].start + i] = 1.0
-            if self._log_inputs.size:  # x = log10 X: dx/dX = 1 / (X ln 10)
-                logs = self._log_inputs
+            if self._batched.log_inputs.size:  # x = log10 X: dx/dX = 1 / (X ln 10)
+                logs = self._batched.log_inputs
                 dx[logs] /= (_LN_10 * 10.0 ** x[0, logs])[:, None]
             daux = np.zeros((2, self.ndim))
             for row, name in enumerate(("zred", "lumdist")):
-                if self._has_lumdist and name in index:
+                if self._batched.has_lumdist and name in index:
                     daux[row, index[name].start] = 1.0
             return dx, daux
         # inputs computed by depends_on transforms: central differences, one batch
