@@ -63,7 +63,11 @@ def make_mock(emulator, index, seed, obs_mag, filters):
     obs = make_obs(filters, flux, sigma_obs)
     noise = EmulatorNoiseModel(model, floor=0.0)
     noise.compute(phot_unc=obs["maggies_unc"], phot=obs["maggies"], mask=obs["phot_mask"])
-    data = flux + rng.normal(size=flux.size) * np.sqrt(noise.Sigma)
+    # bands without flux (beyond the Lyman limit at high redshift) have no uncertainty:
+    # masked in the fit as in the noise model
+    used = obs["phot_mask"]
+    data = flux.copy()
+    data[used] += rng.normal(size=int(used.sum())) * np.sqrt(noise.Sigma)
     return {"index": index, "zred": zred, "theta": theta.tolist(), "maggies": data.tolist(),
             "maggies_unc": sigma_obs.tolist(), "labels": list(model.theta_labels())}
 

@@ -414,6 +414,30 @@ class TestCatalogue:
                               progress=False, seed=9, stream=notes)
         assert notes.getvalue().count("sampled by an earlier run") == 1
 
+    def test_a_failing_chunk_fails_its_objects_and_the_next_run_samples_them(
+            self, posterior_path, catalog, tmp_path, monkeypatch):
+        from astropy.table import Table
+        from prospect_emulator.amortized import chunks
+        table = Table.read(catalog)[:9]
+        sample = chunks.sample_chunk
+
+        def middle_chunk_breaks(obs, *args):
+            if obs.ids[0] == table["id"][3]:
+                raise RuntimeError("disk full")
+            return sample(obs, *args)
+        monkeypatch.setattr(chunks, "sample_chunk", middle_chunk_breaks)
+        out = str(tmp_path / "fit")
+        first = fit_catalog_amortized(table, posterior_path, out, n_samples=50, chunk_size=3,
+                                      progress=False)
+        assert list(first["status"]) == ["ok"] * 3 + ["failed"] * 3 + ["ok"] * 3
+        assert all("RuntimeError: disk full" in e for e in first["error"][3:6])
+        assert np.isnan(first["mass_p50"][3:6]).all()
+        monkeypatch.setattr(chunks, "sample_chunk", sample)
+        second = fit_catalog_amortized(table, posterior_path, out, n_samples=50, chunk_size=3,
+                                       progress=False)
+        assert set(second["status"]) == {"ok"}
+        np.testing.assert_array_equal(second["mass_p50"][:3], first["mass_p50"][:3])
+
     def test_fit_command_with_exact_fallback_for_out_of_support_objects(
             self, posterior_path, catalog, tmp_path, capsys):
         """``fit CATALOG --amortized POST.h5 --fallback exact``: flagged objects are fitted by

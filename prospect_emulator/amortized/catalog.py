@@ -268,8 +268,9 @@ def fit_catalog_amortized(table_or_path, posterior, out_dir, n_samples=1000, see
         finally:
             if owned:
                 executor.shutdown()
-        import shutil
-        shutil.rmtree(os.path.join(folder.path, "chunks"), ignore_errors=True)
+        if not any(r.get("failed") for r in results):  # complete: the chunks are merged
+            import shutil
+            shutil.rmtree(os.path.join(folder.path, "chunks"), ignore_errors=True)
     return table
 
 
@@ -301,17 +302,19 @@ def _sample_chunks(obs, posterior, ref, sha, out_dir, n_samples, n_derived, seed
     t0, n_new = time.time(), 0
     with terminate_as_interrupt():
         if executor is None:
-            outcomes = ((key, sample_chunk(*args)) for key, (_, args) in tasks.items())
+            outcomes = ((key, _sample_here(args)) for key, (_, args) in tasks.items())
         else:
             print(f"fit: running on {executor.description}", file=stream, flush=True)
-            outcomes = ((o.key, o.value if o.ok else o) for o in executor.run_unordered(
-                sample_chunk, ((key, args) for key, (_, args) in tasks.items())))
+            outcomes = ((o.key, o.value if o.ok else str(o.error)) for o in
+                        executor.run_unordered(sample_chunk,
+                                               ((key, args) for key, (_, args) in tasks.items())))
         try:
             for key, value in outcomes:
-                k = tasks[key][0]
-                if not isinstance(value, dict):
-                    raise EmulatorConfigurationError(
-                        f"chunk {k} of the catalogue could not be sampled: {value.error}")
+                k, args = tasks[key]
+                if not isinstance(value, dict):  # the chunk's task failed: its objects too
+                    value = _failed_chunk(args[0], f"{key} failed: {value}")
+                    stream.write(f"fit: {value['rows'][0]['error']} (the next run samples it "
+                                 "again)\n")
                 results[k] = value
                 n_new += len(value["rows"])
                 bar.failed += sum(r["status"] != "ok" for r in value["rows"])
@@ -320,6 +323,26 @@ def _sample_chunks(obs, posterior, ref, sha, out_dir, n_samples, n_derived, seed
             bar.close(n_reused + n_new)
     seconds = (time.time() - t0) / max(n_new, 1)
     return [results[k] for k in sorted(results)], seconds
+
+
+def _sample_here(args):
+    """:func:`~prospect_emulator.amortized.chunks.sample_chunk` in this process; a failure
+    is returned as its reason (the other chunks go on)."""
+    from . import chunks
+    try:
+        return chunks.sample_chunk(*args)
+    except Exception as err:  # one chunk's failure never stops the catalogue
+        return f"{type(err).__name__}: {err}"
+
+
+def _failed_chunk(obs, reason):
+    """The result of a chunk whose task failed: every object failed with the reason."""
+    rows = [{"id": str(oid), "zred": float(z), "status": "failed", "method": "amortized",
+             "error": reason, "out_of_support": False, "support_reasons": "",
+             "chi2": np.nan, "chi2_per_band": np.nan, "chi2_pvalue": np.nan, "n_bands": 0,
+             "n_masked": 0, "masked_bands": "", "percentiles": {}}
+            for oid, z in zip(obs.ids, obs.zred)]
+    return {"rows": rows, "derived_names": [], "failed": True}
 
 
 def _exact_fallback(obs, rows, posterior, emulator, out_dir, executor, settings, progress,
@@ -393,6 +416,10 @@ def _write_samples(out_dir, obs, posterior, results, rows, seed, n_samples, n_de
         for k, result in enumerate(results):
             m = len(result["rows"])
             path = os.path.join(out_dir, "chunks", f"chunk-{k:06d}.h5")
+            if result.get("failed"):  # no draws: NaN (the fill value of samples is 0)
+                dset[start:start + m] = np.nan
+                start += m
+                continue
             with h5py.File(path, "r") as chunk:
                 dset[start:start + m] = chunk["samples"][()]
                 for name in derived_names:
