@@ -199,6 +199,13 @@ class TestSettings:
         with pytest.raises(EmulatorConfigurationError, match="allowed|short names"):
             sampler_settings(name, ndim=3, **{bad: 1})
 
+    def test_a_dynesty_keyword_prospector_would_ignore_is_refused(self):
+        """Prospector 1.4's fit_model swallows unknown nested_* keywords (**extras): refused."""
+        with pytest.raises(EmulatorConfigurationError, match="nested_slices.*would ignore it"):
+            sampler_settings("dynesty", ndim=3, nested_slices=5)
+        with pytest.raises(EmulatorConfigurationError, match="would ignore it"):
+            sampler_settings("dynesty", ndim=3, slices=5)
+
     def test_dynesty_short_names_are_fit_model_keywords(self):
         s = sampler_settings("dynesty", nlive=123, walks=50)
         assert s["nested_nlive_init"] == 123 and s["nested_walks"] == 50

@@ -72,8 +72,20 @@ ULTRANEST_FLOOR_LNLIKE = -1e100
 _DYNESTY_ALIASES = {"nlive": "nested_nlive_init", "nlive_batch": "nested_nlive_batch",
                     "n_effective": "nested_target_n_effective", "sample": "nested_sample",
                     "walks": "nested_walks", "bound": "nested_bound",
-                    "maxcall": "nested_maxcall", "dlogz": "nested_dlogz_init",
-                    "slices": "nested_slices"}
+                    "maxcall": "nested_maxcall", "dlogz": "nested_dlogz_init"}
+
+
+def _prospector_nested_keywords():
+    """The ``nested_*`` keywords Prospector 1.4's ``fit_model`` passes on to dynesty.
+
+    Any other ``nested_*`` keyword would be swallowed by ``**extras`` and do
+    nothing (``nested_slices``, for one: ``rslice`` then uses dynesty's own
+    3 + ndim slices).
+    """
+    import inspect
+    from prospect.fitting.nested import run_dynesty_sampler
+    names = {n for n in inspect.signature(run_dynesty_sampler).parameters if n.startswith("nested_")}
+    return names | {"nested_target_n_effective"}
 
 #: Default settings per sampler (dynesty: see
 #: :data:`~prospect_emulator.fitting.run.DEFAULT_NESTED_KWARGS`).
@@ -124,7 +136,7 @@ def sampler_settings(name, ndim=None, **settings):
         For ``dynesty``/``dynesty-pool``: Prospector ``fit_model`` keywords
         (``nested_*``, ``print_progress``, ``verbose``) or their short names
         ``nlive``, ``nlive_batch``, ``n_effective``, ``sample``, ``walks``,
-        ``bound``, ``maxcall``, ``dlogz``, ``slices``; ``dynesty-pool`` also
+        ``bound``, ``maxcall``, ``dlogz``; ``dynesty-pool`` also
         ``processes``.  Others: the keys of :data:`DEFAULT_SETTINGS`.
 
     Returns
@@ -144,10 +156,11 @@ def sampler_settings(name, ndim=None, **settings):
         out = dict(DEFAULT_NESTED_KWARGS, **DEFAULT_SETTINGS.get(name, {}))
         for key, value in settings.items():
             key = _DYNESTY_ALIASES.get(key, key)
-            if not (key.startswith("nested_") or key in out):
+            allowed = _prospector_nested_keywords()
+            if not (key in allowed or key in out):
                 raise EmulatorConfigurationError(
-                    f"unknown {name} setting {key!r}: use Prospector fit_model keywords "
-                    f"(nested_*, print_progress, verbose"
+                    f"unknown {name} setting {key!r}: Prospector's fit_model would ignore it. "
+                    f"Use its keywords ({', '.join(sorted(allowed))}, print_progress, verbose"
                     f"{', processes' if name == 'dynesty-pool' else ''}) or the short names "
                     f"{', '.join(sorted(_DYNESTY_ALIASES))}")
             out[key] = value
