@@ -13,6 +13,8 @@ it.  Coverage must be 68% +- 5 and 95% +- 3 per parameter and pooled (issue 13).
     python benchmarks/calibrate_sampler.py --emulator default --n-mocks 100 \
         --nlive 200 --n-effective 2000 --sample rwalk --walks 25 --out runs/sbc_rwalk25
     python benchmarks/calibrate_sampler.py --out runs/sbc_rwalk25 --report-only
+    python benchmarks/calibrate_sampler.py --emulator default --sampler ultranest --n-mocks 30 \
+        --nlive 400 --n-effective 2000 --out runs/sbc_ultranest
 
 Every mock's result is one JSON file in ``--out`` (resumable; kill and re-run).
 """
@@ -80,12 +82,20 @@ def fit_mock(args):
     model = _model(emulator, mock["zred"])
     filters = settings["filters"]
     obs = make_obs(filters, mock["maggies"], mock["maggies_unc"])
-    nested = {"nested_nlive_init": settings["nlive"], "nested_nlive_batch": settings["nlive"] // 2,
-              "nested_target_n_effective": settings["n_effective"],
-              "nested_sample": settings["sample"], "nested_walks": settings["walks"]}
+    sampler = settings.get("sampler", "dynesty")
     t0 = time.time()
-    fit = fit_galaxy(obs, model, EmulatorNoiseModel(model, floor=0.0), nested_kwargs=nested,
-                     seed=seed + mock["index"])
+    noise = EmulatorNoiseModel(model, floor=0.0)
+    if sampler == "dynesty":
+        nested = {"nested_nlive_init": settings["nlive"],
+                  "nested_nlive_batch": settings["nlive"] // 2,
+                  "nested_target_n_effective": settings["n_effective"],
+                  "nested_sample": settings["sample"], "nested_walks": settings["walks"]}
+        fit = fit_galaxy(obs, model, noise, nested_kwargs=nested, seed=seed + mock["index"])
+    else:
+        from prospect_emulator.fitting.samplers import settings_from_cli
+        fit = fit_galaxy(obs, model, noise, sampler=sampler, seed=seed + mock["index"],
+                         sampler_settings=settings_from_cli(sampler, settings["nlive"],
+                                                            settings["n_effective"]))
     draws = posterior_samples(fit["samples"], fit["weights"], n=N_RANK_DRAWS,
                               seed=seed + mock["index"])
     big = posterior_samples(fit["samples"], fit["weights"], n=4000, seed=seed + mock["index"])
@@ -113,8 +123,11 @@ def report(out):
     n = len(records)
     s = records[0]["settings"]
     lines = ["\n".join(machine_lines()), "",
-             f"{n} mocks; dynesty {s['sample']} walks {s['walks']}, nlive {s['nlive']}, "
-             f"target n_eff {s['n_effective']}; {len(s['filters'])} bands, "
+             f"{n} mocks; " + (f"dynesty {s['sample']} walks {s['walks']}, nlive {s['nlive']}, "
+                               f"target n_eff {s['n_effective']}"
+                               if s.get("sampler", "dynesty") == "dynesty" else
+                               f"{s['sampler']} (nlive {s['nlive']}, n_eff {s['n_effective']} where "
+                               "it applies)") + f"; {len(s['filters'])} bands, "
              f"{s['obs_mag']} mag observational noise; "
              f"median {np.median([r['ncall'] for r in records]):.3g} likelihood calls and "
              f"{np.median([r['seconds'] for r in records]):.1f} s per fit", "",
@@ -165,6 +178,8 @@ def main():
     parser.add_argument("--obs-mag", type=float, default=0.1)
     parser.add_argument("--nlive", type=int, default=200)
     parser.add_argument("--n-effective", type=int, default=2000)
+    parser.add_argument("--sampler", default="dynesty", choices=["dynesty", "ultranest", "emcee"],
+                        help="sampler (default dynesty; --sample/--walks are dynesty's)")
     parser.add_argument("--sample", default="rwalk")
     parser.add_argument("--walks", type=int, default=25)
     parser.add_argument("--workers", type=int, default=2)
@@ -174,7 +189,8 @@ def main():
     if not args.report_only:
         os.makedirs(args.out, exist_ok=True)
         filters = list(COSMOS_FILTERS)
-        settings = {"nlive": args.nlive, "n_effective": args.n_effective, "sample": args.sample,
+        settings = {"sampler": args.sampler, "nlive": args.nlive, "n_effective": args.n_effective,
+                    "sample": args.sample,
                     "walks": args.walks, "filters": filters, "obs_mag": args.obs_mag,
                     "emulator": args.emulator}
         todo = [i for i in range(args.n_mocks)

@@ -71,7 +71,8 @@ def train_or_load(args, catalog):
             hyperparameters={"flow_layers": args.flow_layers, "nn_width": args.nn_width},
             settings=TrainingSettings(max_epochs=args.epochs))
     post = AmortizedPosterior.load(args.posterior)
-    if "band_z_threshold" not in post.calibration:  # trained before the one-band check existed
+    if args.recalibrate or "band_z_threshold" not in post.calibration:
+        # limits of a posterior trained before every check was calibrated
         from prospect_emulator.amortized import simulate
         post.calibrate(simulate(post.model, post.noise_model, 1000, seed=99))
         post.save(args.posterior)
@@ -214,6 +215,31 @@ def exact_agreement(post_path, catalog, mocks, run_dir, n_draws):
     return rows, numbers, table
 
 
+def verdicts(rate, train_min, cal, agree, oos):
+    """Rows (target, measured, met) of the issue's targets."""
+    rows = [[">= 100 galaxies/s with 1,000 draws", f"{rate:.0f}", rate >= 100],
+            ["training on 10^6 simulations <= 60 min", f"{train_min:.0f} min", train_min <= 60]]
+    params = {k: v for k, v in cal.items() if isinstance(v, dict) and "cover68" in v}
+    for level in (68, 95):
+        off = {k: v[f"cover{level}"] for k, v in params.items()
+               if abs(v[f"cover{level}"] - level / 100) > 0.03}
+        rows.append([f"{level}% coverage within 3 points, every parameter",
+                     "all within" if not off else
+                     "outside: " + ", ".join(f"{k} {v:.3f}" for k, v in off.items()), not off])
+    for key, pair in agree.items():
+        amortized, floor = pair["amortized vs dynesty"], pair["dynesty vs dynesty (floor)"]
+        factor = 1.0 if key in ("logmass", "log_mwa") else 1.5
+        rows.append([f"{key}: 68th pct |diff| <= {factor:g} x floor",
+                     f"{amortized['diff68']:.3f} vs {factor * floor['diff68']:.3f}",
+                     amortized["diff68"] <= factor * floor["diff68"]])
+    false_flags = oos["in distribution (false flags)"][0]
+    rows.append(["<= 5% false flags in distribution", f"{false_flags:.3f}", false_flags <= 0.05])
+    for label, (value, _) in oos.items():
+        if not label.startswith("in distribution"):
+            rows.append([f"recall >= 90%: {label}", f"{value:.3f}", value >= 0.9])
+    return [[a, b, "yes" if ok else "**no**"] for a, b, ok in rows]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--posterior", required=True,
@@ -227,6 +253,8 @@ def main(argv=None):
     p.add_argument("--n-support", type=int, default=1000,
                    help="objects in each out-of-support set")
     p.add_argument("--validation-run", default=VALIDATION_RUN)
+    p.add_argument("--recalibrate", action="store_true",
+                   help="set the out-of-support limits again (held-out simulations, seed 99)")
     p.add_argument("--out-md", default=os.path.join(HERE, "..", "docs", "amortized.md"))
     p.add_argument("--note", default="", help="a line added under the machine description")
     args = p.parse_args(argv)
@@ -286,14 +314,30 @@ def main(argv=None):
               "## Out-of-support detection", "",
               "Flagged fractions (checks: uncertainties against the noise model, untrained "
               "missing-band patterns, the best posterior-predictive chi^2 and the largest "
-              "one-band residual, both limits calibrated to flag 1% of held-out simulations "
-              "each):", ""]
+              "one-band residual; the limits of the uncertainties, the chi^2 and the residual "
+              "are calibrated on 1,000 held-out simulations to flag 5% of them together, a "
+              "third each):", ""]
     lines += markdown_table(["set", "objects", "flagged"],
                             [[k, n, f"{v:.3f}"] for k, (v, n) in oos.items()], "lrr")
     lines += ["", "The 0.5-mag shift by its significance (the shift over eq. 9's sigma of "
               "that band, observational and floor terms):", ""]
     lines += markdown_table(["shift", "objects", "flagged"],
                             [[a, b, f"{c:.3f}"] for a, b, c in by_sigma], "lrr")
+    limit = post.calibration.get("band_z_threshold", float("nan"))
+    lines += ["", "Every band of this catalogue has a 0.1 mag uncertainty, so 0.5 mag in one of "
+              "27 bands is about 5 sigma of eq. 9 (with the 5% floor); the posterior moves to "
+              "absorb part of it, and among in-distribution simulations the largest one-band "
+              f"residual at the best posterior-predictive draw already reaches {limit:.1f} sigma "
+              "in the worst 1.7% (faint galaxies, whose 0.1 mag uncertainties no survey has, "
+              "are fitted least well), so a single 5-sigma band is rarely flagged without "
+              "flagging many in-distribution objects as well.", "",
+              "The exact reference above is Prospector + dynesty at the demo's settings, which "
+              "is itself over-confident for this 14-parameter model (issue 13: its 68% "
+              "intervals hold the truth for fewer than half of the (mock, parameter) pairs of "
+              "prior-drawn mocks; `docs/samplers.md`), so differences from it mix the errors "
+              "of both.", ""]
+    lines += ["", "## Targets (issue 12)", ""] + markdown_table(
+        ["target", "measured", "met"], verdicts(rate, train_min, cal, agree, oos), "lll")
     emit(lines, args.out_md)
     with open(os.path.splitext(args.out_md)[0] + ".json", "w") as f:
         json.dump({"rate": rate, "rate_checked": rate_checked, "train_minutes": train_min,

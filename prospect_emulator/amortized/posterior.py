@@ -471,13 +471,22 @@ class AmortizedPosterior:
                     f"one band off the SED: at the best posterior-predictive draw a band is "
                     f"{band_z[j]:.1f} sigma from the model (calibrated limit {band_limit:.1f})")
 
-    def calibrate(self, sims, n_samples=200, quantile=0.01, seed=1):
+    def calibrate(self, sims, n_samples=200, false_flag_rate=0.05, seed=1):
         """Set the out-of-support limits from held-out in-distribution simulations.
 
-        The chi^2 p-value limit and the one-band residual limit are each set
-        so that a fraction ``quantile`` of the simulations would be flagged by
-        it (together at most ``2 * quantile``).  Returns the p-value limit.
+        The chi^2 p-value limit, the one-band residual limit and the
+        uncertainty z-score limit (at least 4) are each set so that a third of
+        ``false_flag_rate`` of the simulations would be flagged by it
+        (together at most ``false_flag_rate``).  Returns the p-value limit.
         """
+        quantile = float(false_flag_rate) / 3
+        z, _ = self.noise_model.uncertainty_zscores(sims.maggies, sims.maggies_unc, sims.mask)
+        with np.errstate(invalid="ignore"):
+            worst = np.nanmax(np.where(np.isfinite(z), np.abs(z), np.nan), axis=1)
+        worst = worst[np.isfinite(worst)]
+        if len(worst):
+            self.calibration["uncertainty_z_threshold"] = max(
+                4.0, float(np.quantile(worst, 1 - quantile)))
         result = self.sample(_sims_as_observations(sims, self.filter_names), n_samples,
                              seed=seed, check_support=False)
         _, p, band_z = self.posterior_predictive_chi2(result.samples, sims.maggies,

@@ -286,9 +286,12 @@ def train_amortized_posterior(emulator, catalog, n_sims, out=None, seed=0, hyper
                                     "cond_mean": c_mean, "cond_std": c_std},
         floor=floor, training=training, emulator_source=_emulator_source(emulator))
     if n_calibration:
-        limit = posterior.calibrate(held_out, seed=seed + 3)
-        _log(f"out-of-support chi2 p-value limit {limit:.3g} (1% of {len(held_out)} held-out "
-             "simulations)", progress)
+        posterior.calibrate(held_out, seed=seed + 3)
+        c = posterior.calibration
+        _log(f"out-of-support limits (each flags 1/3 of 5% of {len(held_out)} held-out "
+             f"simulations): chi2 p-value {c['chi2_pvalue_threshold']:.3g}, one-band residual "
+             f"{c.get('band_z_threshold', float('inf')):.3g} sigma, uncertainty z-score "
+             f"{c['uncertainty_z_threshold']:.3g}", progress)
     if out is not None:
         posterior.save(out)
         if ckpt and os.path.exists(ckpt):
