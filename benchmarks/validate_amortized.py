@@ -229,7 +229,7 @@ def verdicts(rate, train_min, cal, agree, oos):
     for key, pair in agree.items():
         amortized, floor = pair["amortized vs dynesty"], pair["dynesty vs dynesty (floor)"]
         factor = 1.0 if key in ("logmass", "log_mwa") else 1.5
-        rows.append([f"{key}: 68th pct |diff| <= {factor:g} x floor",
+        rows.append([f"{key}: 68th pct \\|diff\\| <= {factor:g} x floor",
                      f"{amortized['diff68']:.3f} vs {factor * floor['diff68']:.3f}",
                      amortized["diff68"] <= factor * floor["diff68"]])
     false_flags = oos["in distribution (false flags)"][0]
@@ -306,8 +306,8 @@ def main(argv=None):
               "with the same emulator (`docs/validation_run/`), and the floor: the two dynesty "
               "fits of the same mocks against each other. Q is eq. 10 (difference of medians "
               "over the quadrature sum of half 68% widths).", ""]
-    lines += markdown_table(["parameter", "pair", "N", "median Q", "|Q|>=3",
-                             "68th pct |diff of medians|", "paper (emulator vs FSPS)"],
+    lines += markdown_table(["parameter", "pair", "N", "median Q", "\\|Q\\|>=3",
+                             "68th pct \\|diff of medians\\|", "paper (emulator vs FSPS)"],
                             agree_rows, "llrrrrr")
     lines += ["", f"{n_flagged_mocks} of the 100 mocks were flagged out of support (their "
               "rows are included above).", "",
