@@ -438,6 +438,16 @@ class TestCatalogue:
         assert set(second["status"]) == {"ok"}
         np.testing.assert_array_equal(second["mass_p50"][:3], first["mass_p50"][:3])
 
+    def test_workers_read_the_posterior_file_and_check_it(self, posterior, posterior_path,
+                                                          catalog, tmp_path):
+        from prospect_emulator.amortized import chunks
+        from prospect_emulator.errors import EmulatorConfigurationError
+        with pytest.raises(EmulatorConfigurationError, match="pass its path"):
+            fit_catalog_amortized(catalog, posterior, str(tmp_path / "x"),
+                                  executor=lambda: None)
+        with pytest.raises(EmulatorFileError, match="every worker must read the same file"):
+            chunks._posterior({"path": posterior_path, "sha256": "0" * 64, "emulator": None})
+
     def test_fit_command_with_exact_fallback_for_out_of_support_objects(
             self, posterior_path, catalog, tmp_path, capsys):
         """``fit CATALOG --amortized POST.h5 --fallback exact``: flagged objects are fitted by
