@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import EmulatorConfigurationError
 from ..fileio import atomic_path
 from ..fitting.executor import Executor
+from ..fitting.run import SUMMARY_PERCENTILES
 
 __all__ = ["read_catalog_arrays", "fit_catalog_amortized", "derived_samples", "summary_row"]
 
@@ -114,7 +115,7 @@ def derived_samples(model, emulator, theta):
     batched = BatchedParameters(model, extra=wanted)
     rows = batched.rows(theta)
     if "mfrac" in emulator.extra_names:
-        x = batched.inputs(theta)[0]
+        x = batched.inputs_of_rows(rows, len(theta))[0]
         mfrac = emulator.predict_extra(x, "mfrac", check=False)
     else:
         mfrac = np.full(len(theta), np.nan)
@@ -125,7 +126,6 @@ def derived_samples(model, emulator, theta):
 
 
 def _percentiles(values):
-    from ..fitting.run import SUMMARY_PERCENTILES
     values = np.asarray(values, dtype=float)
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(values)
@@ -378,15 +378,10 @@ def _exact_fallback(obs, rows, posterior, emulator, out_dir, executor, settings,
                    chi2=float(found["chi2"]), chi2_per_band=float(found["chi2_per_band"]),
                    chi2_pvalue=np.nan, seconds=float(found["seconds"]),
                    exact_file=os.path.join("exact", str(found["file"]) + ".h5"))
-        for name, values in row["percentiles"].items():
+        for name in list(row["percentiles"]):
             row["percentiles"][name] = [
                 float(found[f"{name}_p{int(p)}"]) if f"{name}_p{int(p)}" in exact.colnames
-                else np.nan for p in _summary_percentiles()]
-
-
-def _summary_percentiles():
-    from ..fitting.run import SUMMARY_PERCENTILES
-    return SUMMARY_PERCENTILES
+                else np.nan for p in SUMMARY_PERCENTILES]
 
 
 def _write_samples(out_dir, obs, posterior, results, rows, seed, n_samples, n_derived,
@@ -459,9 +454,10 @@ def _summary_table(rows, posterior, derived_names, n_samples):
             unit, meaning = _DERIVED_UNITS[name], DERIVED_NAMES[name]
         else:
             unit, meaning = _unit_and_description(posterior.model, name)
-        for j, p in enumerate(_summary_percentiles()):
+        for j, p in enumerate(SUMMARY_PERCENTILES):
+            missing = [np.nan] * len(SUMMARY_PERCENTILES)
             table[f"{name}_p{int(p)}"] = Column(
-                [r["percentiles"].get(name, [np.nan] * 3)[j] for r in rows], unit=unit,
+                [r["percentiles"].get(name, missing)[j] for r in rows], unit=unit,
                 description=f"{p:g}th percentile of the posterior of {meaning}")
     table.meta["amortized_posterior"] = repr(posterior)
     table.meta["n_samples"] = int(n_samples)

@@ -26,7 +26,7 @@ def run(args):
     from ..fitting.models import build_fitting_model
     from ..fitting.plots import corner_columns, corner_plot, sed_plot
     from ..fitting.results import model_recipe
-    from ..fitting.run import check_nlive, fit_galaxy, make_obs, posterior_summary
+    from ..fitting.run import fit_galaxy, make_obs, posterior_summary
     from ..prospector import EmulatorNoiseModel
     from ..runtime import load_emulator
     from astropy.table import Table
@@ -43,11 +43,10 @@ def run(args):
         # the Student-t SFR-ratio prior reaches beyond the training range: proposals there get -inf
         warnings.simplefilter("ignore")
         model = build_fitting_model(emulator, zred=rec["zred"])
-    from ..fitting.samplers import settings_from_cli
+    from ..fitting.samplers import sampler_settings, settings_from_cli
     sampler = args.sampler
     settings = settings_from_cli(sampler, args.nlive, args.n_effective)
-    if sampler != "emcee":
-        check_nlive(args.nlive, model.ndim, option="--nlive")
+    sampler_settings(sampler, ndim=model.ndim, **settings)  # refused before any sampling
     noise = EmulatorNoiseModel(model, floor=args.floor)
     obs = make_obs(filters, rec["maggies"], rec["maggies_unc"])
     results_path = os.path.join(args.out, "example_results.h5")

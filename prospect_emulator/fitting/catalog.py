@@ -704,7 +704,6 @@ def catalog_sampler_settings(sampler, ndim, nested_kwargs=None, settings=None):
         itself one of a pool of fits), ``nested_kwargs`` with another sampler
         than dynesty, an unknown setting, or too few live points.
     """
-    from .run import check_nlive
     from .samplers import sampler_settings
     if sampler == "dynesty-pool":
         raise EmulatorConfigurationError(
@@ -715,12 +714,7 @@ def catalog_sampler_settings(sampler, ndim, nested_kwargs=None, settings=None):
     if nested_kwargs and sampler != "dynesty":
         raise EmulatorConfigurationError(
             f"nested_kwargs are dynesty's settings; sampler {sampler!r} takes sampler_settings")
-    full = sampler_settings(sampler, ndim=ndim, **dict(nested_kwargs or {}, **(settings or {})))
-    if sampler == "dynesty":
-        check_nlive(full["nested_nlive_init"], ndim)
-    elif sampler == "ultranest":
-        check_nlive(full["nlive"], ndim, option="--nlive")
-    return full
+    return sampler_settings(sampler, ndim=ndim, **dict(nested_kwargs or {}, **(settings or {})))
 
 
 def _run_tasks(todo, outdir, settings, executor, workers, attempts, progress, stream,

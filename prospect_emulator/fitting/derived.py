@@ -118,8 +118,8 @@ def parametric_sfh_summaries(sfh, tage, tau, mass, mfrac=np.nan):
     dict
         Keys of :data:`DERIVED_NAMES`, each an array (n,).
     """
-    sfh, tage, tau, mass, mfrac = (np.atleast_1d(np.asarray(v, dtype=float))
-                                   for v in (sfh, tage, tau, mass, mfrac))
+    sfh, tage, tau, mass, mfrac = np.broadcast_arrays(
+        *(np.atleast_1d(np.asarray(v, dtype=float)) for v in (sfh, tage, tau, mass, mfrac)))
     total = _formed_by(tage, sfh, tau)
 
     def log_sfr(window_gyr):
@@ -129,8 +129,7 @@ def parametric_sfh_summaries(sfh, tage, tau, mass, mfrac=np.nan):
         return np.where(formed > 0, value, -np.inf)
 
     with np.errstate(divide="ignore", invalid="ignore"):
-        return {"logmass_formed": np.log10(mass) + 0 * tage,
-                "logmstar": np.log10(mass * mfrac) + 0 * tage,
+        return {"logmass_formed": np.log10(mass), "logmstar": np.log10(mass * mfrac),
                 "logsfr_100myr": log_sfr(0.1), "logsfr_30myr": log_sfr(0.03),
                 "mwa_gyr": tage - _mean_formation_time(tage, sfh, tau)}
 

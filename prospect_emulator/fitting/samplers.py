@@ -146,17 +146,19 @@ def sampler_settings(name, ndim=None, **settings):
     Raises
     ------
     EmulatorConfigurationError
-        An unknown sampler or setting (the message lists what is allowed).
+        An unknown sampler or setting (the message lists what is allowed), or
+        (with ``ndim``) fewer live points than twice the free parameters
+        (dynesty, dynesty-pool, ultranest).
     """
-    from .run import DEFAULT_NESTED_KWARGS
+    from .run import DEFAULT_NESTED_KWARGS, check_nlive
     if name not in SAMPLERS:
         raise EmulatorConfigurationError(
             f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
     if name in ("dynesty", "dynesty-pool"):
         out = dict(DEFAULT_NESTED_KWARGS, **DEFAULT_SETTINGS.get(name, {}))
+        allowed = _prospector_nested_keywords()
         for key, value in settings.items():
             key = _DYNESTY_ALIASES.get(key, key)
-            allowed = _prospector_nested_keywords()
             if not (key in allowed or key in out):
                 raise EmulatorConfigurationError(
                     f"unknown {name} setting {key!r}: Prospector's fit_model would ignore it. "
@@ -167,6 +169,8 @@ def sampler_settings(name, ndim=None, **settings):
         if name == "dynesty-pool" and int(out["processes"]) < 1:
             raise EmulatorConfigurationError(
                 f"dynesty-pool needs processes >= 1; got {out['processes']}")
+        if ndim is not None:
+            check_nlive(out["nested_nlive_init"], ndim)
         return out
     defaults = DEFAULT_SETTINGS[name]
     unknown = sorted(set(settings) - set(defaults))
@@ -176,6 +180,8 @@ def sampler_settings(name, ndim=None, **settings):
             f"{', '.join(sorted(defaults))}")
     out = dict(defaults, **settings)
     if name == "ultranest":
+        if ndim is not None:
+            check_nlive(out["nlive"], ndim, option="nlive (--nlive)")
         allowed = ("population-slice", "slice", "none")
         if out["step_sampler"] not in allowed:
             raise EmulatorConfigurationError(
@@ -319,8 +325,7 @@ def _dynesty_output(model, res, seconds):
 
 def _run_dynesty(model, obs, noise, seed, settings, sps=None):
     from prospect.fitting import fit_model
-    from .run import check_nlive, seeded_dynesty
-    check_nlive(settings.get("nested_nlive_init"), model.ndim)
+    from .run import seeded_dynesty
     t0 = time.time()
     with seeded_dynesty(seed):
         output = fit_model(obs, model, sps, noise=(None, noise), optimize=False, dynesty=True,
@@ -336,8 +341,7 @@ def _run_dynesty_pool(model, obs, noise, seed, settings):
     from prospect.fitting import lnprobfn
     from prospect.fitting.fitting import wrap_lnp
     from prospect.fitting.nested import run_dynesty_sampler
-    from .run import check_nlive, seeded_dynesty
-    check_nlive(settings.get("nested_nlive_init"), model.ndim)
+    from .run import seeded_dynesty
     kwargs = dict(settings)
     processes = int(kwargs.pop("processes"))
     n_effective = kwargs.pop("nested_target_n_effective")

@@ -15,8 +15,8 @@ Used by the vectorised likelihood, the amortized simulations and the derived
 quantities of posterior draws::
 
     batched = BatchedParameters(model, extra=("agebins", "mass"))
-    x, zred, lumdist = batched.inputs(theta)      # emulator inputs (n, n_inputs)
     rows = batched.rows(theta)                    # name -> (n, *shape)
+    x, zred, lumdist = batched.inputs_of_rows(rows, len(theta))   # emulator inputs
 """
 import numpy as np
 
@@ -122,8 +122,11 @@ class BatchedParameters:
 
     def inputs(self, theta):
         """(emulator inputs (n, n_params), zred (n,) or None, lumdist (n,) or None)."""
-        values = self.rows(theta)
-        n = len(next(iter(values.values()))) if values else len(np.atleast_2d(theta))
+        theta = np.atleast_2d(np.asarray(theta, dtype=float))
+        return self.inputs_of_rows(self.rows(theta), len(theta))
+
+    def inputs_of_rows(self, values, n):
+        """:meth:`inputs` from the result of :meth:`rows` for ``n`` rows (no transform redone)."""
         x = np.empty((n, len(self.sources)))
         flat = {name: np.asarray(v, dtype=float).reshape(n, -1) for name, v in values.items()}
         for j, (base, i) in enumerate(self.sources):
