@@ -309,6 +309,31 @@ def test_training_on_a_set_with_unfinished_chunks_says_how_many_rows_it_left_out
     assert result.emulator.provenance["n_valid_rows"] == 2000
 
 
+# ------------------------------------------------------------- training-set size
+def test_first_rows_trains_on_a_prefix_of_the_set_and_says_so(training_set, tmp_path):
+    """A training-set-size study: ``--first-rows N`` uses the file's first N rows only,
+    counts none of the others as dropped, and records N in the emulator's provenance."""
+    from prospect_emulator.training.train import read_training_rows
+    prefix = read_training_rows(training_set, first_rows=1000)
+    whole = read_training_rows(training_set)
+    assert len(prefix) == 1000 and prefix.dropped == {}
+    np.testing.assert_array_equal(prefix.params, whole.params[:1000])
+    np.testing.assert_array_equal(prefix.mags, whole.mags[:1000])
+
+    out = tmp_path / "emu_first1000.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")      # no DroppedRowsWarning for the rows not asked for
+        assert main(["train", training_set, "--width", "8", "--out", str(out),
+                     "--first-rows", "1000", "--max-epochs", "1", "--learning-rates", "1e-3",
+                     "--batch-size", "250", "--quiet"]) == 0
+    prov = load_emulator(str(out)).provenance
+    assert prov["first_rows"] == 1000 and prov["n_valid_rows"] == 1000
+    assert prov["n_train"] + prov["n_validation"] + prov["n_test"] == 1000
+
+    with pytest.raises(EmulatorConfigurationError, match=r"first_rows=3000: .* has 2500 rows"):
+        read_training_rows(training_set, first_rows=3000)
+
+
 # ------------------------------------------------------------- bad input
 class TestBadInputFailsBeforeWork:
     def test_missing_or_foreign_training_set(self, tmp_path, trained):

@@ -80,6 +80,9 @@ def add_arguments(parser):
     add_training_options(parser)
     parser.add_argument("--zred-domain", default=None, metavar="LOW:HIGH",
                         help="train only on rows with LOW <= zred <= HIGH (a stitching member)")
+    parser.add_argument("--first-rows", type=int, default=None, metavar="N",
+                        help="use only the file's first N rows (training-set-size studies: "
+                             "each prefix is a random draw from the same distributions)")
 
 
 def parse_domain(text):
@@ -104,7 +107,8 @@ def run(args):
         raise EmulatorConfigurationError("--width N is required (nodes per hidden layer, e.g. 128)")
     domain = parse_domain(args.zred_domain) if args.zred_domain else None
     result = train_emulator(args.training_set, args.width, args.out, zred_domain=domain,
-                            checkpoint_dir=args.checkpoint_dir, **training_kwargs(args))
+                            first_rows=args.first_rows, checkpoint_dir=args.checkpoint_dir,
+                            **training_kwargs(args))
     sigma = result.emulator.residual_sigma
     print(f"{args.out}: {result.emulator}; test residual std {sigma.min():.4f}..{sigma.max():.4f} "
           f"mag over {len(sigma)} filters, test RMSE {result.test_rmse:.4f} mag")

@@ -40,7 +40,8 @@ from ..runtime.emulator import Emulator
 from ..runtime.magnitudes import ARSINH_A, ARSINH_MU0, arsinh_mags_to_maggies, maggies_to_arsinh_mags
 from .checkpoint import TrainingCheckpoint
 from .trainer import StagedTrainer, prepare_training_data
-from .trainingset import ROW_UNFINISHED, _positive_int, describe_dropped, read_training_set
+from .trainingset import (ROW_FAILED, ROW_UNFINISHED, _positive_int, describe_dropped,
+                          dropped_counts, read_training_set)
 
 __all__ = ["train_emulator", "TrainingResult", "TrainingSetRows", "read_training_rows",
            "DroppedRowsWarning",
@@ -123,12 +124,22 @@ class TrainingSetRows:
         return len(self.rows)
 
 
-def read_training_rows(path):
+def read_training_rows(path, first_rows=None):
     """Read every valid row of a training-set file, with its row index.
 
     Built on :func:`prospect_emulator.training.trainingset.read_training_set`:
     rows of unfinished chunks and failed models are left out, and so are rows
     with a non-finite value or ``mfrac <= 0``; ``dropped`` says how many and why.
+
+    Parameters
+    ----------
+    path : str
+        Training-set file.
+    first_rows : int, optional
+        Read only the file's first ``first_rows`` rows (a training-set-size
+        study trains on prefixes of one set: each prefix is itself a random
+        draw from the same distributions).  The rows after them are not read
+        and not counted as dropped.
 
     Returns
     -------
@@ -141,10 +152,17 @@ def read_training_rows(path):
     """
     path = os.fspath(path)
     raw = read_training_set(path, valid_only=False)
-    params = np.asarray(raw["params"], dtype=float)
-    mags = np.asarray(raw["mags"], dtype=float)
-    mfrac = np.asarray(raw["mfrac"], dtype=float)
-    valid = np.asarray(raw["valid"], dtype=bool)
+    n = len(raw["valid"])
+    if first_rows is not None:
+        first_rows = int(first_rows)
+        if not 0 < first_rows <= n:
+            raise EmulatorConfigurationError(
+                f"first_rows={first_rows}: {path} has {n} rows; give 1..{n}")
+        n = first_rows
+    params = np.asarray(raw["params"][:n], dtype=float)
+    mags = np.asarray(raw["mags"][:n], dtype=float)
+    mfrac = np.asarray(raw["mfrac"][:n], dtype=float)
+    valid = np.asarray(raw["valid"][:n], dtype=bool)
     with np.errstate(invalid="ignore"):
         good = valid & np.isfinite(params).all(1) & np.isfinite(mags).all(1) \
             & np.isfinite(mfrac) & (mfrac > 0)
@@ -152,14 +170,16 @@ def read_training_rows(path):
         raise EmulatorFileError(f"{path} has no finished chunk yet: let `prospect-emulator "
                                 f"generate` finish at least one chunk")
     rows = np.nonzero(good)[0]
-    dropped = dict(raw["dropped"])
+    dropped = dict(raw["dropped"]) if first_rows is None else dropped_counts(
+        raw["status"][:n], {int(r): raw["fail_reason"][r]
+                            for r in np.flatnonzero(raw["status"][:n] == ROW_FAILED)})
     unphysical = int(valid.sum() - len(rows))
     if unphysical:
         dropped["with a non-finite parameter or mfrac <= 0"] = unphysical
     wave = raw.get("filter_wave_effective")
     return TrainingSetRows(path, rows, params[rows], mags[rows], mfrac[rows],
                            list(raw["param_names"]), list(raw["filter_names"]), raw["attrs"],
-                           int(np.count_nonzero(raw["status"] != ROW_UNFINISHED) - len(rows)),
+                           int(np.count_nonzero(raw["status"][:n] != ROW_UNFINISHED) - len(rows)),
                            None if wave is None else np.asarray(wave, dtype=float),
                            raw.get("param_ranges"), dropped, len(valid))
 
@@ -358,7 +378,7 @@ def train_emulator(training_set, width, out=None, *, max_epochs=1000, patience=2
                    validation_fraction=0.05, test_fraction=0.1, seed=0, mass_normalised=None,
                    zred_domain=None, zred_param="zred", n_hidden=5, checkpoint_dir=None,
                    checkpoint_every=1, keep_checkpoint=False, callbacks=(), verbose=True,
-                   mfrac_loss_scale=MFRAC_LOSS_SCALE, overwrite=False):
+                   mfrac_loss_scale=MFRAC_LOSS_SCALE, overwrite=False, first_rows=None):
     """Train the paper's emulator network on a training-set file and export it.
 
     Parameters
@@ -417,6 +437,9 @@ def train_emulator(training_set, width, out=None, *, max_epochs=1000, patience=2
     overwrite : bool
         Replace an existing ``out``; without it an existing file is refused
         before any work.
+    first_rows : int, optional
+        Use only the file's first ``first_rows`` rows (see
+        :func:`read_training_rows`); recorded in the provenance.
 
     Returns
     -------
@@ -456,7 +479,7 @@ def train_emulator(training_set, width, out=None, *, max_epochs=1000, patience=2
         zred_domain = (float(zred_domain[0]), float(zred_domain[1]))
         if not zred_domain[0] < zred_domain[1]:
             raise EmulatorConfigurationError(f"redshift domain {zred_domain} must have low < high")
-    data = read_training_rows(training_set)
+    data = read_training_rows(training_set, first_rows=first_rows)
     if mass_normalised is None:
         mass_normalised = MASS_PARAM in data.param_names
     elif mass_normalised and MASS_PARAM not in data.param_names:
@@ -482,7 +505,7 @@ def train_emulator(training_set, width, out=None, *, max_epochs=1000, patience=2
         "learning_rates": learning_rates, "validation_fraction": validation_fraction,
         "test_fraction": test_fraction, "mass_normalised": bool(mass_normalised),
         "zred_domain": list(zred_domain) if zred_domain else None,
-        "mfrac_loss_scale": float(mfrac_loss_scale),
+        "mfrac_loss_scale": float(mfrac_loss_scale), "first_rows": first_rows,
     }
     if checkpoint_dir is None and out is not None:
         checkpoint_dir = out + ".checkpoint"
@@ -502,7 +525,8 @@ def train_emulator(training_set, width, out=None, *, max_epochs=1000, patience=2
     settings = dict(seed=seed, width=width, n_hidden=n_hidden, batch_size=batch_size,
                     learning_rates=learning_rates, patience=patience, max_epochs=max_epochs,
                     validation_fraction=validation_fraction, test_fraction=test_fraction,
-                    mfrac_loss_scale=float(mfrac_loss_scale), zred_domain=zred_domain)
+                    mfrac_loss_scale=float(mfrac_loss_scale), zred_domain=zred_domain,
+                    first_rows=first_rows)
     emu, residuals = _export_with_test_statistics(trainer.model, prepared, state, settings,
                                                   data.dropped, verbose)
     test = prepared.test
@@ -543,6 +567,7 @@ def _provenance(prepared, state, settings, dropped):
         "training_seconds": state["elapsed"], "mass_normalised": prepared.mass_normalised,
         "param_range_source": dict(zip(data.param_names, prepared.range_source)),
         "zred_domain": list(settings["zred_domain"]) if settings["zred_domain"] else None,
+        "first_rows": settings["first_rows"],
         "tensorflow_version": tf.__version__, "keras_version": keras.__version__,
     }
 

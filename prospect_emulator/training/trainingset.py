@@ -71,7 +71,7 @@ from ..definition.presets import SPS_KINDS, TrainingSetConfig, get_preset, load_
 from ..sources.filter_projection import FilterProjection
 
 __all__ = ["generate_training_set", "read_training_set", "resolve_filters",
-           "WindowedFilterList", "describe_dropped", "WorkerDiedError",
+           "WindowedFilterList", "describe_dropped", "dropped_counts", "WorkerDiedError",
            "GenerationSummary", "TRAININGSET_FORMAT", "TRAININGSET_SCHEMA_VERSION",
            "DEFAULT_CHUNK_SIZE"]
 
@@ -1045,8 +1045,16 @@ def _summarise(out, n_computed, elapsed, worker_seconds=0.0):
                              worker_seconds=worker_seconds)
 
 
-def _dropped_counts(status, reasons):
-    """Reason -> number of rows that are not valid (the keys are phrases for messages)."""
+def dropped_counts(status, reasons):
+    """Reason -> number of rows that are not valid (the keys are phrases for messages).
+
+    Parameters
+    ----------
+    status : ndarray of uint8
+        Row states (``ROW_VALID`` ...), as ``read_training_set(...)["status"]``.
+    reasons : dict
+        Row -> failure reason of the ``ROW_FAILED`` rows.
+    """
     dropped = {"in unfinished chunks (generation not finished)":
                int(np.count_nonzero(status == ROW_UNFINISHED))}
     if reasons:
@@ -1105,7 +1113,7 @@ def read_training_set(path, valid_only=True):
             "failed": failed[keep],
             "fail_reason": fail_reason[keep],
             "valid": valid[keep],
-            "dropped": _dropped_counts(status, reasons),
+            "dropped": dropped_counts(status, reasons),
             "status": status[keep],
             "param_ranges": np.array([[dists[p]["low"], dists[p]["high"]] for p in param_names])
             if all(p in dists for p in param_names) else None,
