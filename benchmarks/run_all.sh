@@ -12,11 +12,12 @@ parts=$(mktemp -d)
 python benchmarks/bench_emulator.py --out "$parts/emulator.md"
 python benchmarks/bench_lnprobfn.py --out "$parts/lnprobfn.md"
 python benchmarks/bench_bagpipes_basis.py --skip-unused-smoothing --out "$parts/bagpipes.md"
-python benchmarks/bench_generate.py --n-samples 1000 --out "$parts/generate.md"
+OPENBLAS_NUM_THREADS=1 python benchmarks/bench_generate.py --compare-batched --n-samples 4000 \
+    --out "$parts/generate.md"
 if [ $# -ge 1 ]; then
     python benchmarks/bench_train.py --training-set "$1" --epochs 3 --out "$parts/train.md"
 else
-    python benchmarks/bench_train.py --out "$parts/train.md"
+    python benchmarks/bench_train.py --n-samples 20000 --out "$parts/train.md"
 fi
 {
     echo "# Performance"
@@ -38,7 +39,7 @@ fi
     echo
     cat "$parts/bagpipes.md"
     echo
-    echo "## Training-set generation (\`benchmarks/bench_generate.py --n-samples 1000\`)"
+    echo "## Training-set generation (\`benchmarks/bench_generate.py --compare-batched\`)"
     echo
     cat "$parts/generate.md"
     echo
