@@ -40,16 +40,25 @@ def gelu_tanh(z):
     return 0.5 * z * (1.0 + np.tanh(_GELU_C * (z + 0.044715 * (z * z * z))))
 
 
+#: eq. 6's constants as 0-d arrays of each forward-pass dtype: a ufunc with a
+#: 0-d array operand of the array's own dtype skips the conversion of a Python
+#: float (measured: 0.28 against 0.5 us per operation on 256 values)
+_GELU_CONSTANTS = {np.dtype(t): tuple(np.array(v, dtype=t) for v in
+                                      (0.044715 * _GELU_C, _GELU_C, 1.0))
+                   for t in (np.float64, np.float32)}
+
+
 def _twice_gelu_tanh_(z):
     """2 GELU_tanh(z) (eq. 6), computed in place in ``z`` (returned) with one
     temporary: the factor 1/2 lives in the next layer's weights."""
-    t = z * z
-    t *= 0.044715 * _GELU_C
-    t += _GELU_C
-    t *= z
+    cubic, linear, one = _GELU_CONSTANTS[z.dtype]
+    t = np.multiply(z, z)
+    np.multiply(t, cubic, out=t)
+    np.add(t, linear, out=t)
+    np.multiply(t, z, out=t)
     np.tanh(t, out=t)
-    t += 1.0
-    z *= t
+    np.add(t, one, out=t)
+    np.multiply(z, t, out=z)
     return z
 
 
@@ -345,11 +354,11 @@ class Emulator(EmulatorBase):
         magnitudes (see :meth:`_compile`), then the extra outputs."""
         h = x if self.mass_param is None else x[..., self._net_index]
         for w, b in self._hidden:
-            z = h @ w
-            z += b
+            z = np.matmul(h, w)
+            np.add(z, b, out=z)
             h = _twice_gelu_tanh_(z)
-        out = h @ self._w_out
-        out += self._b_out
+        out = np.matmul(h, self._w_out)
+        np.add(out, self._b_out, out=out)
         return out
 
     def _mags_from_raw(self, x, raw):
