@@ -114,6 +114,18 @@ class TestTrainedNetwork:
         assert stored["std_dex"] == pytest.approx(dex.std(ddof=1))
         assert dex.std() < 0.2                        # a few epochs only: coarse
 
+    def test_provenance_says_how_far_the_float32_pass_is_from_float64(self, trained):
+        emulator_file, _ = trained
+        emu = load_emulator(emulator_file)
+        check = emu.provenance["float32_forward_pass"]
+        assert check["n_draws"] == 100_000 and check["allowed"] == 1e-4
+        # an independent recount on other draws stays below the recorded worst case x 2
+        x = np.random.default_rng(9).uniform(emu.param_ranges[:, 0], emu.param_ranges[:, 1],
+                                             (5000, emu.n_params))
+        diff = np.abs(emu.as_float32().predict_mags(x) - emu.predict_mags(x)).max()
+        assert 0 < diff <= 2 * check["max_mag_difference"]
+        assert check["within"] == (check["max_mag_difference"] <= 1e-4)
+
 
 # ----------------------------------------------------------------- export
 class TestExport:
