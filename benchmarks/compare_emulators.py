@@ -23,8 +23,7 @@ from _common import emit, machine_lines, markdown_table  # noqa: E402
 from bench_emulator import time_alternating  # noqa: E402
 
 from prospect_emulator import load_emulator  # noqa: E402
-from prospect_emulator.runtime.emulator import (FLOAT32_MAX_MAG_DIFFERENCE,  # noqa: E402
-                                                float32_mag_difference)
+from prospect_emulator.runtime.emulator import FLOAT32_MAX_MAG_DIFFERENCE, float32_check  # noqa: E402,E501
 
 TARGET_RATIO = 0.6
 
@@ -53,8 +52,7 @@ def main(argv=None):
     batched = dict(zip(emus, time_alternating(
         [(lambda e=e, x=draws(e, args.batch, 1): e.predict_maggies(x)) for e in emus.values()],
         max(3, args.repeat // 3), 0.0)))
-    f32 = {label: float32_mag_difference(emus[f"{label} float64"],
-                                         draws(emus[f"{label} float64"], args.n_draws, 2))
+    f32 = {label: float32_check(emus[f"{label} float64"], args.n_draws, seed=2)["max_mag_difference"]
            for label in ("old", "new")}
     base = single["old float64"][0]
     rows = [[label, os.path.basename(args.old if label.startswith("old") else args.new),

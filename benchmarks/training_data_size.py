@@ -6,9 +6,10 @@ and measures every emulator on one held-out test set drawn with another seed
 that training never saw.  Every configuration runs the same schedule, counted
 in gradient steps rather than epochs: the paper's three stages (learning rates
 1e-3, 1e-4, 1e-5, eq. 7; batches of 1,000, eq. 8), each stage capped at
-``--samples-per-stage`` sample passes (max_epochs = that / training rows) and
-stopped early after ``patience`` epochs without a better validation loss
-(patience = max(2, max_epochs / 6)).  At a given width every size therefore
+``--samples-per-stage`` sample passes (max_epochs = floor(that / fitted rows),
+the fitted rows being 85.5% of the rows used: 10% are the trainer's test set
+and 5% of the rest validate) and stopped early after ``patience`` epochs
+without a better validation loss (patience = max(2, round(max_epochs / 6))).  At a given width every size therefore
 gets the same compute, and the question answered is: for this compute, does
 more data buy precision?
 
@@ -22,6 +23,7 @@ rewritten after every configuration.
 """
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -39,7 +41,7 @@ BATCH, VALIDATION_FRACTION, TEST_FRACTION = 1000, 0.05, 0.1
 def schedule(n_rows, samples_per_stage):
     """(max epochs per stage, patience in epochs) for ``n_rows`` training-set rows."""
     n_fit = n_rows * (1 - TEST_FRACTION) * (1 - VALIDATION_FRACTION)
-    max_epochs = max(2, int(round(samples_per_stage / n_fit)))
+    max_epochs = max(2, math.floor(samples_per_stage / n_fit))
     return max_epochs, max(2, int(round(max_epochs / 6)))
 
 
@@ -101,11 +103,13 @@ def write_page(results, args, n_test, path):
         "`prospect-emulator generate --preset default --n-samples 3000000 --seed 44`, "
         "test set from the same generator with `--seed 43`).", "",
         *machine_lines(), *( [f"Conditions: {args.note}"] if args.note else []), "",
-        "Every row trains on the first N rows of the seed-44 set (90% of them fit, 10% held "
-        "out by the trainer) and is measured on all "
+        "Every row trains on the first N rows of the seed-44 set (85.5% of them fit: 10% are "
+        "held out by the trainer as its own test set, 5% of the rest validate) and is measured "
+        "on all "
         f"{n_test:,} rows of the seed-43 test set, which no training saw. Schedule: the paper's "
         "three stages (learning rates 1e-3, 1e-4, 1e-5; batches of 1,000); each stage capped "
-        f"at {args.samples_per_stage:.3g} sample passes and stopped after max(2, cap/6) epochs "
+        f"at {args.samples_per_stage:.3g} sample passes (floor(that / fitted rows) epochs) and "
+        "stopped after max(2, round(cap/6)) epochs "
         "without a better validation loss, so at one width every size gets at most the same "
         "number of gradient steps. Precision: the standard deviation of the arsinh-magnitude "
         "residuals per filter (the paper's measure), its median and maximum over the 81 "
@@ -132,8 +136,8 @@ def main(argv=None):
                    help="training-set sizes (first rows), comma-separated")
     p.add_argument("--widths", default="256,128", help="network widths, comma-separated")
     p.add_argument("--samples-per-stage", type=float, default=3.6e7,
-                   help="most sample passes per learning-rate stage (default 3.6e7: the 120 "
-                        "epochs of the shipped 3e5-row emulator)")
+                   help="most sample passes per learning-rate stage (default 3.6e7: 140 epochs "
+                        "of 3e5 rows, 14 of 3e6)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", required=True, help="emulators and checkpoints (resumable)")
     p.add_argument("--out-md", required=True)
@@ -147,6 +151,12 @@ def main(argv=None):
     n_test = len(read_training_rows(args.test))
     results_path = os.path.join(args.workdir, "results.json")
     results = json.load(open(results_path)) if os.path.exists(results_path) else []
+    for r in results:   # a finished emulator is reused only for the same schedule
+        max_epochs, patience = schedule(r["first_rows"], args.samples_per_stage)
+        if (r["max_epochs"], r["patience"]) != (max_epochs, patience):
+            raise SystemExit(f"{results_path} holds a width-{r['width']}, {r['first_rows']}-row "
+                             f"emulator of another schedule (max {r['max_epochs']} epochs, "
+                             f"patience {r['patience']}): use another --workdir")
     done = {(r["width"], r["first_rows"]) for r in results}
     # the widest network on the most data first: it is also the shipped candidate
     for width in widths:

@@ -85,6 +85,28 @@ class TestFloat32ForwardPass:
                     for s in range(10, 15))  # 10^5 draws in 5 batches
         assert worst < 1e-4
 
+    def test_float32_check_measures_the_same_difference_and_refuses_what_it_cannot_draw(self):
+        from prospect_emulator import StitchedEmulator
+        from prospect_emulator.errors import EmulatorConfigurationError
+        from prospect_emulator.runtime.emulator import float32_check
+        emulator = default_emulator("parametric")
+        check = float32_check(emulator, n_draws=3000, seed=4, chunk=1000)
+        lo, hi = emulator.param_ranges.T
+        rng = np.random.default_rng(4)     # the same draws, chunk by chunk
+        worst = max(float32_mag_difference(emulator, rng.uniform(lo, hi, (1000, len(lo))))
+                    for _ in range(3))
+        assert check["max_mag_difference"] == worst and check["n_draws"] == 3000
+        assert check["within"] and check["allowed"] == 1e-4
+        with pytest.raises(EmulatorConfigurationError, match="n_draws must be >= 1"):
+            float32_check(emulator, n_draws=0)
+        unbounded = emulator.select(emulator.filter_names)
+        unbounded.param_ranges = np.array(emulator.param_ranges, dtype=float)
+        unbounded.param_ranges[0, 1] = np.inf
+        with pytest.raises(EmulatorConfigurationError, match=r"\['logmass'\] have none"):
+            float32_check(unbounded)
+        with pytest.raises(EmulatorConfigurationError, match="single Emulator"):
+            float32_check(StitchedEmulator.__new__(StitchedEmulator))
+
 
 def finite_difference_gradient(like, theta):
     step = 1e-6 * (1.0 + np.abs(theta))

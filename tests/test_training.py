@@ -124,7 +124,6 @@ class TestTrainedNetwork:
                                              (5000, emu.n_params))
         diff = np.abs(emu.as_float32().predict_mags(x) - emu.predict_mags(x)).max()
         assert 0 < diff <= 2 * check["max_mag_difference"]
-        assert check["within"] == (check["max_mag_difference"] <= 1e-4)
 
 
 # ----------------------------------------------------------------- export
@@ -342,8 +341,34 @@ def test_first_rows_trains_on_a_prefix_of_the_set_and_says_so(training_set, tmp_
     assert prov["first_rows"] == 1000 and prov["n_valid_rows"] == 1000
     assert prov["n_train"] + prov["n_validation"] + prov["n_test"] == 1000
 
-    with pytest.raises(EmulatorConfigurationError, match=r"first_rows=3000: .* has 2500 rows"):
-        read_training_rows(training_set, first_rows=3000)
+    for bad in (3000, 0, 2.5, True):
+        with pytest.raises(EmulatorConfigurationError, match="first_rows"):
+            read_training_rows(training_set, first_rows=bad)
+
+
+def test_first_rows_counts_unfinished_and_failed_rows_inside_the_prefix_only(training_set,
+                                                                             tmp_path):
+    import shutil
+    from prospect_emulator.training.train import read_training_rows
+    partial = tmp_path / "partial.h5"
+    shutil.copy(training_set, partial)
+    with h5py.File(partial, "r+") as f:      # chunks of 500 rows: rows 500-999 and 2000-2499
+        f["chunk_done"][1] = False            # unfinished, row 10 failed
+        f["chunk_done"][4] = False
+        f["failed"][10] = True
+        f["fail_reason"][10] = "a test failure"
+    unfinished = "in unfinished chunks (generation not finished)"
+    failed = "failed models (most common reason: a test failure)"
+    assert read_training_rows(str(partial), first_rows=400).dropped == {failed: 1}
+    assert read_training_rows(str(partial), first_rows=800).dropped == {unfinished: 300,
+                                                                        failed: 1}
+    assert read_training_rows(str(partial), first_rows=2100).dropped == {unfinished: 600,
+                                                                         failed: 1}
+    assert read_training_rows(str(partial)).dropped == {unfinished: 1000, failed: 1}
+    with pytest.raises(EmulatorFileError, match="no finished chunk yet in its first 300 rows"):
+        with h5py.File(partial, "r+") as f:
+            f["chunk_done"][0] = False
+        read_training_rows(str(partial), first_rows=300)
 
 
 # ------------------------------------------------------------- bad input

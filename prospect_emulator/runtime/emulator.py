@@ -19,7 +19,8 @@ from ..errors import (EmulatorConfigurationError, NonFiniteInputError,
 from .magnitudes import ARSINH_A, ARSINH_MU0, maggies_to_arsinh_mags
 
 __all__ = ["Emulator", "EmulatorBase", "Float32Emulator", "gelu_tanh", "RESIDUAL_STAT_COLUMNS",
-           "FLOAT32_MAX_MAG_DIFFERENCE", "float32_mag_difference"]
+           "FLOAT32_MAX_MAG_DIFFERENCE", "float32_mag_difference", "float32_check",
+           "FLOAT32_PROVENANCE_DRAWS"]
 
 #: Largest |arsinh mag difference| between an emulator's float32 and float64
 #: forward passes that counts as "the same" (see :meth:`Emulator.as_float32`).
@@ -51,7 +52,10 @@ _GELU_CONSTANTS = {np.dtype(t): tuple(np.array(v, dtype=t) for v in
 def _twice_gelu_tanh_(z):
     """2 GELU_tanh(z) (eq. 6), computed in place in ``z`` (returned) with one
     temporary: the factor 1/2 lives in the next layer's weights."""
-    cubic, linear, one = _GELU_CONSTANTS[z.dtype]
+    try:
+        cubic, linear, one = _GELU_CONSTANTS[z.dtype]
+    except KeyError:
+        raise TypeError(f"the forward pass runs in float64 or float32, not {z.dtype}") from None
     t = np.multiply(z, z)
     np.multiply(t, cubic, out=t)
     np.add(t, linear, out=t)
@@ -662,3 +666,56 @@ def float32_mag_difference(emulator, x):
     mags64 = emu64.predict_mags(x)
     mags32 = emu64.as_float32().predict_mags(x)
     return float(np.max(np.abs(mags32 - mags64)))
+
+
+#: Draws of the float32 check recorded in every trained emulator's provenance.
+FLOAT32_PROVENANCE_DRAWS = 100_000
+
+
+def float32_check(emulator, n_draws=FLOAT32_PROVENANCE_DRAWS, seed=0, chunk=10_000):
+    """How far an emulator's float32 forward pass is from its float64 pass,
+    over inputs drawn uniformly in its training ranges.
+
+    Parameters
+    ----------
+    emulator : Emulator
+        A single emulator with finite training ranges.
+    n_draws : int
+        Number of input vectors (>= 1).
+    seed : int
+    chunk : int
+        Rows per forward pass (bounds the memory).
+
+    Returns
+    -------
+    dict
+        ``max_mag_difference`` (largest |arsinh mag| difference over draws and
+        filters), ``n_draws``, ``draws``, ``allowed``
+        (:data:`FLOAT32_MAX_MAG_DIFFERENCE`) and ``within`` (whether
+        :meth:`Emulator.as_float32` may stand in for the float64 pass).
+
+    Raises
+    ------
+    EmulatorConfigurationError
+        Not a single emulator, non-finite training ranges, or ``n_draws < 1``.
+    """
+    if not isinstance(emulator, Emulator):
+        raise EmulatorConfigurationError(
+            f"the float32 check runs on a single Emulator (check each member of a stitched "
+            f"emulator); got {type(emulator).__name__}")
+    n_draws = int(n_draws)
+    if n_draws < 1:
+        raise EmulatorConfigurationError(f"n_draws must be >= 1, got {n_draws}")
+    ranges = np.asarray(emulator.param_ranges, dtype=float)
+    if not np.isfinite(ranges).all():
+        bad = [p for p, r in zip(emulator.param_names, ranges) if not np.isfinite(r).all()]
+        raise EmulatorConfigurationError(
+            f"the float32 check draws inputs in the training ranges; {bad} have none")
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for start in range(0, n_draws, int(chunk)):
+        x = rng.uniform(ranges[:, 0], ranges[:, 1], (min(int(chunk), n_draws - start), len(ranges)))
+        worst = max(worst, float32_mag_difference(emulator, x))
+    return {"max_mag_difference": worst, "n_draws": n_draws,
+            "draws": "uniform in the training ranges", "allowed": FLOAT32_MAX_MAG_DIFFERENCE,
+            "within": bool(worst <= FLOAT32_MAX_MAG_DIFFERENCE)}

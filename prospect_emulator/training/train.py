@@ -36,7 +36,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import EmulatorConfigurationError, EmulatorFileError
-from ..runtime.emulator import FLOAT32_MAX_MAG_DIFFERENCE, Emulator, float32_mag_difference
+from ..runtime.emulator import Emulator, float32_check
 from ..runtime.magnitudes import ARSINH_A, ARSINH_MU0, arsinh_mags_to_maggies, maggies_to_arsinh_mags
 from .checkpoint import TrainingCheckpoint
 from .trainer import StagedTrainer, prepare_training_data
@@ -136,10 +136,11 @@ def read_training_rows(path, first_rows=None):
     path : str
         Training-set file.
     first_rows : int, optional
-        Read only the file's first ``first_rows`` rows (a training-set-size
+        Use only the file's first ``first_rows`` rows (a training-set-size
         study trains on prefixes of one set: each prefix is itself a random
-        draw from the same distributions).  The rows after them are not read
-        and not counted as dropped.
+        draw from the same distributions).  The file is read whole; the rows
+        after the prefix are then left out and not counted as dropped
+        (unfinished or failed rows inside the prefix are).
 
     Returns
     -------
@@ -154,8 +155,8 @@ def read_training_rows(path, first_rows=None):
     raw = read_training_set(path, valid_only=False)
     n = len(raw["valid"])
     if first_rows is not None:
-        first_rows = int(first_rows)
-        if not 0 < first_rows <= n:
+        first_rows = _positive_int(first_rows, "first_rows", 1)
+        if first_rows > n:
             raise EmulatorConfigurationError(
                 f"first_rows={first_rows}: {path} has {n} rows; give 1..{n}")
         n = first_rows
@@ -167,8 +168,10 @@ def read_training_rows(path, first_rows=None):
         good = valid & np.isfinite(params).all(1) & np.isfinite(mags).all(1) \
             & np.isfinite(mfrac) & (mfrac > 0)
     if not valid.any():
-        raise EmulatorFileError(f"{path} has no finished chunk yet: let `prospect-emulator "
-                                f"generate` finish at least one chunk")
+        raise EmulatorFileError(
+            f"{path} has no finished chunk yet"
+            + (f" in its first {first_rows} rows" if first_rows is not None else "")
+            + ": let `prospect-emulator generate` finish at least one chunk")
     rows = np.nonzero(good)[0]
     dropped = dict(raw["dropped"]) if first_rows is None else dropped_counts(
         raw["status"][:n], {int(r): raw["fail_reason"][r]
@@ -572,42 +575,6 @@ def _provenance(prepared, state, settings, dropped):
     }
 
 
-#: draws of the float32 check recorded in every trained emulator's provenance
-FLOAT32_CHECK_DRAWS = 100_000
-
-
-def float32_check(emu, n_draws=FLOAT32_CHECK_DRAWS, seed=0, chunk=10_000):
-    """How far the emulator's float32 forward pass is from its float64 pass.
-
-    Parameters
-    ----------
-    emu : Emulator
-    n_draws : int
-        Inputs drawn uniformly in the emulator's training ranges.
-    seed : int
-    chunk : int
-        Rows per forward pass (bounds the memory).
-
-    Returns
-    -------
-    dict
-        ``max_mag_difference`` (largest |arsinh mag| difference over draws and
-        filters), ``n_draws``, ``allowed``
-        (:data:`~prospect_emulator.runtime.emulator.FLOAT32_MAX_MAG_DIFFERENCE`)
-        and ``within`` (whether :meth:`Emulator.as_float32` may stand in for
-        the float64 pass).
-    """
-    rng = np.random.default_rng(seed)
-    lo, hi = emu.param_ranges[:, 0], emu.param_ranges[:, 1]
-    worst = 0.0
-    for start in range(0, n_draws, chunk):
-        x = rng.uniform(lo, hi, (min(chunk, n_draws - start), len(lo)))
-        worst = max(worst, float32_mag_difference(emu, x))
-    return {"max_mag_difference": worst, "n_draws": int(n_draws),
-            "draws": "uniform in the training ranges", "allowed": FLOAT32_MAX_MAG_DIFFERENCE,
-            "within": bool(worst <= FLOAT32_MAX_MAG_DIFFERENCE)}
-
-
 def _export_with_test_statistics(model, prepared, state, settings, dropped, verbose):
     """The NumPy emulator of ``model``, with its residual statistics on the test rows."""
     from .evaluate import noise_model_residuals, residual_statistics
@@ -632,7 +599,12 @@ def _export_with_test_statistics(model, prepared, state, settings, dropped, verb
     emu.provenance["extra_residuals"] = {"mfrac": {
         "transform": MFRAC_TRANSFORM, "bias_dex": float(dlog.mean()), "std_dex": float(dlog.std(ddof=1))}}
     emu.provenance["test_rmse_mag"] = float(np.sqrt(np.mean(residuals ** 2)))
-    emu.provenance["float32_forward_pass"] = float32_check(emu, seed=settings["seed"])
+    check = emu.provenance["float32_forward_pass"] = float32_check(emu, seed=settings["seed"])
+    if not check["within"]:
+        warnings.warn(f"the float32 forward pass of this emulator differs from float64 by up to "
+                      f"{check['max_mag_difference']:.2g} mag over {check['n_draws']} draws "
+                      f"(allowed {check['allowed']:g}): use it in float64", RuntimeWarning,
+                      stacklevel=3)
     std = residuals.std(axis=0)
     _log(verbose, f"test set ({len(test)} rows): residual std per filter {np.min(std):.4f}"
                   f"..{np.max(std):.4f} mag (median {np.median(std):.4f}); "

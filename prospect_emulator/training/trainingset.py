@@ -1051,7 +1051,9 @@ def dropped_counts(status, reasons):
     Parameters
     ----------
     status : ndarray of uint8
-        Row states (``ROW_VALID`` ...), as ``read_training_set(...)["status"]``.
+        Row states (``ROW_VALID`` ...), as
+        ``read_training_set(path, valid_only=False)["status"]`` (with the
+        default ``valid_only=True`` only valid rows are left: every count is 0).
     reasons : dict
         Row -> failure reason of the ``ROW_FAILED`` rows.
     """
