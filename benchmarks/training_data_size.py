@@ -98,8 +98,8 @@ def write_page(results, args, n_test, path):
         "# Emulator precision against training-set size", "",
         "Made by `python benchmarks/training_data_size.py --train "
         f"{os.path.basename(args.train)} --test {os.path.basename(args.test)} "
-        f"--samples-per-stage {args.samples_per_stage:g}` (the default model, "
-        "14 inputs, 81 filters, mass-normalised; training sets from "
+        f"--samples-per-stage {args.samples_per_stage:g} --workdir DIR --out-md "
+        f"{args.out_md}` (the default model: 15 inputs, log mass applied exactly, 81 filters; training sets from "
         "`prospect-emulator generate --preset default --n-samples 3000000 --seed 44`, "
         "test set from the same generator with `--seed 43`).", "",
         *machine_lines(), *( [f"Conditions: {args.note}"] if args.note else []), "",
