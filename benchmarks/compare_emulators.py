@@ -23,14 +23,14 @@ from _common import emit, machine_lines, markdown_table  # noqa: E402
 from bench_emulator import time_alternating  # noqa: E402
 
 from prospect_emulator import load_emulator  # noqa: E402
-from prospect_emulator.runtime.emulator import FLOAT32_MAX_MAG_DIFFERENCE, float32_check  # noqa: E402,E501
+from prospect_emulator.runtime.emulator import (FLOAT32_MAX_MAG_DIFFERENCE,  # noqa: E402
+                                                float32_check, training_range_draws)
 
 TARGET_RATIO = 0.6
 
 
 def draws(emu, n, seed):
-    lo, hi = emu.param_ranges[:, 0], emu.param_ranges[:, 1]
-    return np.random.default_rng(seed).uniform(lo, hi, (n, len(lo)))
+    return training_range_draws(emu, n, np.random.default_rng(seed))
 
 
 def main(argv=None):

@@ -454,8 +454,8 @@ def _summary_table(rows, posterior, derived_names, n_samples):
             unit, meaning = _DERIVED_UNITS[name], DERIVED_NAMES[name]
         else:
             unit, meaning = _unit_and_description(posterior.model, name)
+        missing = [np.nan] * len(SUMMARY_PERCENTILES)
         for j, p in enumerate(SUMMARY_PERCENTILES):
-            missing = [np.nan] * len(SUMMARY_PERCENTILES)
             table[f"{name}_p{int(p)}"] = Column(
                 [r["percentiles"].get(name, missing)[j] for r in rows], unit=unit,
                 description=f"{p:g}th percentile of the posterior of {meaning}")

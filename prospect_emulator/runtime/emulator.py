@@ -20,7 +20,7 @@ from .magnitudes import ARSINH_A, ARSINH_MU0, maggies_to_arsinh_mags
 
 __all__ = ["Emulator", "EmulatorBase", "Float32Emulator", "gelu_tanh", "RESIDUAL_STAT_COLUMNS",
            "FLOAT32_MAX_MAG_DIFFERENCE", "float32_mag_difference", "float32_check",
-           "FLOAT32_PROVENANCE_DRAWS"]
+           "FLOAT32_PROVENANCE_DRAWS", "training_range_draws"]
 
 #: Largest |arsinh mag difference| between an emulator's float32 and float64
 #: forward passes that counts as "the same" (see :meth:`Emulator.as_float32`).
@@ -668,6 +668,13 @@ def float32_mag_difference(emulator, x):
     return float(np.max(np.abs(mags32 - mags64)))
 
 
+def training_range_draws(emulator, n, rng):
+    """``n`` input vectors (n, n_params) drawn uniformly in an emulator's
+    (finite) training ranges with the generator ``rng``."""
+    lo, hi = np.asarray(emulator.param_ranges, dtype=float).T
+    return rng.uniform(lo, hi, (int(n), len(lo)))
+
+
 #: Draws of the float32 check recorded in every trained emulator's provenance.
 FLOAT32_PROVENANCE_DRAWS = 100_000
 
@@ -714,7 +721,7 @@ def float32_check(emulator, n_draws=FLOAT32_PROVENANCE_DRAWS, seed=0, chunk=10_0
     rng = np.random.default_rng(seed)
     worst = 0.0
     for start in range(0, n_draws, int(chunk)):
-        x = rng.uniform(ranges[:, 0], ranges[:, 1], (min(int(chunk), n_draws - start), len(ranges)))
+        x = training_range_draws(emulator, min(int(chunk), n_draws - start), rng)
         worst = max(worst, float32_mag_difference(emulator, x))
     return {"max_mag_difference": worst, "n_draws": n_draws,
             "draws": "uniform in the training ranges", "allowed": FLOAT32_MAX_MAG_DIFFERENCE,

@@ -40,8 +40,7 @@ from ..runtime.emulator import Emulator, float32_check
 from ..runtime.magnitudes import ARSINH_A, ARSINH_MU0, arsinh_mags_to_maggies, maggies_to_arsinh_mags
 from .checkpoint import TrainingCheckpoint
 from .trainer import StagedTrainer, prepare_training_data
-from .trainingset import (ROW_FAILED, ROW_UNFINISHED, _positive_int, describe_dropped,
-                          dropped_counts, read_training_set)
+from .trainingset import ROW_UNFINISHED, _positive_int, describe_dropped, read_training_set
 
 __all__ = ["train_emulator", "TrainingResult", "TrainingSetRows", "read_training_rows",
            "DroppedRowsWarning",
@@ -136,11 +135,8 @@ def read_training_rows(path, first_rows=None):
     path : str
         Training-set file.
     first_rows : int, optional
-        Use only the file's first ``first_rows`` rows (a training-set-size
-        study trains on prefixes of one set: each prefix is itself a random
-        draw from the same distributions).  The file is read whole; the rows
-        after the prefix are then left out and not counted as dropped
-        (unfinished or failed rows inside the prefix are).
+        Read only the file's first ``first_rows`` rows (see
+        :func:`~prospect_emulator.training.trainingset.read_training_set`).
 
     Returns
     -------
@@ -152,18 +148,11 @@ def read_training_rows(path, first_rows=None):
         Missing file, not HDF5, not a training set, or no finished chunk.
     """
     path = os.fspath(path)
-    raw = read_training_set(path, valid_only=False)
-    n = len(raw["valid"])
-    if first_rows is not None:
-        first_rows = _positive_int(first_rows, "first_rows", 1)
-        if first_rows > n:
-            raise EmulatorConfigurationError(
-                f"first_rows={first_rows}: {path} has {n} rows; give 1..{n}")
-        n = first_rows
-    params = np.asarray(raw["params"][:n], dtype=float)
-    mags = np.asarray(raw["mags"][:n], dtype=float)
-    mfrac = np.asarray(raw["mfrac"][:n], dtype=float)
-    valid = np.asarray(raw["valid"][:n], dtype=bool)
+    raw = read_training_set(path, valid_only=False, first_rows=first_rows)
+    params = np.asarray(raw["params"], dtype=float)
+    mags = np.asarray(raw["mags"], dtype=float)
+    mfrac = np.asarray(raw["mfrac"], dtype=float)
+    valid = np.asarray(raw["valid"], dtype=bool)
     with np.errstate(invalid="ignore"):
         good = valid & np.isfinite(params).all(1) & np.isfinite(mags).all(1) \
             & np.isfinite(mfrac) & (mfrac > 0)
@@ -173,16 +162,14 @@ def read_training_rows(path, first_rows=None):
             + (f" in its first {first_rows} rows" if first_rows is not None else "")
             + ": let `prospect-emulator generate` finish at least one chunk")
     rows = np.nonzero(good)[0]
-    dropped = dict(raw["dropped"]) if first_rows is None else dropped_counts(
-        raw["status"][:n], {int(r): raw["fail_reason"][r]
-                            for r in np.flatnonzero(raw["status"][:n] == ROW_FAILED)})
+    dropped = dict(raw["dropped"])
     unphysical = int(valid.sum() - len(rows))
     if unphysical:
         dropped["with a non-finite parameter or mfrac <= 0"] = unphysical
     wave = raw.get("filter_wave_effective")
     return TrainingSetRows(path, rows, params[rows], mags[rows], mfrac[rows],
                            list(raw["param_names"]), list(raw["filter_names"]), raw["attrs"],
-                           int(np.count_nonzero(raw["status"][:n] != ROW_UNFINISHED) - len(rows)),
+                           int(np.count_nonzero(raw["status"] != ROW_UNFINISHED) - len(rows)),
                            None if wave is None else np.asarray(wave, dtype=float),
                            raw.get("param_ranges"), dropped, len(valid))
 

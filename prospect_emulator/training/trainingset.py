@@ -71,7 +71,7 @@ from ..definition.presets import SPS_KINDS, TrainingSetConfig, get_preset, load_
 from ..sources.filter_projection import FilterProjection
 
 __all__ = ["generate_training_set", "read_training_set", "resolve_filters",
-           "WindowedFilterList", "describe_dropped", "dropped_counts", "WorkerDiedError",
+           "WindowedFilterList", "describe_dropped", "WorkerDiedError",
            "GenerationSummary", "TRAININGSET_FORMAT", "TRAININGSET_SCHEMA_VERSION",
            "DEFAULT_CHUNK_SIZE"]
 
@@ -1045,18 +1045,8 @@ def _summarise(out, n_computed, elapsed, worker_seconds=0.0):
                              worker_seconds=worker_seconds)
 
 
-def dropped_counts(status, reasons):
-    """Reason -> number of rows that are not valid (the keys are phrases for messages).
-
-    Parameters
-    ----------
-    status : ndarray of uint8
-        Row states (``ROW_VALID`` ...), as
-        ``read_training_set(path, valid_only=False)["status"]`` (with the
-        default ``valid_only=True`` only valid rows are left: every count is 0).
-    reasons : dict
-        Row -> failure reason of the ``ROW_FAILED`` rows.
-    """
+def _dropped_counts(status, reasons):
+    """Reason -> number of rows that are not valid (the keys are phrases for messages)."""
     dropped = {"in unfinished chunks (generation not finished)":
                int(np.count_nonzero(status == ROW_UNFINISHED))}
     if reasons:
@@ -1067,7 +1057,7 @@ def dropped_counts(status, reasons):
     return {k: v for k, v in dropped.items() if v}
 
 
-def read_training_set(path, valid_only=True):
+def read_training_set(path, valid_only=True, first_rows=None):
     """Read a training set written by :func:`generate_training_set`.
 
     Parameters
@@ -1076,6 +1066,11 @@ def read_training_set(path, valid_only=True):
     valid_only : bool
         Keep only rows of finished chunks whose model did not fail (default);
         otherwise return every row with the ``valid`` mask.
+    first_rows : int, optional
+        Read only the file's first ``first_rows`` rows (a training-set-size
+        study trains on prefixes of one set: each prefix is itself a random
+        draw from the same distributions).  ``dropped`` then counts the
+        unfinished and failed rows of the prefix only.
 
     Returns
     -------
@@ -1098,6 +1093,15 @@ def read_training_set(path, valid_only=True):
             if key in attrs:
                 attrs[key] = json.loads(attrs[key])
         status, reasons = _row_status(f)
+        if first_rows is not None:
+            first_rows = _positive_int(first_rows, "first_rows", 1)
+            if first_rows > len(status):
+                raise EmulatorConfigurationError(
+                    f"first_rows={first_rows}: {path} has {len(status)} rows; "
+                    f"give 1..{len(status)}")
+            status = status[:first_rows]
+            reasons = {row: why for row, why in reasons.items() if row < first_rows}
+        rows = slice(None, len(status))
         failed = status == ROW_FAILED
         valid = status == ROW_VALID
         fail_reason = np.full(len(status), "", dtype=object)
@@ -1109,13 +1113,13 @@ def read_training_set(path, valid_only=True):
         out = {
             "param_names": param_names,
             "filter_names": [str(s) for s in f["filter_names"].asstr()[...]],
-            "params": f["params"][...][keep],
-            "mags": f["mags"][...][keep],
-            "mfrac": f["mfrac"][...][keep],
+            "params": f["params"][rows][keep],
+            "mags": f["mags"][rows][keep],
+            "mfrac": f["mfrac"][rows][keep],
             "failed": failed[keep],
             "fail_reason": fail_reason[keep],
             "valid": valid[keep],
-            "dropped": dropped_counts(status, reasons),
+            "dropped": _dropped_counts(status, reasons),
             "status": status[keep],
             "param_ranges": np.array([[dists[p]["low"], dists[p]["high"]] for p in param_names])
             if all(p in dists for p in param_names) else None,
