@@ -82,9 +82,10 @@ def time_alternating(funcs, repeat, min_time):
 
     The number of calls per repeat is doubled until one repeat of the slowest
     callable lasts at least ``min_time`` seconds; the callables are timed in
-    turn inside every repeat.
+    turn inside every repeat.  An item with a ``timeit(number)`` method (a
+    :class:`timeit.Timer`, or a timer in another process) is used as it is.
     """
-    timers = [timeit.Timer(f) for f in funcs]
+    timers = [f if hasattr(f, "timeit") else timeit.Timer(f) for f in funcs]
     number = 1
     while number < 10**7 and max(timer.timeit(number) for timer in timers) < min_time:
         number *= 2

@@ -56,13 +56,15 @@ def _twice_gelu_tanh_(z):
         cubic, linear, one = _GELU_CONSTANTS[z.dtype]
     except KeyError:
         raise TypeError(f"the forward pass runs in float64 or float32, not {z.dtype}") from None
+    # ``out`` positional: ~0.05 us cheaper per call than the keyword, which is
+    # a sixth of a ufunc call on 256 values
     t = np.multiply(z, z)
-    np.multiply(t, cubic, out=t)
-    np.add(t, linear, out=t)
-    np.multiply(t, z, out=t)
-    np.tanh(t, out=t)
-    np.add(t, one, out=t)
-    np.multiply(z, t, out=z)
+    np.multiply(t, cubic, t)
+    np.add(t, linear, t)
+    np.multiply(t, z, t)
+    np.tanh(t, t)
+    np.add(t, one, t)
+    np.multiply(z, t, z)
     return z
 
 
@@ -313,6 +315,8 @@ class Emulator(EmulatorBase):
         bare chain of matrix products and the fewest element-wise operations.
 
         * The (de)normalisation layers go into the first and last layers.
+        * A mass-normalised emulator's first layer gets a zero row for the
+          mass column, so the pass starts from the parameter vector as given.
         * The factor 1/2 of every GELU (eq. 6) goes into the next layer's
           weights (exact: a power of two), see :func:`_twice_gelu_tanh_`.
         * The magnitude outputs become ``z = (mu0 - mag) / a``, the argument
@@ -322,6 +326,11 @@ class Emulator(EmulatorBase):
         """
         w0 = self.weights[0] / self.input_std[:, None]
         b0 = self.biases[0] - (self.input_mean / self.input_std) @ self.weights[0]
+        if self.mass_param is not None:
+            # the network does not see the mass: a zero row for its column, so
+            # that the pass takes the full parameter vector without indexing
+            self._mass_index = self.param_names.index(self.mass_param)
+            w0 = np.insert(w0, self._mass_index, 0.0, axis=0)
         ws, bs = [w0] + [0.5 * w for w in self.weights[1:]], [b0] + self.biases[1:]
         ws[-1] = ws[-1] * self.output_std[None, :]
         bs[-1] = bs[-1] * self.output_std + self.output_mean
@@ -334,9 +343,6 @@ class Emulator(EmulatorBase):
         self._hidden = list(zip(ws[:-1], bs[:-1]))
         self._w_out, self._b_out = ws[-1], bs[-1]
         self._set_check_bounds()
-        if self.mass_param is not None:
-            self._mass_index = self.param_names.index(self.mass_param)
-            self._net_index = np.array([i for i in range(self.n_params) if i != self._mass_index])
         self._nf = nf
         self._extras_all_log10 = bool(self.extra_names) and all(
             t == "log10" for t in self.extra_transforms)
@@ -355,15 +361,20 @@ class Emulator(EmulatorBase):
     # -------------------------------------------------------------- prediction
     def _network(self, x):
         """Network outputs, shape (..., n_filters + n_extra): ``z`` of the
-        magnitudes (see :meth:`_compile`), then the extra outputs."""
-        h = x if self.mass_param is None else x[..., self._net_index]
+        magnitudes (see :meth:`_compile`), then the extra outputs; float64.
+
+        The pass runs in the weights' dtype (:attr:`precision`).  ``ndarray.dot``
+        rather than ``matmul``: the same product for the 1-d and 2-d inputs
+        allowed here, ~0.4 us cheaper per layer in a single call.
+        """
+        h = np.asarray(x, dtype=self._dtype)
         for w, b in self._hidden:
-            z = np.matmul(h, w)
-            np.add(z, b, out=z)
+            z = h.dot(w)
+            np.add(z, b, z)
             h = _twice_gelu_tanh_(z)
-        out = np.matmul(h, self._w_out)
-        np.add(out, self._b_out, out=out)
-        return out
+        out = h.dot(self._w_out)
+        np.add(out, self._b_out, out)
+        return out.astype(np.float64, copy=False)
 
     def _mags_from_raw(self, x, raw):
         if self.mass_param is None:
@@ -463,9 +474,8 @@ class Emulator(EmulatorBase):
         """
         x = self.check_inputs(x) if check else np.asarray(x, dtype=float)
         x2 = np.atleast_2d(x)
-        h = x2 if self.mass_param is None else x2[:, self._net_index]
-        h = h.astype(self._dtype, copy=False)
-        dh = None  # d h / d (network inputs): (n, n_net_in, width)
+        h = x2.astype(self._dtype, copy=False)
+        dh = None  # d h / d x: (n, n_params, width)
         for w, b in self._hidden:
             h, slope = _twice_gelu_tanh_and_slope(h @ w + b)
             dh = (w[None, :, :] if dh is None else dh @ w) * slope[:, None, :]
@@ -477,12 +487,8 @@ class Emulator(EmulatorBase):
         if self.mass_param is not None:
             scale = scale * 10.0 ** x2[:, self._mass_index][:, None]
         maggies = scale * np.sinh(z)
-        jac = np.zeros((len(x2), self._nf, self.n_params))
-        net_jac = np.swapaxes(draw * (scale * np.cosh(z))[:, None, :], 1, 2)
-        if self.mass_param is None:
-            jac[:] = net_jac
-        else:
-            jac[:, :, self._net_index] = net_jac
+        jac = np.ascontiguousarray(np.swapaxes(draw * (scale * np.cosh(z))[:, None, :], 1, 2))
+        if self.mass_param is not None:  # the network's own mass derivative is 0 (_compile)
             jac[:, :, self._mass_index] = math.log(10.0) * maggies
         if x.ndim == 1:
             return maggies[0], jac[0]
@@ -629,10 +635,6 @@ class Float32Emulator(Emulator):
         self._hidden = [(w.astype(np.float32), b.astype(np.float32)) for w, b in self._hidden]
         self._w_out = self._w_out.astype(np.float32)
         self._b_out = self._b_out.astype(np.float32)
-
-    def _network(self, x):
-        """The float64 network's pass on float32 inputs and weights; float64 out."""
-        return super()._network(np.asarray(x, dtype=np.float32)).astype(np.float64)
 
     def as_float32(self):
         """This emulator itself (already float32)."""
