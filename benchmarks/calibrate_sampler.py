@@ -121,6 +121,23 @@ def fit_mock(args):
                 median=q[2].tolist(), halfwidth=(0.5 * (q[3] - q[1])).tolist())
 
 
+def _done(out, index, settings):
+    """Whether mock ``index`` is already fitted in ``out`` with these settings;
+    a mock fitted with other settings (or another emulator) is an error."""
+    path = os.path.join(out, f"mock_{index:04d}.json")
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        previous = json.load(f)["settings"]
+    differ = sorted(k for k in set(settings) | set(previous)
+                    if settings.get(k) != previous.get(k))
+    if differ:
+        raise SystemExit(f"{path} was fitted with other settings ({', '.join(differ)}: "
+                         f"{[previous.get(k) for k in differ]} there, "
+                         f"{[settings.get(k) for k in differ]} now); use another --out")
+    return True
+
+
 def report(out):
     records = []
     for name in sorted(os.listdir(out)):
@@ -136,7 +153,9 @@ def report(out):
     n = len(records)
     s = records[0]["settings"]
     lines = ["\n".join(machine_lines()), "",
-             f"{n} mocks; " + (f"dynesty {s['sample']} walks {s['walks']}, nlive {s['nlive']}, "
+             f"{n} mocks of emulator {s['emulator']}"
+             + (f" (checksum {s['emulator_checksum'][:12]})" if "emulator_checksum" in s else "")
+             + "; " + (f"dynesty {s['sample']} walks {s['walks']}, nlive {s['nlive']}, "
                                f"target n_eff {s['n_effective']}"
                                if s.get("sampler", "dynesty") == "dynesty" else
                                f"{s['sampler']} (nlive {s['nlive']}, n_eff {s['n_effective']} where "
@@ -219,13 +238,15 @@ def main():
         settings = {"sampler": args.sampler, "nlive": args.nlive, "n_effective": args.n_effective,
                     "sample": args.sample,
                     "walks": args.walks, "filters": filters, "obs_mag": args.obs_mag,
-                    "emulator": args.emulator}
-        todo = [i for i in range(args.n_mocks)
-                if not os.path.exists(os.path.join(args.out, f"mock_{i:04d}.json"))]
+                    "emulator": args.emulator,
+                    "emulator_checksum": _model(args.emulator, None).emulator.checksum}
+        todo = [i for i in range(args.n_mocks) if not _done(args.out, i, settings)]
         tasks = [(args.emulator, make_mock(args.emulator, i, args.seed, args.obs_mag, filters),
                   settings, args.seed) for i in todo]
         with concurrent.futures.ProcessPoolExecutor(args.workers) as pool:
-            for k, record in enumerate(pool.map(fit_mock, tasks), 1):
+            futures = [pool.submit(fit_mock, task) for task in tasks]
+            for k, future in enumerate(concurrent.futures.as_completed(futures), 1):
+                record = future.result()
                 path = os.path.join(args.out, f"mock_{record['index']:04d}.json")
                 with atomic_path(path) as tmp, open(tmp, "w") as f:
                     json.dump(record, f)
