@@ -486,6 +486,43 @@ class FastPriorTransform:
             sigma, mean = self.scale[self._clipped], self.loc[self._clipped]
             self.lower[self._clipped], self.upper[self._clipped] = a * sigma + mean, b * sigma + mean
 
+    def closed_form_table(self):
+        """The closed forms as data, for a re-implementation in another array
+        library (:mod:`prospect_emulator.fitting.jax_likelihood`).
+
+        Returns
+        -------
+        families : dict
+            For each family in use (``uniform``, ``normal``, ``clipped_normal``,
+            ``student_t``, ``log_uniform``, ``log_normal``): a dict with
+            ``theta_index`` (positions in the parameter vector) and the
+            arrays its formula in :meth:`_closed_forms` uses (``loc``,
+            ``scale``; ``flip``, ``sign``, ``base``, ``mass`` of
+            :func:`_truncnorm_linear_form`; ``df``; ``log_mini``,
+            ``log_ratio``; ``sigma``).
+        fallback : list of (prior, slice)
+            Priors that Prospector's own ``unit_transform`` transforms.
+        """
+        blocks = {"uniform": self._uniform, "normal": self._normal, "clipped_normal": self._clipped,
+                  "student_t": self._t, "log_uniform": self._logu, "log_normal": self._lnorm}
+        families = {}
+        for name, block in blocks.items():
+            if block is None:
+                continue
+            entry = {"theta_index": np.asarray(self.index)[block], "loc": self.loc[block],
+                     "scale": self.scale[block]}
+            if name == "clipped_normal":
+                entry.update(flip=self._cn_flip, sign=self._cn_sign, base=self._cn_base,
+                             mass=self._cn_mass)
+            elif name == "student_t":
+                entry["df"] = self._t_df
+            elif name == "log_uniform":
+                entry.update(log_mini=self._logu_log_mini, log_ratio=self._logu_log_ratio)
+            elif name == "log_normal":
+                entry["sigma"] = self._lnorm_sigma
+            families[name] = entry
+        return families, list(self.fallback)
+
     # ----------------------------------------------------------------------
     def __call__(self, unit_coords):
         u = np.asarray(unit_coords, dtype=float)

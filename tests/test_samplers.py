@@ -36,6 +36,7 @@ SMALL = {
     "dynesty-pool": {"nlive": 40, "n_effective": 300},
     "ultranest": {"nlive": 60, "min_ess": 200, "popsize": 10},
     "emcee": {"min_steps": 1000, "max_steps": 4000},
+    "blackjax-nss": {"nlive": 100, "num_delete": 20},
 }
 #: Smaller still, for the results-file round trip (the posterior is not checked there).
 TINY = {
@@ -43,6 +44,7 @@ TINY = {
     "dynesty-pool": {"nlive": 20, "n_effective": 100, "maxcall": 5000},
     "ultranest": {"nlive": 20, "min_ess": 50, "popsize": 5, "max_ncalls": 20000},
     "emcee": {"min_steps": 300, "max_steps": 300},
+    "blackjax-nss": {"nlive": 20, "num_delete": 5, "max_steps": 40},
 }
 
 

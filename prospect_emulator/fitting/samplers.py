@@ -39,6 +39,10 @@ writes them as a Prospector HDF5 results file that
     ``max_steps`` is reached; burn-in and thinning from the autocorrelation
     time.  A shorter chain gives a :class:`ShortChainWarning` (or, with
     ``require_converged=True``, a :class:`SamplerConvergenceError`).
+``blackjax-nss``
+    blackjax's nested slice sampling on the likelihood as jitted JAX
+    functions (:mod:`~prospect_emulator.fitting.blackjax_nss`; the ``jax``
+    extra).  JAX is imported only when this sampler is picked.
 
 Every sampler is seeded: the same seed, data and settings give identical
 samples.  UltraNest draws from NumPy's global random state: it is seeded for
@@ -61,7 +65,7 @@ __all__ = ["run_sampler", "write_sampler_results", "sampler_settings", "settings
            "ULTRANEST_FLOOR_LNLIKE"]
 
 #: The samplers :func:`run_sampler` knows.
-SAMPLERS = ("dynesty", "dynesty-pool", "ultranest", "emcee")
+SAMPLERS = ("dynesty", "dynesty-pool", "ultranest", "emcee", "blackjax-nss")
 
 #: ln-likelihood UltraNest is given where the likelihood is -inf (outside the
 #: prior's support or the emulator's training range): UltraNest needs finite
@@ -108,6 +112,14 @@ DEFAULT_SETTINGS = {
         "min_tau_multiple": 50,   # chain length / autocorrelation time required
         "burn_tau_multiple": 5,   # burn-in = this x the largest autocorrelation time
         "require_converged": False,
+    },
+    "blackjax-nss": {
+        "nlive": 500,             # live points
+        "num_delete": 50,         # replaced per step (evaluated together)
+        "nsteps": None,           # slice moves per replacement; None: 2 x ndim
+        "frac_remain": 0.01,      # stop when the live points could add < this share of Z
+        "n_volume_draws": 100,    # simulations of the volume shrinkage for weights and ln Z
+        "max_steps": 100000,
     },
 }
 
@@ -188,6 +200,15 @@ def sampler_settings(name, ndim=None, **settings):
                 f"ultranest step_sampler {out['step_sampler']!r} is not one of {allowed}")
         if ndim is not None and out["nsteps"] is None:
             out["nsteps"] = 2 * int(ndim)
+    if name == "blackjax-nss":
+        if ndim is not None:
+            check_nlive(out["nlive"], ndim, option="nlive (--nlive)")
+            if out["nsteps"] is None:
+                out["nsteps"] = 2 * int(ndim)
+        if not 1 <= int(out["num_delete"]) < int(out["nlive"]):
+            raise EmulatorConfigurationError(
+                f"blackjax-nss num_delete = {out['num_delete']}: it must be at least 1 and "
+                f"below nlive ({out['nlive']})")
     if name == "emcee":
         if out["moves"] not in ("stretch", "de-snooker"):
             raise EmulatorConfigurationError(
@@ -224,7 +245,7 @@ def settings_from_cli(name, nlive=None, n_effective=None):
             f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
     keys = {"dynesty": ("nested_nlive_init", "nested_target_n_effective"),
             "dynesty-pool": ("nested_nlive_init", "nested_target_n_effective"),
-            "ultranest": ("nlive", "min_ess")}.get(name)
+            "ultranest": ("nlive", "min_ess"), "blackjax-nss": ("nlive",)}.get(name)
     if keys is None:
         return {}
     return {k: int(v) for k, v in zip(keys, (nlive, n_effective)) if v is not None}
@@ -283,7 +304,7 @@ def run_sampler(name, model, obs, noise=None, seed=None, sps=None, **settings):
             "sampler='dynesty' for a model with an SPS source")
     else:
         runner = {"dynesty-pool": _run_dynesty_pool, "ultranest": _run_ultranest,
-                  "emcee": _run_emcee}[name]
+                  "emcee": _run_emcee, "blackjax-nss": _run_blackjax_nss}[name]
         out = runner(model, obs, noise, seed, full)
     out.update(sampler=name, settings=_jsonable(full), seed=None if seed is None else int(seed))
     return out
@@ -415,6 +436,11 @@ def _run_ultranest(model, obs, noise, seed, settings):
                             "ultranest_ncall": int(result["ncall"]),
                             "insertion_order_MWW_test": _jsonable(
                                 result.get("insertion_order_MWW_test", {}))}}
+
+
+def _run_blackjax_nss(model, obs, noise, seed, settings):
+    from .blackjax_nss import run_blackjax_nss
+    return run_blackjax_nss(_vectorised_likelihood(model, obs, noise, nested=True), seed, settings)
 
 
 def _step_sampler(settings):

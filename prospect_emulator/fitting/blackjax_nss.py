@@ -1,0 +1,110 @@
+"""blackjax's nested slice sampling on the JAX likelihood (sampler ``blackjax-nss``).
+
+Nested sampling in the unit cube (uniform prior there, the prior transform inside
+the likelihood, as dynesty and UltraNest do): ``nlive`` live points, ``num_delete``
+of them replaced per step, each by ``nsteps`` hit-and-run slice moves along
+directions shaped by the live points' covariance, all replacements of a step
+evaluated together (``jax.vmap``) in one jitted call of
+:class:`~prospect_emulator.fitting.jax_likelihood.JaxLikelihood`.  The run stops
+when the live points could add less than ``frac_remain`` to the evidence.
+Posterior weights and the ln-evidence come from blackjax's
+``ns.utils.log_weights`` (``n_volume_draws`` simulations of the prior-volume
+shrinkage; their mean weights, and the mean and standard deviation of ln Z).
+
+Needs the ``jax`` extra (``pip install 'prospect-emulator[jax]'``: jax and
+blackjax); called through :func:`~prospect_emulator.fitting.samplers.run_sampler`.
+"""
+import logging
+import time
+
+import numpy as np
+
+from ..errors import EmulatorConfigurationError
+from .jax_likelihood import JaxLikelihood, jax_float64
+
+log = logging.getLogger(__name__)
+
+
+def run_blackjax_nss(likelihood, seed, settings):
+    """Sample with blackjax NSS; the dict of
+    :func:`~prospect_emulator.fitting.samplers.run_sampler`.
+
+    Parameters
+    ----------
+    likelihood : VectorisedLikelihood
+        ``nested=True``; its model, obs and noise model define the posterior.
+    seed : int or None
+    settings : dict
+        ``nlive``, ``num_delete``, ``nsteps``, ``frac_remain``,
+        ``n_volume_draws``, ``max_steps`` (see ``DEFAULT_SETTINGS``).
+    """
+    try:
+        import blackjax
+        import jax
+        import jax.numpy as jnp
+        from blackjax.ns.integrator import init_integrator, update_integrator
+        from blackjax.ns.utils import finalise, log_weights
+    except ImportError:
+        raise EmulatorConfigurationError(
+            "sampler 'blackjax-nss' needs jax and blackjax: pip install "
+            "'prospect-emulator[jax]'") from None
+    jl = JaxLikelihood(likelihood)
+    ndim = jl.ndim
+    nlive, num_delete = int(settings["nlive"]), int(settings["num_delete"])
+    t0 = time.time()
+    with jax_float64():
+        def logprior_unit(u):
+            return jnp.where(jnp.all((u > 0.0) & (u < 1.0)), 0.0, -jnp.inf)
+
+        algo = blackjax.nss(logprior_fn=logprior_unit, loglikelihood_fn=jl.lnlike_unit,
+                            num_inner_steps=int(settings["nsteps"]), num_delete=num_delete)
+        key = jax.random.PRNGKey(0 if seed is None else int(seed))
+        key, init_key = jax.random.split(key)
+        state = algo.init(jax.random.uniform(init_key, (nlive, ndim), dtype=jnp.float64))
+        if not np.isfinite(np.asarray(state.particles.loglikelihood)).any():
+            raise EmulatorConfigurationError(
+                f"none of {nlive} prior draws has a finite likelihood (all outside the "
+                "emulator's training range?)")
+        step = jax.jit(algo.step)
+        integrator = init_integrator(state.particles)
+        dead, ncall, converged = [], nlive, False
+        stop = float(np.log1p(settings["frac_remain"]))
+        for n_steps in range(1, int(settings["max_steps"]) + 1):
+            key, step_key = jax.random.split(key)
+            state, info = step(step_key, state)
+            dead.append(info)
+            integrator = update_integrator(integrator, state.particles, info.particles)
+            slices = info.update_info
+            ncall += int(2 * np.size(slices.num_shrink) + np.sum(slices.num_expansions)
+                         + np.sum(slices.num_shrink))
+            remaining = float(jnp.logaddexp(integrator.logZ, integrator.logZ_live)
+                              - integrator.logZ)
+            if n_steps % 50 == 0:
+                log.info("blackjax-nss: step %d, ln Z %.2f, live share %.3g, %d calls",
+                         n_steps, float(integrator.logZ), remaining, ncall)
+            if remaining < stop:
+                converged = True
+                break
+        final = finalise(state, dead, update_info=False)
+        key, weight_key = jax.random.split(key)
+        logw = np.asarray(log_weights(weight_key, final, shape=int(settings["n_volume_draws"])))
+        unit = np.asarray(final.particles.position)
+        lnlike = np.asarray(final.particles.loglikelihood)
+    seconds = time.time() - t0
+    if not converged:
+        log.warning("blackjax-nss stopped at max_steps = %d before the live points' share of "
+                    "the evidence fell below frac_remain", settings["max_steps"])
+    from scipy.special import logsumexp
+    logz_draws = logsumexp(logw, axis=0)
+    mean_w = logsumexp(logw - logz_draws, axis=1)
+    keep = np.isfinite(mean_w)
+    weights = np.exp(mean_w[keep] - mean_w[keep].max())
+    weights /= weights.sum()
+    samples = likelihood.prior_transform(unit[keep])
+    lnlike = lnlike[keep]
+    return {"samples": samples, "weights": weights, "lnlikelihood": lnlike,
+            "lnprobability": lnlike + likelihood.model.prior_product(samples),
+            "logz": float(np.mean(logz_draws)), "logzerr": float(np.std(logz_draws)),
+            "ncall": int(ncall), "seconds": seconds, "raw": None,
+            "diagnostics": {"steps": n_steps, "converged": converged,
+                            "ess": float(1.0 / np.sum(weights ** 2))}}

@@ -1,0 +1,262 @@
+"""The exact-fit likelihood as jitted JAX functions (the optional ``jax`` path).
+
+:class:`JaxLikelihood` is a JAX twin of
+:class:`~prospect_emulator.prospector.VectorisedLikelihood`, built from one: the
+same emulator weights (normalisation folded in, :meth:`Emulator._compile`), the
+same observed photometry, mask and eq.-9 noise model (diagonal or covariance),
+the same prior transform.  It gives, for one parameter vector at a time (use
+``jax.vmap`` for many):
+
+* :meth:`JaxLikelihood.prior_transform`: unit cube -> parameters, Prospector's
+  ``prior_transform``;
+* :meth:`JaxLikelihood.lnlike`: ln-likelihood, ``-inf`` outside the prior's
+  support or the emulator's training range (``lnprobfn(..., nested=True)``);
+* :meth:`JaxLikelihood.lnlike_unit`: both in one, on the unit cube (what a
+  nested sampler in unit coordinates needs).
+
+They run in float64 (inside ``jax.enable_x64(True)``, which the caller must
+also hold while it calls them; :func:`jax_float64` is that context) and equal
+``VectorisedLikelihood.lnlike`` to 1e-10 (tested).  JAX is imported only when a
+:class:`JaxLikelihood` is made (``pip install prospect-emulator[jax]``); the
+NumPy fitting path never imports it.
+
+What it serves (anything else is a clear error at construction): a single
+:class:`~prospect_emulator.Emulator` (not stitched); emulator inputs that are
+free parameters, their log10 (``logX`` inputs of a free ``X``) or fixed values
+(no other ``depends_on`` transform between theta and the emulator, no
+``lumdist``); priors whose transform has a closed form
+(``TopHat``/``Uniform``, ``Normal``, ``ClippedNormal``, ``LogUniform``,
+``LogNormal``, ``FastTruncatedEvenStudentTFreeDeg2``).
+"""
+import numpy as np
+
+from ..errors import EmulatorConfigurationError
+from ..prospector.vectorised import VectorisedLikelihood
+from ..runtime.emulator import _GELU_C, Emulator
+
+__all__ = ["JaxLikelihood", "jax_float64", "SUPPORTED_JAX_PRIOR_FAMILIES"]
+
+#: Prior-transform families (see :meth:`FastPriorTransform.closed_form_table`)
+#: the JAX transform implements.
+SUPPORTED_JAX_PRIOR_FAMILIES = ("uniform", "normal", "clipped_normal", "log_uniform",
+                                "log_normal")
+
+_LN_2PI = float(np.log(2.0 * np.pi))
+
+
+def _jax():
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        raise EmulatorConfigurationError(
+            "the JAX likelihood needs jax: pip install 'prospect-emulator[jax]'") from None
+    return jax, jnp
+
+
+def jax_float64():
+    """The context in which the JAX likelihood runs: ``jax.enable_x64(True)``."""
+    jax, _ = _jax()
+    return jax.enable_x64(True)
+
+
+class JaxLikelihood:
+    """JAX functions of one galaxy's likelihood; see the module docstring.
+
+    Parameters
+    ----------
+    likelihood : VectorisedLikelihood
+        Its model, obs and noise model are used; its ``float32`` setting is
+        not (the JAX pass is float64).
+
+    Raises
+    ------
+    EmulatorConfigurationError
+        JAX not installed, or a model, emulator or prior this path does not
+        serve (the message names it and what is allowed).
+    """
+
+    def __init__(self, likelihood):
+        if not isinstance(likelihood, VectorisedLikelihood):
+            raise EmulatorConfigurationError(
+                f"JaxLikelihood is built from a VectorisedLikelihood; got "
+                f"{type(likelihood).__name__}")
+        self._jax, self._jnp = _jax()
+        self.likelihood = likelihood
+        self.ndim = likelihood.ndim
+        emulator = likelihood._emulator64
+        if type(emulator) is not Emulator:
+            raise EmulatorConfigurationError(
+                f"the JAX likelihood serves a single Emulator, not a {type(emulator).__name__}; "
+                "use a NumPy sampler (dynesty, ultranest, emcee)")
+        self._emulator = emulator
+        self._input_source, self._input_log10, self._input_fixed = self._input_map()
+        self._transform_parts = self._transform_table()
+        self._obs_terms = self._noise_terms()
+        with np.errstate(all="ignore"):  # the ends of every parameter's prior support
+            self._support = (likelihood.prior_transform(np.zeros(self.ndim)),
+                             likelihood.prior_transform(np.ones(self.ndim)))
+
+    # ---------------------------------------------------------------- set-up
+    def _input_map(self):
+        """(source, log10, fixed): emulator input j is theta[source[j]] (or its
+        log10 where log10[j]) where source[j] >= 0, else the fixed value
+        fixed[j]; found and checked on prior draws."""
+        like, model = self.likelihood, self.likelihood.model
+        rng = np.random.default_rng(0)
+        theta = like.prior_transform(rng.uniform(0.05, 0.95, size=(16, self.ndim)))
+        x, zred, lumdist = like._inputs(theta)
+        if lumdist is not None:
+            raise EmulatorConfigurationError(
+                "the JAX likelihood does not apply lumdist (a distance other than the "
+                "redshift's); use a NumPy sampler")
+        names = self._emulator.param_names
+        source, log10 = np.full(len(names), -1), np.zeros(len(names), dtype=bool)
+        fixed = np.zeros(len(names))
+        with np.errstate(all="ignore"):
+            log_theta = np.log10(theta)
+        for j, name in enumerate(names):
+            match = [k for k in range(self.ndim) if np.array_equal(x[:, j], theta[:, k])]
+            log_match = [k for k in range(self.ndim)
+                         if np.allclose(x[:, j], log_theta[:, k], rtol=1e-13, atol=1e-13)]
+            if match or log_match:
+                source[j] = (match or log_match)[0]
+                log10[j] = not match
+            elif np.all(x[:, j] == x[0, j]):
+                fixed[j] = x[0, j]
+            else:
+                raise EmulatorConfigurationError(
+                    f"emulator input {name!r} is computed from the free parameters by a "
+                    f"transform; the JAX likelihood serves inputs that are free parameters "
+                    f"({list(model.theta_labels())}), their log10, or fixed values. Use a "
+                    "NumPy sampler")
+        return source, log10, fixed
+
+    def _transform_table(self):
+        families, fallback = self.likelihood._transform.closed_form_table()
+        unsupported = sorted(set(families) - set(SUPPORTED_JAX_PRIOR_FAMILIES))
+        import prospect.models.priors as pp
+        t_blocks = []
+        for prior, inds in fallback:
+            if type(prior) is not pp.FastTruncatedEvenStudentTFreeDeg2:
+                unsupported.append(type(prior).__name__)
+                continue
+            n = inds.stop - inds.start
+            t_blocks.append({"theta_index": np.arange(inds.start, inds.stop),
+                             "hw": np.broadcast_to(np.asarray(prior.hw, float), (n,)),
+                             "sig": np.broadcast_to(np.asarray(prior.sig, float), (n,))})
+        if unsupported:
+            raise EmulatorConfigurationError(
+                f"the JAX prior transform has no closed form for {unsupported}; it serves "
+                f"{list(SUPPORTED_JAX_PRIOR_FAMILIES)} and FastTruncatedEvenStudentTFreeDeg2")
+        return families, t_blocks
+
+    def _noise_terms(self):
+        like, emu = self.likelihood, self._emulator
+        if not like._has_phot:
+            raise EmulatorConfigurationError("the JAX likelihood needs photometry (obs['maggies'])")
+        sel = np.asarray(like._sel)
+        terms = {"sel": sel, "phot": like._phot_sel, "noise": None}
+        if like.noise is None:
+            terms["var"] = like._var
+            return terms
+        terms["base_var"] = like._base_var_sel
+        terms["noise"] = "covariance" if like.noise.covariance else "diagonal"
+        terms["k"] = ((emu.residual_sigma / emu.a) ** 2)[sel]
+        terms["cov"] = emu.residual_covariance[np.ix_(sel, sel)]
+        return terms
+
+    # ------------------------------------------------------------- functions
+    def prior_transform(self, u):
+        """Parameters (ndim,) at unit-cube coordinates ``u`` (ndim,)."""
+        jnp = self._jnp
+        from jax.scipy.special import ndtri
+        families, t_blocks = self._transform_parts
+        theta = jnp.zeros(self.ndim, dtype=u.dtype)
+        for name, f in families.items():
+            x = u[f["theta_index"]]
+            if name == "uniform":
+                value = x * f["scale"] + f["loc"]
+            elif name == "normal":
+                value = ndtri(x) * f["scale"] + f["loc"]
+            elif name == "clipped_normal":
+                z = f["sign"] * ndtri(f["base"] + (f["flip"] + f["sign"] * x) * f["mass"])
+                value = z * f["scale"] + f["loc"]
+            elif name == "log_uniform":
+                value = jnp.exp(f["log_mini"] + x * f["log_ratio"])
+            else:  # log_normal
+                value = jnp.exp(f["sigma"] * ndtri(x)) * f["scale"]
+            theta = theta.at[f["theta_index"]].set(value)
+        for b in t_blocks:  # Prospector's closed-form inverse CDF of this prior
+            x = u[b["theta_index"]]
+            c3, c4 = (2.0 * b["sig"] * b["hw"]) ** 2, 2.0 * b["hw"] ** 2
+            num = -(c3 * x * x - c3 * x + (b["sig"] * b["hw"]) ** 2)
+            den = c4 * x * x - c4 * x - b["sig"] ** 2
+            root = jnp.sqrt(num / den)
+            theta = theta.at[b["theta_index"]].set(jnp.where(x > 0.5, root, -root))
+        return theta
+
+    def maggies(self, x):
+        """Emulator fluxes (maggies, n_filters) at inputs ``x`` (n_params,):
+        :meth:`Emulator.predict_maggies` with jax.numpy."""
+        jnp, emu = self._jnp, self._emulator
+        h = x
+        for w, b in emu._hidden:
+            z = h @ w + b
+            # 2 GELU_tanh(z) of eq. 6; the 1/2 is in the next layer (Emulator._compile)
+            h = z * (1.0 + jnp.tanh(_GELU_C * z * (1.0 + 0.044715 * z * z)))
+        raw = h @ emu._w_out + emu._b_out
+        flux = jnp.sinh(raw[:emu.n_filters]) * emu._flux_scale
+        if emu.mass_param is not None:
+            flux = flux * 10.0 ** x[emu._mass_index]
+        return flux
+
+    def emulator_inputs(self, theta):
+        """Emulator inputs (n_params,) of parameters ``theta`` (ndim,)."""
+        jnp = self._jnp
+        src = self._input_source
+        value = theta[np.maximum(src, 0)]
+        value = jnp.where(self._input_log10, jnp.log10(jnp.where(self._input_log10, value, 1.0)),
+                          value)
+        return jnp.where(src >= 0, value, self._input_fixed)
+
+    def lnlike(self, theta):
+        """ln-likelihood of ``theta`` (ndim,), ``-inf`` outside the prior's
+        support or the training range: ``VectorisedLikelihood.lnlike``."""
+        jnp, emu, t = self._jnp, self._emulator, self._obs_terms
+        x = self.emulator_inputs(theta)
+        inside = jnp.all((x >= emu._lo) & (x <= emu._hi))
+        flux = self.maggies(jnp.where(inside, x, jnp.asarray(np.mean(emu.param_ranges, axis=1))))
+        f = flux[t["sel"]]
+        resid = t["phot"] - f
+        if t["noise"] is None:
+            lnl = jnp.sum(-0.5 * (resid * resid / t["var"] + jnp.log(2.0 * np.pi * t["var"])))
+        else:
+            soft = emu._flux_scale * (1.0 if emu.mass_param is None
+                                      else 10.0 ** x[emu._mass_index])
+            if t["noise"] == "diagonal":
+                sigma = (f * f + soft * soft) * t["k"] + t["base_var"]
+                lnl = -0.5 * (jnp.sum(resid * resid / sigma) + jnp.sum(jnp.log(sigma))
+                              + len(f) * _LN_2PI)
+            else:
+                jac = jnp.sqrt(f * f + soft * soft) / emu.a
+                sigma = jac[:, None] * t["cov"] * jac[None, :] + jnp.diag(t["base_var"])
+                chol = jnp.linalg.cholesky(sigma)
+                y = self._jax.scipy.linalg.solve_triangular(chol, resid, lower=True)
+                lnl = -0.5 * (jnp.sum(y * y) + 2.0 * jnp.sum(jnp.log(jnp.diag(chol)))
+                              + len(f) * _LN_2PI)
+        lnl = lnl + getattr(self.likelihood.model, "_ln_eline_penalty", 0.0)
+        return jnp.where(inside & self._in_prior_support(theta), lnl, -jnp.inf)
+
+    def _in_prior_support(self, theta):
+        jnp = self._jnp
+        lower, upper = self._support
+        return jnp.all((theta >= lower) & (theta <= upper))
+
+    def lnlike_unit(self, u):
+        """ln-likelihood at unit-cube coordinates ``u`` (ndim,); ``-inf``
+        outside the open unit cube or the training range."""
+        jnp = self._jnp
+        inside = jnp.all((u > 0.0) & (u < 1.0))
+        theta = self.prior_transform(jnp.where(inside, u, 0.5))
+        return jnp.where(inside, self.lnlike(theta), -jnp.inf)
