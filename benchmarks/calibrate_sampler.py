@@ -224,7 +224,8 @@ def main():
     parser.add_argument("--obs-mag", type=float, default=0.1)
     parser.add_argument("--nlive", type=int, default=200)
     parser.add_argument("--n-effective", type=int, default=2000)
-    parser.add_argument("--sampler", default="dynesty", choices=["dynesty", "ultranest", "emcee"],
+    parser.add_argument("--sampler", default="dynesty",
+                        choices=["dynesty", "ultranest", "emcee", "blackjax-nss"],
                         help="sampler (default dynesty; --sample/--walks are dynesty's)")
     parser.add_argument("--sample", default="rwalk")
     parser.add_argument("--walks", type=int, default=25)

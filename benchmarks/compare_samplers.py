@@ -53,6 +53,7 @@ CONFIGS = {
     "dynesty-pool demo": ("dynesty-pool", {"nlive": 200, "n_effective": 2000}),
     "ultranest": ("ultranest", {"nlive": 400, "min_ess": 2000}),
     "emcee": ("emcee", {}),
+    "blackjax-nss": ("blackjax-nss", {"nlive": 500, "num_delete": 50}),
 }
 #: The reference run (label "reference"): high n_live dynesty with long random walks.
 REFERENCE = ("dynesty", {"nlive": 1000, "n_effective": 10000, "walks": 100})
@@ -62,6 +63,7 @@ QUICK = {
     "dynesty-pool demo": ("dynesty-pool", {"nlive": 50, "n_effective": 300, "maxcall": 60000}),
     "ultranest": ("ultranest", {"nlive": 60, "min_ess": 300, "max_ncalls": 300000}),
     "emcee": ("emcee", {"min_steps": 1000, "max_steps": 4000}),
+    "blackjax-nss": ("blackjax-nss", {"nlive": 60, "num_delete": 10}),
 }
 QUICK_REFERENCE = ("dynesty", {"nlive": 100, "n_effective": 1000})
 

@@ -2,7 +2,7 @@
 
 :class:`JaxLikelihood` is a JAX twin of
 :class:`~prospect_emulator.prospector.VectorisedLikelihood`, built from one: the
-same emulator weights (normalisation folded in, :meth:`Emulator._compile`), the
+same emulator weights (normalisation folded in, :meth:`Emulator.compiled_network`), the
 same observed photometry, mask and eq.-9 noise model (diagonal or covariance),
 the same prior transform.  It gives, for one parameter vector at a time (use
 ``jax.vmap`` for many):
@@ -84,12 +84,13 @@ class JaxLikelihood:
         self._jax, self._jnp = _jax()
         self.likelihood = likelihood
         self.ndim = likelihood.ndim
-        emulator = likelihood._emulator64
+        emulator = likelihood.float64_emulator
         if type(emulator) is not Emulator:
             raise EmulatorConfigurationError(
                 f"the JAX likelihood serves a single Emulator, not a {type(emulator).__name__}; "
                 "use a NumPy sampler (dynesty, ultranest, emcee)")
         self._emulator = emulator
+        self._net = emulator.compiled_network()
         self._input_source, self._input_log10, self._input_fixed = self._input_map()
         self._transform_parts = self._transform_table()
         self._obs_terms = self._noise_terms()
@@ -105,7 +106,7 @@ class JaxLikelihood:
         like, model = self.likelihood, self.likelihood.model
         rng = np.random.default_rng(0)
         theta = like.prior_transform(rng.uniform(0.05, 0.95, size=(16, self.ndim)))
-        x, zred, lumdist = like._inputs(theta)
+        x, zred, lumdist = like.inputs(theta)
         if lumdist is not None:
             raise EmulatorConfigurationError(
                 "the JAX likelihood does not apply lumdist (a distance other than the "
@@ -133,7 +134,7 @@ class JaxLikelihood:
         return source, log10, fixed
 
     def _transform_table(self):
-        families, fallback = self.likelihood._transform.closed_form_table()
+        families, fallback = self.likelihood.prior_transform_table()
         unsupported = sorted(set(families) - set(SUPPORTED_JAX_PRIOR_FAMILIES))
         import prospect.models.priors as pp
         t_blocks = []
@@ -152,16 +153,12 @@ class JaxLikelihood:
         return families, t_blocks
 
     def _noise_terms(self):
-        like, emu = self.likelihood, self._emulator
-        if not like._has_phot:
+        emu, terms = self._emulator, self.likelihood.photometry_terms()
+        if not terms:
             raise EmulatorConfigurationError("the JAX likelihood needs photometry (obs['maggies'])")
-        sel = np.asarray(like._sel)
-        terms = {"sel": sel, "phot": like._phot_sel, "noise": None}
-        if like.noise is None:
-            terms["var"] = like._var
+        if terms["noise"] is None:
             return terms
-        terms["base_var"] = like._base_var_sel
-        terms["noise"] = "covariance" if like.noise.covariance else "diagonal"
+        sel = terms["sel"]
         terms["k"] = ((emu.residual_sigma / emu.a) ** 2)[sel]
         terms["cov"] = emu.residual_covariance[np.ix_(sel, sel)]
         return terms
@@ -199,17 +196,22 @@ class JaxLikelihood:
     def maggies(self, x):
         """Emulator fluxes (maggies, n_filters) at inputs ``x`` (n_params,):
         :meth:`Emulator.predict_maggies` with jax.numpy."""
-        jnp, emu = self._jnp, self._emulator
+        jnp, net = self._jnp, self._net
         h = x
-        for w, b in emu._hidden:
+        for w, b in net["hidden"]:
             z = h @ w + b
-            # 2 GELU_tanh(z) of eq. 6; the 1/2 is in the next layer (Emulator._compile)
+            # 2 GELU_tanh(z) of eq. 6; the 1/2 is in the next layer (Emulator.compiled_network)
             h = z * (1.0 + jnp.tanh(_GELU_C * z * (1.0 + 0.044715 * z * z)))
-        raw = h @ emu._w_out + emu._b_out
-        flux = jnp.sinh(raw[:emu.n_filters]) * emu._flux_scale
-        if emu.mass_param is not None:
-            flux = flux * 10.0 ** x[emu._mass_index]
-        return flux
+        raw = h @ net["w_out"] + net["b_out"]
+        return jnp.sinh(raw[:self._emulator.n_filters]) * self._flux_scale_at(x)
+
+    def _flux_scale_at(self, x):
+        """Maggies per unit sinh(z) at inputs x: the compiled scale, times
+        10**logmass for a mass-normalised emulator (also its softening flux)."""
+        net = self._net
+        if net["mass_index"] is None:
+            return net["flux_scale"]
+        return net["flux_scale"] * 10.0 ** x[net["mass_index"]]
 
     def emulator_inputs(self, theta):
         """Emulator inputs (n_params,) of parameters ``theta`` (ndim,)."""
@@ -225,15 +227,14 @@ class JaxLikelihood:
         support or the training range: ``VectorisedLikelihood.lnlike``."""
         jnp, emu, t = self._jnp, self._emulator, self._obs_terms
         x = self.emulator_inputs(theta)
-        inside = jnp.all((x >= emu._lo) & (x <= emu._hi))
+        inside = jnp.all((x >= self._net["lower"]) & (x <= self._net["upper"]))
         flux = self.maggies(jnp.where(inside, x, jnp.asarray(np.mean(emu.param_ranges, axis=1))))
         f = flux[t["sel"]]
         resid = t["phot"] - f
         if t["noise"] is None:
             lnl = jnp.sum(-0.5 * (resid * resid / t["var"] + jnp.log(2.0 * np.pi * t["var"])))
         else:
-            soft = emu._flux_scale * (1.0 if emu.mass_param is None
-                                      else 10.0 ** x[emu._mass_index])
+            soft = self._flux_scale_at(x)
             if t["noise"] == "diagonal":
                 sigma = (f * f + soft * soft) * t["k"] + t["base_var"]
                 lnl = -0.5 * (jnp.sum(resid * resid / sigma) + jnp.sum(jnp.log(sigma))

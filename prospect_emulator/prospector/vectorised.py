@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from ..errors import EmulatorConfigurationError, NonFiniteInputError
+from ..errors import EmulatorConfigurationError
 from ..priors import FastPriorProduct, FastPriorTransform
 from ..runtime.emulator import Emulator, FLOAT32_MAX_MAG_DIFFERENCE, float32_mag_difference
 from .batched_parameters import BatchedParameters
@@ -203,6 +203,43 @@ class VectorisedLikelihood:
         # sigma_obs^2 + (floor E)^2 of eq. 9 (maggies^2), as EmulatorNoiseModel
         self._base_var = unc * unc + (self.noise.floor * phot) ** 2
         self._base_var_sel = self._base_var[self._sel]
+
+    @property
+    def float64_emulator(self):
+        """The float64 emulator restricted to the obs filters (what the
+        gradient and the noise model's statistics use)."""
+        return self._emulator64
+
+    def photometry_terms(self):
+        """The observed side of the likelihood as arrays, for a
+        re-implementation elsewhere (the JAX likelihood).
+
+        Returns
+        -------
+        dict
+            ``sel``: indices of the bands used (``obs["phot_mask"]``);
+            ``phot``: their maggies; ``noise``: None (Prospector's chi-square
+            with ``var``, the squared uncertainties), ``"diagonal"`` or
+            ``"covariance"`` (eq. 9, with ``base_var`` = sigma_obs^2 +
+            (floor f_obs)^2 in maggies^2).  Empty without photometry.
+        """
+        if not self._has_phot:
+            return {}
+        terms = {"sel": self._sel, "phot": self._phot_sel}
+        if self.noise is None:
+            return dict(terms, noise=None, var=self._var)
+        return dict(terms, noise="covariance" if self.noise.covariance else "diagonal",
+                    base_var=self._base_var_sel)
+
+    def inputs(self, theta):
+        """(emulator inputs (n, n_params), zred (n,) or None, lumdist (n,) or
+        None) of parameter rows ``theta`` (n, ndim)."""
+        return self._inputs(theta)
+
+    def prior_transform_table(self):
+        """The prior transform's closed forms as data:
+        :meth:`~prospect_emulator.priors.FastPriorTransform.closed_form_table`."""
+        return self._transform.closed_form_table()
 
     def _use_float32_if_accurate(self):
         if not isinstance(self._emulator64, Emulator):

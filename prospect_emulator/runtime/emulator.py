@@ -347,6 +347,27 @@ class Emulator(EmulatorBase):
         self._extras_all_log10 = bool(self.extra_names) and all(
             t == "log10" for t in self.extra_transforms)
 
+    def compiled_network(self):
+        """The compiled forward pass as arrays, for a re-implementation in
+        another array library (the JAX likelihood); see :meth:`_compile`.
+
+        Returns
+        -------
+        dict
+            ``hidden``: list of (weights (n_in, width), biases) whose
+            activation is 2 GELU_tanh (eq. 6; the first layer takes the full
+            input vector, a zero row for the mass); ``w_out``, ``b_out``: the
+            output layer, giving ``z`` of the magnitudes then the extra outputs;
+            ``flux_scale``: maggies per unit ``sinh(z)`` (per solar mass for a
+            mass-normalised emulator); ``mass_index``: the input column of
+            ``10**logmass`` or None; ``lower``, ``upper``: the training range
+            checked by :meth:`check_inputs`.
+        """
+        return {"hidden": list(self._hidden), "w_out": self._w_out, "b_out": self._b_out,
+                "flux_scale": self._flux_scale,
+                "mass_index": None if self.mass_param is None else self._mass_index,
+                "lower": self._lo, "upper": self._hi}
+
     # -------------------------------------------------------------- properties
     @property
     def width(self):
