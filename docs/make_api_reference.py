@@ -51,6 +51,9 @@ SECTIONS = [
                  "prospect_emulator.fitting.check.check_param_file",
                  "prospect_emulator.fitting.check.check_catalog",
                  "prospect_emulator.fitting.samplers.run_sampler", data.default_emulator]),
+    ("Exact posteriors in JAX (the 'jax' extra)", [
+        "prospect_emulator.fitting.jax_likelihood.JaxLikelihood",
+        "prospect_emulator.fitting.blackjax_nss.run_blackjax_nss"]),
     ("Catalogues on Dask", ["prospect_emulator.fitting.executor.DaskExecutor",
                             "prospect_emulator.fitting.records.OutputFolder",
                             "prospect_emulator.fitting.records.object_file_stems",
