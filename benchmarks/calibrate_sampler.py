@@ -246,12 +246,22 @@ def main():
                   settings, args.seed) for i in todo]
         with concurrent.futures.ProcessPoolExecutor(args.workers) as pool:
             futures = [pool.submit(fit_mock, task) for task in tasks]
+            failed = 0
             for k, future in enumerate(concurrent.futures.as_completed(futures), 1):
-                record = future.result()
+                try:
+                    record = future.result()
+                except Exception as error:  # report it; keep the fits that still finish
+                    failed += 1
+                    print(f"sbc: a fit failed: {type(error).__name__}: {error}", file=sys.stderr,
+                          flush=True)
+                    continue
                 path = os.path.join(args.out, f"mock_{record['index']:04d}.json")
                 with atomic_path(path) as tmp, open(tmp, "w") as f:
                     json.dump(record, f)
                 print(f"sbc: {k}/{len(tasks)} fitted ({record['seconds']:.0f} s)", flush=True)
+        if failed:
+            raise SystemExit(f"{failed} of {len(tasks)} fits failed (see above); the others are "
+                             f"in {args.out}")
     report(args.out)
     return 0
 

@@ -67,6 +67,11 @@ class TimingWorker:
         if not line:
             raise SystemExit(f"the timing worker for {path} (code in {tree}) failed to start")
         self.info = json.loads(line)
+        package = os.path.realpath(self.info["package"])
+        if not package.startswith(os.path.realpath(tree) + os.sep):
+            self.close()
+            raise SystemExit(f"the timing worker for {tree} imported prospect_emulator from "
+                             f"{package}, not from that tree")
 
     def timer(self, name, shape):
         """An object whose ``timeit(number)`` times ``number`` calls of one pass
@@ -82,7 +87,8 @@ class TimingWorker:
         return float(line)
 
     def close(self):
-        self.proc.stdin.close()
+        if not self.proc.stdin.closed:
+            self.proc.stdin.close()
         self.proc.wait()
 
 
@@ -92,6 +98,19 @@ class _WorkerTimer:
 
     def timeit(self, number):
         return self.worker.seconds(self.name, self.shape, number)
+
+
+def time_workers(workers, repeat):
+    """({label: (best, median) s per single call}, {label: ... per batch}) of
+    every pass of every worker, labelled "SIDE PASS", in alternating requests."""
+    candidates = [(f"{side} {name}", worker, name) for side, worker in workers.items()
+                  for name in worker.info["passes"][::-1]]
+    labels = [c[0] for c in candidates]
+    single = dict(zip(labels, time_alternating(
+        [w.timer(n, "single") for _, w, n in candidates], repeat, 0.2)))
+    batched = dict(zip(labels, time_alternating(
+        [w.timer(n, "batch") for _, w, n in candidates], max(3, repeat // 3), 0.0)))
+    return single, batched
 
 
 def main(argv=None):
@@ -110,15 +129,11 @@ def main(argv=None):
         old_path = os.path.join(old_tree, args.old) if args.old_code else args.old
         workers = {"old": TimingWorker(old_tree, os.path.abspath(old_path), args.batch, 1),
                    "new": TimingWorker(REPO, os.path.abspath(args.new), args.batch, 1)}
-        candidates = [(f"{side} {name}", worker, name) for side, worker in workers.items()
-                      for name in worker.info["passes"][::-1]]
-        labels = [c[0] for c in candidates]
-        single = dict(zip(labels, time_alternating(
-            [w.timer(n, "single") for _, w, n in candidates], args.repeat, 0.2)))
-        batched = dict(zip(labels, time_alternating(
-            [w.timer(n, "batch") for _, w, n in candidates], max(3, args.repeat // 3), 0.0)))
-        for worker in workers.values():
-            worker.close()
+        try:
+            single, batched = time_workers(workers, args.repeat)
+        finally:
+            for worker in workers.values():
+                worker.close()
         f32 = {side: float32_check(load_emulator(os.path.abspath(path)), args.n_draws,
                                    seed=2)["max_mag_difference"]
                for side, path in (("old", old_path), ("new", args.new))}

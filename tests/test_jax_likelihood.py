@@ -91,7 +91,7 @@ def test_an_input_computed_by_a_transform_is_refused():
         derived = EmulatedSpecModel(params, emulator=model.emulator)
     like = VectorisedLikelihood(derived, mock_obs(derived, list(COSMOS_FILTERS)), None,
                                 nested=True)
-    with pytest.raises(EmulatorConfigurationError, match="'dust1_fraction' is computed"):
+    with pytest.raises(EmulatorConfigurationError, match=r"input\(s\) \['dust1_fraction'\] are computed"):
         JaxLikelihood(like)
 
 
@@ -104,4 +104,27 @@ def test_a_prior_without_a_jax_transform_is_refused():
         other = EmulatedSpecModel(params, emulator=model.emulator)
     like = VectorisedLikelihood(other, mock_obs(other, list(COSMOS_FILTERS)), None, nested=True)
     with pytest.raises(EmulatorConfigurationError, match="no closed form for \\['student_t'\\]"):
+        JaxLikelihood(like)
+
+
+def test_outside_float64_or_for_a_batch_it_says_how_to_call_it():
+    model = shipped_model("default", zred=1.2)
+    like = VectorisedLikelihood(model, mock_obs(model, list(COSMOS_FILTERS)), None, nested=True)
+    jl = JaxLikelihood(like)
+    with pytest.raises(EmulatorConfigurationError, match="inside `with jax_float64"):
+        jl.lnlike(np.asarray(model.theta))
+    with jax_float64(), pytest.raises(EmulatorConfigurationError, match="use jax.vmap"):
+        jl.lnlike(jnp.zeros((3, model.ndim)))
+
+
+def test_a_fixed_input_outside_the_training_range_is_refused():
+    model = shipped_model("default", zred=1.2)
+    params = {p["name"]: dict(p) for p in model.config_list}
+    params["zred"]["init"] = 5.0  # the default emulator is trained for 0.5 < z < 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        far = EmulatedSpecModel(params, emulator=model.emulator)
+    obs = mock_obs(model, list(COSMOS_FILTERS))
+    like = VectorisedLikelihood(far, obs, None, nested=True)
+    with pytest.raises(EmulatorConfigurationError, match="zred=5 not in"):
         JaxLikelihood(like)

@@ -6,7 +6,8 @@ of them replaced per step, each by ``nsteps`` hit-and-run slice moves along
 directions shaped by the live points' covariance, all replacements of a step
 evaluated together (``jax.vmap``) in one jitted call of
 :class:`~prospect_emulator.fitting.jax_likelihood.JaxLikelihood`.  The run stops
-when the live points could add less than ``frac_remain`` to the evidence.
+when the live points' estimated evidence falls below ``frac_remain`` times the
+evidence accumulated so far (Z_live / Z_dead < frac_remain).
 Posterior weights and the ln-evidence come from blackjax's
 ``ns.utils.log_weights`` (``n_volume_draws`` simulations of the prior-volume
 shrinkage; their mean weights, and the mean and standard deviation of ln Z).
@@ -34,9 +35,25 @@ def run_blackjax_nss(likelihood, seed, settings):
     likelihood : VectorisedLikelihood
         ``nested=True``; its model, obs and noise model define the posterior.
     seed : int or None
+        JAX PRNG seed; None draws one.
     settings : dict
         ``nlive``, ``num_delete``, ``nsteps``, ``frac_remain``,
         ``n_volume_draws``, ``max_steps`` (see ``DEFAULT_SETTINGS``).
+
+    Returns
+    -------
+    dict
+        ``samples`` (n, ndim) in parameter units, ``weights`` (n,) summing to
+        1, ``lnlikelihood``, ``lnprobability``, ``logz`` and ``logzerr`` (the
+        mean and standard deviation over the volume draws), ``ncall``,
+        ``seconds``, ``raw`` (None) and ``diagnostics`` (``niter`` steps,
+        ``converged``, ``ess``).
+
+    Raises
+    ------
+    EmulatorConfigurationError
+        jax or blackjax missing, a model :class:`JaxLikelihood` does not
+        serve, or no prior draw with a finite likelihood.
     """
     try:
         import blackjax
@@ -58,7 +75,9 @@ def run_blackjax_nss(likelihood, seed, settings):
 
         algo = blackjax.nss(logprior_fn=logprior_unit, loglikelihood_fn=jl.lnlike_unit,
                             num_inner_steps=int(settings["nsteps"]), num_delete=num_delete)
-        key = jax.random.PRNGKey(0 if seed is None else int(seed))
+        if seed is None:  # unseeded, as run_sampler documents
+            seed = int(np.random.SeedSequence().entropy % 2**32)
+        key = jax.random.PRNGKey(int(seed))
         key, init_key = jax.random.split(key)
         state = algo.init(jax.random.uniform(init_key, (nlive, ndim), dtype=jnp.float64))
         if not np.isfinite(np.asarray(state.particles.loglikelihood)).any():
@@ -106,5 +125,5 @@ def run_blackjax_nss(likelihood, seed, settings):
             "lnprobability": lnlike + likelihood.model.prior_product(samples),
             "logz": float(np.mean(logz_draws)), "logzerr": float(np.std(logz_draws)),
             "ncall": int(ncall), "seconds": seconds, "raw": None,
-            "diagnostics": {"steps": n_steps, "converged": converged,
+            "diagnostics": {"niter": n_steps, "converged": converged,
                             "ess": float(1.0 / np.sum(weights ** 2))}}

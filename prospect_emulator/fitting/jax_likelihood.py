@@ -31,8 +31,9 @@ free parameters, their log10 (``logX`` inputs of a free ``X``) or fixed values
 import numpy as np
 
 from ..errors import EmulatorConfigurationError
-from ..prospector.vectorised import VectorisedLikelihood
-from ..runtime.emulator import _GELU_C, Emulator
+from ..prospector.noise import LN_2PI
+from ..prospector.vectorised import LINALG_FAILURE_LNLIKE, VectorisedLikelihood
+from ..runtime.emulator import GELU_C, Emulator
 
 __all__ = ["JaxLikelihood", "jax_float64", "SUPPORTED_JAX_PRIOR_FAMILIES"]
 
@@ -40,9 +41,6 @@ __all__ = ["JaxLikelihood", "jax_float64", "SUPPORTED_JAX_PRIOR_FAMILIES"]
 #: the JAX transform implements.
 SUPPORTED_JAX_PRIOR_FAMILIES = ("uniform", "normal", "clipped_normal", "log_uniform",
                                 "log_normal")
-
-_LN_2PI = float(np.log(2.0 * np.pi))
-
 
 def _jax():
     try:
@@ -92,6 +90,7 @@ class JaxLikelihood:
         self._emulator = emulator
         self._net = emulator.compiled_network()
         self._input_source, self._input_log10, self._input_fixed = self._input_map()
+        self._fallback_inputs = 0.5 * (self._net["lower"] + self._net["upper"])
         self._transform_parts = self._transform_table()
         self._obs_terms = self._noise_terms()
         with np.errstate(all="ignore"):  # the ends of every parameter's prior support
@@ -102,35 +101,44 @@ class JaxLikelihood:
     def _input_map(self):
         """(source, log10, fixed): emulator input j is theta[source[j]] (or its
         log10 where log10[j]) where source[j] >= 0, else the fixed value
-        fixed[j]; found and checked on prior draws."""
-        like, model = self.likelihood, self.likelihood.model
-        rng = np.random.default_rng(0)
-        theta = like.prior_transform(rng.uniform(0.05, 0.95, size=(16, self.ndim)))
-        x, zred, lumdist = like.inputs(theta)
-        if lumdist is not None:
+        fixed[j] (log10 applied); from the model's own input plan."""
+        model, plan = self.likelihood.model, self.likelihood.parameters
+        names = self._emulator.param_names
+        derived = [names[j] for j, (base, _) in enumerate(plan.sources)
+                   if model.config_dict.get(base, {}).get("depends_on") is not None]
+        if not plan.inputs_direct or derived:
+            raise EmulatorConfigurationError(
+                f"emulator input(s) {derived or names} are computed from the free parameters "
+                f"by depends_on transforms; the JAX likelihood serves inputs that are free "
+                f"parameters ({list(model.theta_labels())}), their log10, or fixed values. "
+                "Use a NumPy sampler")
+        if plan.has_lumdist:
             raise EmulatorConfigurationError(
                 "the JAX likelihood does not apply lumdist (a distance other than the "
                 "redshift's); use a NumPy sampler")
-        names = self._emulator.param_names
-        source, log10 = np.full(len(names), -1), np.zeros(len(names), dtype=bool)
-        fixed = np.zeros(len(names))
-        with np.errstate(all="ignore"):
-            log_theta = np.log10(theta)
-        for j, name in enumerate(names):
-            match = [k for k in range(self.ndim) if np.array_equal(x[:, j], theta[:, k])]
-            log_match = [k for k in range(self.ndim)
-                         if np.allclose(x[:, j], log_theta[:, k], rtol=1e-13, atol=1e-13)]
-            if match or log_match:
-                source[j] = (match or log_match)[0]
-                log10[j] = not match
-            elif np.all(x[:, j] == x[0, j]):
-                fixed[j] = x[0, j]
+        index = model.theta_index
+        source, fixed = np.full(len(names), -1), np.zeros(len(names))
+        log10 = np.zeros(len(names), dtype=bool)
+        log10[plan.log_inputs] = True
+        for j, (base, i) in enumerate(plan.sources):
+            if base in index:
+                source[j] = index[base].start + i
             else:
+                value = float(np.ravel(model.params[base])[i])
+                fixed[j] = np.log10(value) if log10[j] else value
+        net, lower = self._net, self.likelihood.prior_transform(np.zeros(self.ndim))
+        bad = [f"{names[j]}={fixed[j]:g} not in [{net['lower'][j]:g}, {net['upper'][j]:g}]"
+               for j in np.nonzero(source < 0)[0]
+               if not net["lower"][j] <= fixed[j] <= net["upper"][j]]
+        if bad:
+            raise EmulatorConfigurationError(
+                "fixed parameter(s) outside the emulator's training range, so every model "
+                "would be rejected: " + "; ".join(bad))
+        for j in np.nonzero(log10 & (source >= 0))[0]:
+            if not lower[source[j]] > 0:
                 raise EmulatorConfigurationError(
-                    f"emulator input {name!r} is computed from the free parameters by a "
-                    f"transform; the JAX likelihood serves inputs that are free parameters "
-                    f"({list(model.theta_labels())}), their log10, or fixed values. Use a "
-                    "NumPy sampler")
+                    f"emulator input {names[j]!r} is log10 of a free parameter whose prior "
+                    f"reaches {lower[source[j]]:g} <= 0; give it a positive support")
         return source, log10, fixed
 
     def _transform_table(self):
@@ -140,7 +148,9 @@ class JaxLikelihood:
         t_blocks = []
         for prior, inds in fallback:
             if type(prior) is not pp.FastTruncatedEvenStudentTFreeDeg2:
-                unsupported.append(type(prior).__name__)
+                # a class without a closed form here, or (ClippedNormal) a window
+                # beyond ~37 sigma in a tail, left to Prospector by the NumPy transform
+                unsupported.append(f"{type(prior).__name__} of {prior.name or 'a parameter'}")
                 continue
             n = inds.stop - inds.start
             t_blocks.append({"theta_index": np.arange(inds.start, inds.stop),
@@ -149,7 +159,9 @@ class JaxLikelihood:
         if unsupported:
             raise EmulatorConfigurationError(
                 f"the JAX prior transform has no closed form for {unsupported}; it serves "
-                f"{list(SUPPORTED_JAX_PRIOR_FAMILIES)} and FastTruncatedEvenStudentTFreeDeg2")
+                f"{list(SUPPORTED_JAX_PRIOR_FAMILIES)} (a ClippedNormal only with a window "
+                "within ~37 sigma of its mean) and FastTruncatedEvenStudentTFreeDeg2. Use a "
+                "NumPy sampler")
         return families, t_blocks
 
     def _noise_terms(self):
@@ -164,9 +176,29 @@ class JaxLikelihood:
         return terms
 
     # ------------------------------------------------------------- functions
-    def prior_transform(self, u):
-        """Parameters (ndim,) at unit-cube coordinates ``u`` (ndim,)."""
+    def _one_vector(self, v, what):
+        """``v`` as a float64 JAX vector of shape (ndim,), or a clear error."""
         jnp = self._jnp
+        if jnp.asarray(0.0).dtype != jnp.float64:
+            raise EmulatorConfigurationError(
+                f"JaxLikelihood.{what} runs in float64: call (and jit) it inside "
+                "`with jax_float64():` (jax.enable_x64(True))")
+        v = jnp.asarray(v)
+        if v.shape != (self.ndim,):
+            raise EmulatorConfigurationError(
+                f"JaxLikelihood.{what} takes one vector of shape ({self.ndim},); got {v.shape} "
+                "(use jax.vmap for many)")
+        return v
+
+    def prior_transform(self, u):
+        """Parameters (ndim,) at unit-cube coordinates ``u`` (ndim,).
+
+        The ClippedNormal closed form is used in the far upper tail too
+        (z > 4), where the NumPy transform hands over to scipy's
+        ``truncnorm.ppf``: they differ there by ~1e-12 sigma.
+        """
+        jnp = self._jnp
+        u = self._one_vector(u, "prior_transform")
         from jax.scipy.special import ndtri
         families, t_blocks = self._transform_parts
         theta = jnp.zeros(self.ndim, dtype=u.dtype)
@@ -201,7 +233,7 @@ class JaxLikelihood:
         for w, b in net["hidden"]:
             z = h @ w + b
             # 2 GELU_tanh(z) of eq. 6; the 1/2 is in the next layer (Emulator.compiled_network)
-            h = z * (1.0 + jnp.tanh(_GELU_C * z * (1.0 + 0.044715 * z * z)))
+            h = z * (1.0 + jnp.tanh(GELU_C * z * (1.0 + 0.044715 * z * z)))
         raw = h @ net["w_out"] + net["b_out"]
         return jnp.sinh(raw[:self._emulator.n_filters]) * self._flux_scale_at(x)
 
@@ -226,9 +258,11 @@ class JaxLikelihood:
         """ln-likelihood of ``theta`` (ndim,), ``-inf`` outside the prior's
         support or the training range: ``VectorisedLikelihood.lnlike``."""
         jnp, emu, t = self._jnp, self._emulator, self._obs_terms
+        theta = self._one_vector(theta, "lnlike")
         x = self.emulator_inputs(theta)
         inside = jnp.all((x >= self._net["lower"]) & (x <= self._net["upper"]))
-        flux = self.maggies(jnp.where(inside, x, jnp.asarray(np.mean(emu.param_ranges, axis=1))))
+        # rows outside are evaluated at the middle of the range (finite), then dropped
+        flux = self.maggies(jnp.where(inside, x, self._fallback_inputs))
         f = flux[t["sel"]]
         resid = t["phot"] - f
         if t["noise"] is None:
@@ -238,14 +272,16 @@ class JaxLikelihood:
             if t["noise"] == "diagonal":
                 sigma = (f * f + soft * soft) * t["k"] + t["base_var"]
                 lnl = -0.5 * (jnp.sum(resid * resid / sigma) + jnp.sum(jnp.log(sigma))
-                              + len(f) * _LN_2PI)
+                              + len(f) * LN_2PI)
             else:
                 jac = jnp.sqrt(f * f + soft * soft) / emu.a
                 sigma = jac[:, None] * t["cov"] * jac[None, :] + jnp.diag(t["base_var"])
                 chol = jnp.linalg.cholesky(sigma)
                 y = self._jax.scipy.linalg.solve_triangular(chol, resid, lower=True)
                 lnl = -0.5 * (jnp.sum(y * y) + 2.0 * jnp.sum(jnp.log(jnp.diag(chol)))
-                              + len(f) * _LN_2PI)
+                              + len(f) * LN_2PI)
+                # not positive definite: NaN from the Cholesky factor; Prospector's value
+                lnl = jnp.where(jnp.isfinite(lnl), lnl, LINALG_FAILURE_LNLIKE)
         lnl = lnl + getattr(self.likelihood.model, "_ln_eline_penalty", 0.0)
         return jnp.where(inside & self._in_prior_support(theta), lnl, -jnp.inf)
 
@@ -258,6 +294,7 @@ class JaxLikelihood:
         """ln-likelihood at unit-cube coordinates ``u`` (ndim,); ``-inf``
         outside the open unit cube or the training range."""
         jnp = self._jnp
+        u = self._one_vector(u, "lnlike_unit")
         inside = jnp.all((u > 0.0) & (u < 1.0))
         theta = self.prior_transform(jnp.where(inside, u, 0.5))
         return jnp.where(inside, self.lnlike(theta), -jnp.inf)

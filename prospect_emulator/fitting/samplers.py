@@ -205,10 +205,17 @@ def sampler_settings(name, ndim=None, **settings):
             check_nlive(out["nlive"], ndim, option="nlive (--nlive)")
             if out["nsteps"] is None:
                 out["nsteps"] = 2 * int(ndim)
-        if not 1 <= int(out["num_delete"]) < int(out["nlive"]):
+        checks = {"num_delete": 1 <= int(out["num_delete"]) < int(out["nlive"]),
+                  "max_steps": int(out["max_steps"]) >= 1,
+                  "n_volume_draws": int(out["n_volume_draws"]) >= 2,
+                  "frac_remain": 0 < float(out["frac_remain"]) < 1,
+                  "nsteps": out["nsteps"] is None or int(out["nsteps"]) >= 1}
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
             raise EmulatorConfigurationError(
-                f"blackjax-nss num_delete = {out['num_delete']}: it must be at least 1 and "
-                f"below nlive ({out['nlive']})")
+                f"blackjax-nss settings {', '.join(f'{k} = {out[k]}' for k in bad)}: allowed "
+                f"are 1 <= num_delete < nlive ({out['nlive']}), max_steps >= 1, "
+                "n_volume_draws >= 2, 0 < frac_remain < 1, nsteps >= 1")
     if name == "emcee":
         if out["moves"] not in ("stretch", "de-snooker"):
             raise EmulatorConfigurationError(
@@ -290,7 +297,9 @@ def run_sampler(name, model, obs, noise=None, seed=None, sps=None, **settings):
     ------
     EmulatorConfigurationError
         Unknown sampler or setting, a sampler library not installed, or (for
-        ultranest and emcee) a model :class:`VectorisedLikelihood` cannot serve.
+        ultranest, emcee and blackjax-nss) a model :class:`VectorisedLikelihood`
+        cannot serve (blackjax-nss: or one
+        :class:`~prospect_emulator.fitting.jax_likelihood.JaxLikelihood` cannot).
     SamplerConvergenceError
         emcee with ``require_converged=True`` whose chain stayed shorter than
         ``min_tau_multiple`` autocorrelation times.

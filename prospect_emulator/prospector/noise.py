@@ -30,7 +30,7 @@ from .model import _as_emulator, filter_names_of
 
 __all__ = ["EmulatorNoiseModel", "inflate_obs_uncertainties"]
 
-_LN_2PI = np.log(2.0 * np.pi)
+LN_2PI = np.log(2.0 * np.pi)
 
 
 def _check_floor(floor):
@@ -234,7 +234,7 @@ class EmulatorNoiseModel:
         else:
             chi2 = float(residual @ cho_solve(self.factorized_Sigma, residual,
                                               check_finite=check_finite))
-        return -0.5 * (chi2 + self.log_det + len(residual) * _LN_2PI)
+        return -0.5 * (chi2 + self.log_det + len(residual) * LN_2PI)
 
 
 def inflate_obs_uncertainties(obs, emulator, floor=0.05):

@@ -37,11 +37,10 @@ from ..errors import EmulatorConfigurationError
 from ..priors import FastPriorProduct, FastPriorTransform
 from ..runtime.emulator import Emulator, FLOAT32_MAX_MAG_DIFFERENCE, float32_mag_difference
 from .batched_parameters import BatchedParameters
-from .noise import EmulatorNoiseModel, _require_residual_stats
+from .noise import LN_2PI, EmulatorNoiseModel, _require_residual_stats
 
 __all__ = ["VectorisedLikelihood", "LINALG_FAILURE_LNLIKE"]
 
-_LN_2PI = math.log(2.0 * math.pi)
 _LN_10 = math.log(10.0)
 
 #: ln-likelihood Prospector's ``lnlike_phot`` returns when the covariance
@@ -231,10 +230,12 @@ class VectorisedLikelihood:
         return dict(terms, noise="covariance" if self.noise.covariance else "diagonal",
                     base_var=self._base_var_sel)
 
-    def inputs(self, theta):
-        """(emulator inputs (n, n_params), zred (n,) or None, lumdist (n,) or
-        None) of parameter rows ``theta`` (n, ndim)."""
-        return self._inputs(theta)
+    @property
+    def parameters(self):
+        """The model's parameters for many rows
+        (:class:`~prospect_emulator.prospector.batched_parameters.BatchedParameters`):
+        where every emulator input comes from."""
+        return self._batched
 
     def prior_transform_table(self):
         """The prior transform's closed forms as data:
@@ -393,7 +394,7 @@ class VectorisedLikelihood:
             sigma *= k
             sigma += self._base_var_sel
             chi2 = np.einsum("ij,ij->i", resid, resid / sigma)
-            return -0.5 * (chi2 + np.log(sigma).sum(axis=1) + n_bands * _LN_2PI)
+            return -0.5 * (chi2 + np.log(sigma).sum(axis=1) + n_bands * LN_2PI)
         jac = np.sqrt(flux * flux + (softening * softening)[:, None]) / emu.a
         cov = np.asarray(emu.residual_covariance_at(x))
         sigma = (jac[:, :, None] * cov) * jac[:, None, :]
@@ -419,7 +420,7 @@ class VectorisedLikelihood:
                     chol[i] = np.eye(m)
         y = np.linalg.solve(chol, resid[:, :, None])[:, :, 0]
         log_det = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-        lnl = -0.5 * ((y * y).sum(axis=1) + log_det + m * _LN_2PI)
+        lnl = -0.5 * ((y * y).sum(axis=1) + log_det + m * LN_2PI)
         return np.where(good, lnl, LINALG_FAILURE_LNLIKE)
 
     # -------------------------------------------------------------- gradient
@@ -510,7 +511,7 @@ class VectorisedLikelihood:
             k = ((emu.residual_sigma_at(x) / a) ** 2)[sel]
             f = flux[sel]
             sigma = k * (f * f + soft * soft) + self._base_var_sel
-            lnl = -0.5 * (float(resid @ (resid / sigma)) + float(np.log(sigma).sum()) + m * _LN_2PI)
+            lnl = -0.5 * (float(resid @ (resid / sigma)) + float(np.log(sigma).sum()) + m * LN_2PI)
             # d lnL / d Sigma_i = 0.5 (r_i^2 / Sigma_i^2 - 1 / Sigma_i); d lnL / d r = -r / Sigma
             dl_dsigma = 0.5 * (resid * resid / sigma ** 2 - 1.0 / sigma)
             dl_dflux[sel] = resid / sigma + dl_dsigma * 2.0 * k * f
