@@ -216,11 +216,21 @@ class TestSettings:
         with pytest.raises(EmulatorConfigurationError, match="even"):
             sampler_settings("emcee", ndim=14, nwalkers=21)
 
+    def test_blackjax_nss_settings_name_what_is_allowed(self):
+        s = sampler_settings("blackjax-nss", ndim=14)
+        assert s["nsteps"] == 28 and s["num_delete"] < s["nlive"]
+        with pytest.raises(EmulatorConfigurationError,
+                           match="num_delete = 500.*1 <= num_delete < nlive"):
+            sampler_settings("blackjax-nss", ndim=3, num_delete=500)
+        with pytest.raises(EmulatorConfigurationError, match="frac_remain = 0"):
+            sampler_settings("blackjax-nss", ndim=3, frac_remain=0)
+
     def test_cli_options_map_per_sampler(self):
         assert settings_from_cli("dynesty", 200, 2000) == {
             "nested_nlive_init": 200, "nested_target_n_effective": 2000}
         assert settings_from_cli("ultranest", 300, 1000) == {"nlive": 300, "min_ess": 1000}
         assert settings_from_cli("emcee", 200, 2000) == {}
+        assert settings_from_cli("blackjax-nss", 300, 1000) == {"nlive": 300}
 
     def test_nested_kwargs_refused_for_other_samplers(self, problem):
         model, obs, noise = problem
