@@ -89,13 +89,13 @@ class JaxLikelihood:
                 "use a NumPy sampler (dynesty, ultranest, emcee)")
         self._emulator = emulator
         self._net = emulator.compiled_network()
+        with np.errstate(all="ignore"):  # the ends of every parameter's prior support
+            self._support = (likelihood.prior_transform(np.zeros(self.ndim)),
+                             likelihood.prior_transform(np.ones(self.ndim)))
         self._input_source, self._input_log10, self._input_fixed = self._input_map()
         self._fallback_inputs = 0.5 * (self._net["lower"] + self._net["upper"])
         self._transform_parts = self._transform_table()
         self._obs_terms = self._noise_terms()
-        with np.errstate(all="ignore"):  # the ends of every parameter's prior support
-            self._support = (likelihood.prior_transform(np.zeros(self.ndim)),
-                             likelihood.prior_transform(np.ones(self.ndim)))
 
     # ---------------------------------------------------------------- set-up
     def _input_map(self):
@@ -126,7 +126,7 @@ class JaxLikelihood:
             else:
                 value = float(np.ravel(model.params[base])[i])
                 fixed[j] = np.log10(value) if log10[j] else value
-        net, lower = self._net, self.likelihood.prior_transform(np.zeros(self.ndim))
+        net, lower = self._net, self._support[0]
         bad = [f"{names[j]}={fixed[j]:g} not in [{net['lower'][j]:g}, {net['upper'][j]:g}]"
                for j in np.nonzero(source < 0)[0]
                if not net["lower"][j] <= fixed[j] <= net["upper"][j]]
