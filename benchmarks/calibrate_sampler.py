@@ -94,8 +94,9 @@ def fit_mock(args):
     else:
         from prospect_emulator.fitting.samplers import settings_from_cli
         fit = fit_galaxy(obs, model, noise, sampler=sampler, seed=seed + mock["index"],
-                         sampler_settings=settings_from_cli(sampler, settings["nlive"],
-                                                            settings["n_effective"]))
+                         sampler_settings=dict(settings_from_cli(sampler, settings["nlive"],
+                                                                 settings["n_effective"]),
+                                               **settings.get("sampler_settings", {})))
     draws = posterior_samples(fit["samples"], fit["weights"], n=N_RANK_DRAWS,
                               seed=seed + mock["index"])
     big = posterior_samples(fit["samples"], fit["weights"], n=4000, seed=seed + mock["index"])
@@ -159,7 +160,10 @@ def report(out):
                                f"target n_eff {s['n_effective']}"
                                if s.get("sampler", "dynesty") == "dynesty" else
                                f"{s['sampler']} (nlive {s['nlive']}, n_eff {s['n_effective']} where "
-                               "it applies)") + f"; {len(s['filters'])} bands, "
+                               "it applies"
+                               + (f"; {json.dumps(s['sampler_settings'])}"
+                                  if s.get("sampler_settings") else "") + ")")
+             + f"; {len(s['filters'])} bands, "
              f"{s['obs_mag']} mag observational noise; "
              f"median {np.median([r['ncall'] for r in records]):.3g} likelihood calls and "
              f"{np.median([r['seconds'] for r in records]):.1f} s per fit", "",
@@ -227,6 +231,9 @@ def main():
     parser.add_argument("--sampler", default="dynesty",
                         choices=["dynesty", "ultranest", "emcee", "blackjax-nss"],
                         help="sampler (default dynesty; --sample/--walks are dynesty's)")
+    parser.add_argument("--sampler-settings", type=json.loads, default=None, metavar="JSON",
+                        help="further settings of a non-dynesty sampler, e.g. "
+                             "'{\"nsteps\": 70}' (see fitting.samplers.DEFAULT_SETTINGS)")
     parser.add_argument("--sample", default="rwalk")
     parser.add_argument("--walks", type=int, default=25)
     parser.add_argument("--workers", type=int, default=2)
@@ -241,6 +248,11 @@ def main():
                     "walks": args.walks, "filters": filters, "obs_mag": args.obs_mag,
                     "emulator": args.emulator,
                     "emulator_checksum": _model(args.emulator, None).emulator.checksum}
+        if args.sampler_settings:
+            if args.sampler == "dynesty":
+                parser.error("--sampler-settings is for the other samplers (dynesty: --sample, "
+                             "--walks, --nlive, --n-effective)")
+            settings["sampler_settings"] = args.sampler_settings
         todo = [i for i in range(args.n_mocks) if not _done(args.out, i, settings)]
         tasks = [(args.emulator, make_mock(args.emulator, i, args.seed, args.obs_mag, filters),
                   settings, args.seed) for i in todo]
