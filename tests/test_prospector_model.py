@@ -224,6 +224,20 @@ class TestPredict:
         np.testing.assert_array_equal(from_file.predict(from_file.theta, obs=obs)[1],
                                       from_object.predict(from_object.theta, obs=obs)[1])
 
+    def test_a_float32_emulator_drops_in_and_stays_float32_for_the_obs_filters(self):
+        """The single-call speed of issue 10: Prospector's path on the float32 pass."""
+        emu = continuity_emulator()
+        fast = quiet_model(emulator=emu.as_float32())
+        exact = quiet_model(emulator=emu)
+        obs = photometry_obs(["sdss_g0", "wise_w2", "twomass_H"])
+        f32 = fast.predict(fast.theta, obs=obs)[1]
+        f64 = exact.predict(exact.theta, obs=obs)[1]
+        assert fast._plan_for(obs["filters"]).emulator.precision == "float32"
+        np.testing.assert_allclose(-2.5 * np.log10(f32 / f64), 0.0, atol=1e-4)
+        near = photometry_obs(["sdss_g0", "wise_w2", "twomass_H"], maggies=1.05 * f64)
+        assert lnprobfn(fast.theta, fast, near, sps=None) == pytest.approx(
+            lnprobfn(exact.theta, exact, near, sps=None), abs=1e-3)
+
 
 # ------------------------------------------------------------------ errors
 class TestBadInput:
