@@ -1,0 +1,78 @@
+"""Posteriors of the same calibration mocks from different samplers, side by side.
+
+For every mock fitted in the reference folder and in another folder of
+``calibrate_sampler.py`` (same mocks: same emulator, seed and noise), the largest
+|median difference| over the parameters in the reference's half-widths (16-84%),
+the parameter where it is, and the range of the width ratios.  A well-converged
+sampler should agree with a much longer run of another (or the same) algorithm to
+a fraction of a half-width.
+
+    python benchmarks/compare_sbc_runs.py runs/sbc_thorough runs/sbc_nss runs/sbc_ultranest
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import emit, markdown_table  # noqa: E402
+
+
+def load(folder):
+    """{mock index: record} of a calibrate_sampler.py folder."""
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        if name.startswith("mock_") and name.endswith(".json"):
+            with open(os.path.join(folder, name)) as f:
+                record = json.load(f)
+            out[record["index"]] = record
+    if not out:
+        raise SystemExit(f"no fitted mocks in {folder}")
+    return out
+
+
+def describe(record):
+    s = record["settings"]
+    extra = s.get("sampler_settings")
+    return (f"{s['sampler']} nlive {s['nlive']}" + (f" {json.dumps(extra)}" if extra else "")
+            + ("" if s["sampler"] != "dynesty" else f" {s['sample']} walks {s['walks']}"))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("reference", help="calibrate_sampler.py folder of the reference run")
+    p.add_argument("others", nargs="+", help="folders of the runs compared with it")
+    p.add_argument("--out")
+    args = p.parse_args(argv)
+    ref = load(args.reference)
+    any_ref = next(iter(ref.values()))
+    rows = []
+    for folder in args.others:
+        other = load(folder)
+        for i in sorted(set(ref) & set(other)):
+            a, b = ref[i], other[i]
+            if a["settings"].get("emulator_checksum") != b["settings"].get("emulator_checksum"):
+                raise SystemExit(f"mock {i}: {folder} used another emulator than {args.reference}")
+            half = np.asarray(a["halfwidth"])
+            shift = np.abs(np.asarray(b["median"]) - np.asarray(a["median"])) / half
+            ratio = np.asarray(b["halfwidth"]) / half
+            k = int(np.argmax(shift))
+            rows.append([str(i), describe(b), f"{b['ncall']:.3g}", f"{shift[k]:.2f}",
+                         a["labels"][k], f"{ratio.min():.2f}-{ratio.max():.2f}",
+                         f"{b['hpd_rank']:.2f}" if b.get("hpd_rank") is not None else "-"])
+    if not rows:
+        raise SystemExit("no mock is fitted in both the reference and another folder")
+    lines = [f"Reference: {describe(any_ref)} ({args.reference}); "
+             f"its hpd rank of the truth per mock: "
+             + ", ".join(f"{i}: {r['hpd_rank']:.2f}" for i, r in sorted(ref.items())
+                         if r.get("hpd_rank") is not None), "",
+             *markdown_table(["mock", "run", "calls", "max |dmedian| (ref half-widths)",
+                              "where", "width / ref", "hpd rank of the truth"], rows,
+                             "llrrlrr")]
+    emit(lines, args.out)
+
+
+if __name__ == "__main__":
+    main()
