@@ -362,12 +362,19 @@ class Emulator(EmulatorBase):
             ``flux_scale``: maggies per unit ``sinh(z)`` (per solar mass for a
             mass-normalised emulator); ``mass_index``: the input column of
             ``10**logmass`` or None; ``lower``, ``upper``: the training range
-            checked by :meth:`check_inputs`.
+            checked by :meth:`check_inputs`.  Read-only views, in the
+            pass's dtype (float32 for :meth:`as_float32` emulators).
         """
-        return {"hidden": list(self._hidden), "w_out": self._w_out, "b_out": self._b_out,
+        def read_only(a):
+            view = a.view()
+            view.flags.writeable = False
+            return view
+
+        return {"hidden": [(read_only(w), read_only(b)) for w, b in self._hidden],
+                "w_out": read_only(self._w_out), "b_out": read_only(self._b_out),
                 "flux_scale": self._flux_scale,
                 "mass_index": None if self.mass_param is None else self._mass_index,
-                "lower": self._lo, "upper": self._hi}
+                "lower": read_only(self._lo), "upper": read_only(self._hi)}
 
     # -------------------------------------------------------------- properties
     @property
