@@ -70,10 +70,7 @@ def run_blackjax_nss(likelihood, seed, settings):
     nlive, num_delete = int(settings["nlive"]), int(settings["num_delete"])
     t0 = time.time()
     with jax_float64():
-        def logprior_unit(u):
-            return jnp.where(jnp.all((u > 0.0) & (u < 1.0)), 0.0, -jnp.inf)
-
-        algo = blackjax.nss(logprior_fn=logprior_unit, loglikelihood_fn=jl.lnlike_unit,
+        algo = blackjax.nss(logprior_fn=jl.lnprior_unit, loglikelihood_fn=jl.lnlike_unit,
                             num_inner_steps=int(settings["nsteps"]), num_delete=num_delete)
         if seed is None:  # unseeded, as run_sampler documents
             seed = int(np.random.SeedSequence().entropy % 2**32)

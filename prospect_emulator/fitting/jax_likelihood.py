@@ -11,8 +11,9 @@ the same prior transform.  It gives, for one parameter vector at a time (use
   ``prior_transform``;
 * :meth:`JaxLikelihood.lnlike`: ln-likelihood, ``-inf`` outside the prior's
   support or the emulator's training range (``lnprobfn(..., nested=True)``);
-* :meth:`JaxLikelihood.lnlike_unit`: both in one, on the unit cube (what a
-  nested sampler in unit coordinates needs).
+* :meth:`JaxLikelihood.lnlike_unit`: both in one, on the unit cube, and
+  :meth:`JaxLikelihood.lnprior_unit`, the uniform prior there (what a nested
+  sampler in unit coordinates needs).
 
 They run in float64 (inside ``jax.enable_x64(True)``, which the caller must
 also hold while it calls them; :func:`jax_float64` is that context) and equal
@@ -168,11 +169,11 @@ class JaxLikelihood:
         emu, terms = self._emulator, self.likelihood.photometry_terms()
         if not terms:
             raise EmulatorConfigurationError("the JAX likelihood needs photometry (obs['maggies'])")
-        if terms["noise"] is None:
-            return terms
         sel = terms["sel"]
-        terms["k"] = ((emu.residual_sigma / emu.a) ** 2)[sel]
-        terms["cov"] = emu.residual_covariance[np.ix_(sel, sel)]
+        if terms["noise"] == "diagonal":
+            terms["k"] = ((emu.residual_sigma / emu.a) ** 2)[sel]
+        elif terms["noise"] == "covariance":
+            terms["cov"] = emu.residual_covariance[np.ix_(sel, sel)]
         return terms
 
     # ------------------------------------------------------------- functions
@@ -290,11 +291,20 @@ class JaxLikelihood:
         lower, upper = self._support
         return jnp.all((theta >= lower) & (theta <= upper))
 
+    def _in_unit_cube(self, u):
+        return self._jnp.all((u > 0.0) & (u < 1.0))
+
+    def lnprior_unit(self, u):
+        """ln-prior in unit-cube coordinates ``u`` (ndim,): 0 inside the open
+        unit cube (the prior is uniform there), ``-inf`` outside."""
+        u = self._one_vector(u, "lnprior_unit")
+        return self._jnp.where(self._in_unit_cube(u), 0.0, -self._jnp.inf)
+
     def lnlike_unit(self, u):
         """ln-likelihood at unit-cube coordinates ``u`` (ndim,); ``-inf``
         outside the open unit cube or the training range."""
         jnp = self._jnp
         u = self._one_vector(u, "lnlike_unit")
-        inside = jnp.all((u > 0.0) & (u < 1.0))
+        inside = self._in_unit_cube(u)
         theta = self.prior_transform(jnp.where(inside, u, 0.5))
         return jnp.where(inside, self.lnlike(theta), -jnp.inf)

@@ -117,7 +117,7 @@ DEFAULT_SETTINGS = {
         "nlive": 500,             # live points
         "num_delete": 50,         # replaced per step (evaluated together)
         "nsteps": None,           # slice moves per replacement; None: 2 x ndim
-        "frac_remain": 0.01,      # stop when the live points could add < this share of Z
+        "frac_remain": 0.01,      # stop when the live points' Z / the dead points' Z < this
         "n_volume_draws": 100,    # simulations of the volume shrinkage for weights and ln Z
         "max_steps": 100000,
     },
