@@ -242,6 +242,19 @@ class TestSampling:
         inferred = a.samples[:, :, space.inferred]
         assert np.all((inferred >= lo - slack) & (inferred <= hi + slack))
 
+    def test_the_same_draws_on_one_core_or_several(self, posterior, held_out, monkeypatch):
+        # 30 objects of 500 draws: 4 objects per flow call (8 calls, the last padded),
+        # run on threads; the draws depend on the seed and objects only
+        from prospect_emulator.amortized import posterior as posterior_module
+        obs = as_obs(held_out, slice(0, 30))
+        monkeypatch.setattr(posterior_module, "ROWS_PER_CALL", 2000)
+        monkeypatch.setattr(posterior_module, "_cpu_count", lambda: 1)
+        one = posterior.sample(obs, 500, seed=6, check_support=False)
+        monkeypatch.setattr(posterior_module, "_cpu_count", lambda: 3)
+        three = posterior.sample(obs, 500, seed=6, check_support=False)
+        assert np.array_equal(one.samples, three.samples)
+        assert len({tuple(s[0]) for s in one.samples}) == 30  # no object got another's draws
+
     def test_one_prospector_obs_dictionary(self, posterior, held_out):
         obs = {"filters": FILTERS, "maggies": held_out.maggies[0],
                "maggies_unc": held_out.maggies_unc[0], "zred": held_out.zred[0]}

@@ -39,6 +39,19 @@ __all__ = ["AmortizedPosterior", "AmortizedSamples", "AmortizedInputError", "Obs
 FILE_FORMAT = "prospect-emulator-amortized"
 SCHEMA_VERSION = 1
 
+#: Flow draws (objects x samples) per jitted sampling call: 4 objects of 1,000
+#: draws.  Larger calls are slower per draw on the 2-core reference machine
+#: (their activations leave the caches; ``benchmarks/validate_amortized.py``).
+ROWS_PER_CALL = 4096
+
+
+def _cpu_count():
+    """CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
 
 class AmortizedInputError(EmulatorConfigurationError):
     """An object cannot get an amortized posterior: the message names the object and field."""
@@ -240,28 +253,53 @@ class AmortizedPosterior:
         s = self.standardisation
         return ((c - s["cond_mean"]) / s["cond_std"]).astype(np.float32)
 
-    def _sample_unbounded(self, cond, n_samples, seed):
-        """(n_objects, n_samples, n_inferred) unbounded parameters."""
+    def _sample_theta(self, cond, zred, n_samples, seed):
+        """(n_objects, n_samples, ndim) draws of the full theta: the flow's draws
+        mapped by :meth:`ParameterSpace.from_unbounded`, with each object's
+        redshift (``zred``, (n_objects,)) where the model has it free.
+
+        Objects go to the flow in chunks of :data:`ROWS_PER_CALL` draws (a
+        power-of-two number of objects, the last chunk padded: few
+        compilations, activations that stay in the CPU caches), run on one
+        thread per CPU core (the jitted call releases the GIL).  Chunk ``k``
+        draws with ``fold_in(key(seed), k)``: the same seed, objects and
+        ``n_samples`` give the same draws on any number of cores.
+        """
+        import concurrent.futures
+
         import equinox as eqx
         import jax
         if self._sampler is None:
             self._sampler = eqx.filter_jit(
                 lambda flow, key, c, n: flow.sample(key, (n,), condition=c))
         s = self.standardisation
-        out = np.empty((len(cond), n_samples, len(s["theta_mean"])))
+        out = np.empty((len(cond), n_samples, len(self.param_space.theta_names)))
         key = jax.random.key(int(seed))
-        # chunks of a power-of-two size (padded): few compilations, bounded memory
-        cap = max(1, 200_000 // max(n_samples, 1))
-        chunk = min(cap, 1 << max(len(cond) - 1, 0).bit_length())
-        for k, start in enumerate(range(0, len(cond), chunk)):
-            part = cond[start:start + chunk]
+        per_call = max(1, ROWS_PER_CALL // max(n_samples, 1))
+        chunk = min(1 << (per_call.bit_length() - 1), 1 << max(len(cond) - 1, 0).bit_length())
+        starts = list(range(0, len(cond), chunk))
+
+        def draw(k):
+            part = cond[starts[k]:starts[k] + chunk]
             n_real = len(part)
             if n_real < chunk:
                 part = np.concatenate([part, np.repeat(part[-1:], chunk - n_real, axis=0)])
             y = np.asarray(self._sampler(self.flow, jax.random.fold_in(key, k), part,
-                                         int(n_samples)), dtype=np.float64)
-            out[start:start + n_real] = np.swapaxes(y, 0, 1)[:n_real]
-        return out * s["theta_std"] + s["theta_mean"]
+                                         int(n_samples)), dtype=np.float64)[:, :n_real]
+            y *= s["theta_std"]  # (n_samples, n_real, n_inferred)
+            y += s["theta_mean"]
+            theta = self.param_space.full_theta(self.param_space.from_unbounded(y),
+                                                zred[starts[k]:starts[k] + n_real])
+            out[starts[k]:starts[k] + n_real] = np.swapaxes(theta, 0, 1)
+
+        threads = min(len(starts), _cpu_count())
+        if threads == 1:
+            for k in range(len(starts)):
+                draw(k)
+        else:
+            with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+                list(pool.map(draw, range(len(starts))))  # re-raises a chunk's error
+        return out
 
     def log_prob(self, theta, maggies, maggies_unc, mask, zred):
         """ln q of full theta rows (n, ndim) in the flow's standardised unbounded
@@ -375,9 +413,7 @@ class AmortizedPosterior:
         theta = np.full((n, int(n_samples), len(self.param_space.theta_names)), np.nan)
         if good.any():
             cond = self.conditions(maggies[good], unc[good], mask[good], obs.zred[good])
-            y = self._sample_unbounded(cond, int(n_samples), seed)
-            theta[good] = self.param_space.full_theta(self.param_space.from_unbounded(y),
-                                                      obs.zred[good][:, None])
+            theta[good] = self._sample_theta(cond, obs.zred[good], int(n_samples), seed)
         reasons = [[] for _ in range(n)]
         chi2 = np.full(n, np.nan)
         pvalue = np.full(n, np.nan)

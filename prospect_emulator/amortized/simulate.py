@@ -278,10 +278,18 @@ class ParameterSpace:
 
     def from_unbounded(self, y):
         """Inferred parameters in their own units from unbounded coordinates."""
-        y = np.asarray(y, dtype=float)
-        u = 0.5 * (1.0 + np.tanh(0.5 * y))  # the logistic function, without overflow
-        v = np.where(self.bounded, self.lower + u * (self.upper - self.lower), y)
-        return np.where(self.log10, 10.0 ** v, v)
+        v = np.array(y, dtype=float)
+        bounded = np.flatnonzero(self.bounded)
+        if bounded.size:  # lower + (upper - lower) * logistic(y), without overflow
+            u = np.tanh(0.5 * v[..., bounded])
+            u += 1.0
+            u *= 0.5 * (self.upper - self.lower)[bounded]
+            u += self.lower[bounded]
+            v[..., bounded] = u
+        logs = np.flatnonzero(self.log10)
+        if logs.size:
+            v[..., logs] = 10.0 ** v[..., logs]
+        return v
 
     def full_theta(self, inferred_values, zred):
         """Full theta (..., ndim) from inferred values (..., n_inferred) and redshifts."""
