@@ -160,10 +160,10 @@ def conditional_cdf_at_truth(emulator, mock, filters):
 
 def check_recipe(args, filters):
     """``--check-recipe``: coverage of the exact 1-D conditional posteriors."""
-    cdf = np.array([conditional_cdf_at_truth(
-        args.emulator, make_mock(args.emulator, i, args.seed, args.obs_mag, filters), filters)
-        for i in range(args.n_mocks)])
-    labels = _model(args.emulator, None).theta_labels()
+    mocks = [make_mock(args.emulator, i, args.seed, args.obs_mag, filters)
+             for i in range(args.n_mocks)]
+    cdf = np.array([conditional_cdf_at_truth(args.emulator, mock, filters) for mock in mocks])
+    labels = mocks[0]["labels"]  # the fitted parameters (redshift fixed per mock)
     in68 = (cdf > 0.16) & (cdf < 0.84)
     in95 = (cdf > 0.025) & (cdf < 0.975)
     lines = ["\n".join(machine_lines()), "",
@@ -288,6 +288,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--emulator", default="default")
     parser.add_argument("--n-mocks", type=int, default=100)
+    parser.add_argument("--mocks", type=int, nargs="+", metavar="I",
+                        help="fit only these mock indices (e.g. to compare samplers on the "
+                             "mocks another run got wrong); default: 0 .. n-mocks - 1")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--obs-mag", type=float, default=0.1)
     parser.add_argument("--nlive", type=int, default=200)
@@ -323,7 +326,8 @@ def main():
                 parser.error("--sampler-settings is for the other samplers (dynesty: --sample, "
                              "--walks, --nlive, --n-effective)")
             settings["sampler_settings"] = args.sampler_settings
-        todo = [i for i in range(args.n_mocks) if not _done(args.out, i, settings)]
+        indices = args.mocks if args.mocks else range(args.n_mocks)
+        todo = [i for i in indices if not _done(args.out, i, settings)]
         tasks = [(args.emulator, make_mock(args.emulator, i, args.seed, args.obs_mag, filters),
                   settings, args.seed) for i in todo]
         with concurrent.futures.ProcessPoolExecutor(args.workers) as pool:

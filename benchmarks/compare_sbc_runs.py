@@ -36,7 +36,8 @@ def load(folder):
 def describe(record):
     s = record["settings"]
     extra = s.get("sampler_settings")
-    return (f"{s['sampler']} nlive {s['nlive']}" + (f" {json.dumps(extra)}" if extra else "")
+    return (s["sampler"] + (f" nlive {s['nlive']}" if s.get("nlive") else "")
+            + (f" {json.dumps(extra)}" if extra else "")
             + ("" if s["sampler"] != "dynesty" else f" {s['sample']} walks {s['walks']}"))
 
 

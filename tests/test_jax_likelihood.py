@@ -54,6 +54,22 @@ def test_default_model_equals_the_vectorised_likelihood(covariance):
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=0)
 
 
+def test_whitened_coordinates_are_the_unit_cube_through_the_normal_cdf():
+    """lnlike_normal(y) = ln L(prior_transform(Phi(y))); lnprior_normal is N(0, 1)."""
+    from scipy.special import ndtr
+    from scipy.stats import norm
+    model = shipped_model("default", zred=1.2)
+    like = VectorisedLikelihood(model, mock_obs(model, list(COSMOS_FILTERS)),
+                                EmulatorNoiseModel(model), nested=True)
+    y = np.random.default_rng(5).normal(size=(200, model.ndim))
+    jl = JaxLikelihood(like)
+    with jax_float64():
+        got = np.asarray(jax.jit(jax.vmap(jl.lnlike_normal))(jnp.asarray(y)))
+        prior = np.asarray(jax.vmap(jl.lnprior_normal)(jnp.asarray(y)))
+    np.testing.assert_allclose(got, like.lnlike(like.prior_transform(ndtr(y))), rtol=1e-10)
+    np.testing.assert_allclose(prior, norm.logpdf(y).sum(axis=1), rtol=1e-12)
+
+
 def test_log10_inputs_and_no_noise_model():
     """The parametric model's emulator takes log10 of mass and tage."""
     model = shipped_model("parametric", zred=0.3, tau=1.0, logzsol=-0.3)

@@ -108,6 +108,24 @@ class TestEverySamplerRecoversTheTruth:
 
 
 @pytest.mark.slow
+def test_blackjax_nss_in_whitened_coordinates_recovers_the_truth(problem, fits):
+    """space="normal": the same posterior sampled in y = Phi^-1(u) (standard-normal prior)."""
+    pytest.importorskip("blackjax")
+    model, obs, noise = problem
+    fit = run_sampler("blackjax-nss", model, obs, noise, seed=3, space="normal",
+                      **SMALL["blackjax-nss"])
+    assert fit["settings"]["space"] == "normal"
+    q = weighted_quantiles(fit["samples"], fit["weights"], [0.16, 0.5, 0.84])
+    sigma = 0.5 * (q[2] - q[0])
+    assert np.all(np.abs(q[1] - TRUTH) < 3 * sigma), (q[1], TRUTH, sigma)
+    cube = fits["blackjax-nss"][0]  # the unit-cube run: same posterior, same evidence
+    r = weighted_quantiles(cube["samples"], cube["weights"], [0.16, 0.5, 0.84])
+    assert np.all(np.abs(q[1] - r[1]) < 0.5 * sigma)
+    assert abs(fit["logz"] - cube["logz"]) < max(5 * np.hypot(fit["logzerr"], cube["logzerr"]),
+                                                 0.5)
+
+
+@pytest.mark.slow
 class TestSeeds:
     @pytest.mark.parametrize("name", SAMPLERS)
     def test_same_seed_identical_samples(self, fits, name):
@@ -224,6 +242,8 @@ class TestSettings:
             sampler_settings("blackjax-nss", ndim=3, num_delete=500)
         with pytest.raises(EmulatorConfigurationError, match="frac_remain = 0"):
             sampler_settings("blackjax-nss", ndim=3, frac_remain=0)
+        with pytest.raises(EmulatorConfigurationError, match="space 'unit-cube' or 'normal'"):
+            sampler_settings("blackjax-nss", ndim=3, space="cube")
 
     def test_cli_options_map_per_sampler(self):
         assert settings_from_cli("dynesty", 200, 2000) == {

@@ -70,13 +70,16 @@ def run_blackjax_nss(likelihood, seed, settings):
     nlive, num_delete = int(settings["nlive"]), int(settings["num_delete"])
     t0 = time.time()
     with jax_float64():
-        algo = blackjax.nss(logprior_fn=jl.lnprior_unit, loglikelihood_fn=jl.lnlike_unit,
+        normal = settings.get("space", "unit-cube") == "normal"
+        algo = blackjax.nss(logprior_fn=jl.lnprior_normal if normal else jl.lnprior_unit,
+                            loglikelihood_fn=jl.lnlike_normal if normal else jl.lnlike_unit,
                             num_inner_steps=int(settings["nsteps"]), num_delete=num_delete)
         if seed is None:  # unseeded, as run_sampler documents
             seed = int(np.random.SeedSequence().entropy % 2**32)
         key = jax.random.PRNGKey(int(seed))
         key, init_key = jax.random.split(key)
-        state = algo.init(jax.random.uniform(init_key, (nlive, ndim), dtype=jnp.float64))
+        draw = jax.random.normal if normal else jax.random.uniform
+        state = algo.init(draw(init_key, (nlive, ndim), dtype=jnp.float64))
         if not np.isfinite(np.asarray(state.particles.loglikelihood)).any():
             raise EmulatorConfigurationError(
                 f"none of {nlive} prior draws has a finite likelihood (all outside the "
@@ -105,6 +108,9 @@ def run_blackjax_nss(likelihood, seed, settings):
         key, weight_key = jax.random.split(key)
         logw = np.asarray(log_weights(weight_key, final, shape=int(settings["n_volume_draws"])))
         unit = np.asarray(final.particles.position)
+        if normal:
+            from scipy.special import ndtr
+            unit = np.clip(ndtr(unit), 0.0, np.nextafter(1.0, 0.0))  # as inside the cube
         lnlike = np.asarray(final.particles.loglikelihood)
     seconds = time.time() - t0
     if not converged:

@@ -300,6 +300,19 @@ class JaxLikelihood:
         u = self._one_vector(u, "lnprior_unit")
         return self._jnp.where(self._in_unit_cube(u), 0.0, -self._jnp.inf)
 
+    def lnprior_normal(self, y):
+        """ln-prior in whitened coordinates ``y = Phi^-1(u)`` (ndim,): the
+        standard normal (the prior itself, mapped through its CDF and the
+        normal quantile function)."""
+        jnp = self._jnp
+        y = self._one_vector(y, "lnprior_normal")
+        return -0.5 * jnp.sum(y * y) - 0.5 * y.shape[0] * jnp.log(2.0 * jnp.pi)
+
+    def lnlike_normal(self, y):
+        """ln-likelihood at whitened coordinates ``y = Phi^-1(u)`` (ndim,)."""
+        from jax.scipy.special import ndtr
+        return self.lnlike_unit(ndtr(self._one_vector(y, "lnlike_normal")))
+
     def lnlike_unit(self, u):
         """ln-likelihood at unit-cube coordinates ``u`` (ndim,); ``-inf``
         outside the open unit cube or the training range."""

@@ -120,6 +120,7 @@ DEFAULT_SETTINGS = {
         "frac_remain": 0.01,      # stop when the live points' Z / the dead points' Z < this
         "n_volume_draws": 100,    # simulations of the volume shrinkage for weights and ln Z
         "max_steps": 100000,
+        "space": "unit-cube",     # or "normal": y = Phi^-1(u), a standard-normal prior
     },
 }
 
@@ -209,13 +210,15 @@ def sampler_settings(name, ndim=None, **settings):
                   "max_steps": int(out["max_steps"]) >= 1,
                   "n_volume_draws": int(out["n_volume_draws"]) >= 2,
                   "frac_remain": 0 < float(out["frac_remain"]) < 1,
-                  "nsteps": out["nsteps"] is None or int(out["nsteps"]) >= 1}
+                  "nsteps": out["nsteps"] is None or int(out["nsteps"]) >= 1,
+                  "space": out["space"] in ("unit-cube", "normal")}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise EmulatorConfigurationError(
-                f"blackjax-nss settings {', '.join(f'{k} = {out[k]}' for k in bad)}: allowed "
+                f"blackjax-nss settings {', '.join(f'{k} = {out[k]!r}' for k in bad)}: allowed "
                 f"are 1 <= num_delete < nlive ({out['nlive']}), max_steps >= 1, "
-                "n_volume_draws >= 2, 0 < frac_remain < 1, nsteps >= 1")
+                "n_volume_draws >= 2, 0 < frac_remain < 1, nsteps >= 1, space 'unit-cube' or "
+                "'normal'")
     if name == "emcee":
         if out["moves"] not in ("stretch", "de-snooker"):
             raise EmulatorConfigurationError(
