@@ -65,10 +65,16 @@ def main(argv=None):
                          f"{b['hpd_rank']:.2f}" if b.get("hpd_rank") is not None else "-"])
     if not rows:
         raise SystemExit("no mock is fitted in both the reference and another folder")
-    lines = [f"Reference: {describe(any_ref)} ({args.reference}); "
-             f"its hpd rank of the truth per mock: "
-             + ", ".join(f"{i}: {r['hpd_rank']:.2f}" for i, r in sorted(ref.items())
-                         if r.get("hpd_rank") is not None), "",
+    ranks = ", ".join(f"{i}: {r['hpd_rank']:.2f}" for i, r in sorted(ref.items())
+                      if r.get("hpd_rank") is not None)
+    starts = "; ".join(f"mock {i}: its two starts differ by up to "
+                       f"{r['starts_disagree_halfwidths']:.2f} half-widths "
+                       f"({r['starts_disagree_where']})"
+                       for i, r in sorted(ref.items()) if "starts_disagree_halfwidths" in r)
+    lines = [f"Reference: {describe(any_ref)} ({args.reference})"
+             + (f"; its hpd rank of the truth per mock: {ranks}" if ranks else "")
+             + (f"; {starts}" if starts else ""),
+             "",
              *markdown_table(["mock", "run", "calls", "max |dmedian| (ref half-widths)",
                               "where", "width / ref", "hpd rank of the truth"], rows,
                              "llrrlrr")]

@@ -1,0 +1,73 @@
+"""The sampler-calibration diagnostics of issue 13, run as a user runs them: the
+recipe check (exact conditional posteriors, no sampler), the long-MCMC reference
+and the side-by-side comparison of calibration folders."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCHMARKS = os.path.join(REPO, "benchmarks")
+ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+
+
+def run(script, *args, timeout=300):
+    return subprocess.run([sys.executable, os.path.join(BENCHMARKS, script), *map(str, args)],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout, env=ENV)
+
+
+def test_recipe_check_reports_the_coverage_of_exact_conditional_posteriors(tmp_path):
+    done = run("calibrate_sampler.py", "--check-recipe", "--emulator", "parametric",
+               "--n-mocks", 4, "--out", tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = (tmp_path / "recipe_check.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| ")][1:]
+    assert [r.split(" | ")[0][2:] for r in rows] == ["mass", "logzsol", "dust2", "tage", "tau",
+                                                      "pooled"]
+    assert "no sampler involved" in report
+
+
+def _calibration_record(folder):
+    """One mock in calibrate_sampler.py's format, with a made-up posterior summary
+    (the prior-scale widths around the truth), as a fitted folder would hold it."""
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        from calibrate_sampler import _model, make_mock
+    finally:
+        sys.path.remove(BENCHMARKS)
+    from prospect_emulator.data import COSMOS_FILTERS
+    filters = list(COSMOS_FILTERS)
+    mock = make_mock("parametric", 0, 1, 0.1, filters)
+    theta = np.asarray(mock["theta"])
+    settings = {"sampler": "dynesty", "nlive": 200, "n_effective": 2000, "sample": "rwalk",
+                "walks": 25, "filters": filters, "obs_mag": 0.1, "emulator": "parametric",
+                "emulator_checksum": _model("parametric", None).emulator.checksum}
+    record = dict(mock, settings=settings, ncall=1, seconds=1.0, hpd_rank=0.5,
+                  median=theta.tolist(), halfwidth=(0.05 * np.abs(theta) + 0.01).tolist())
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "mock_0000.json"), "w") as f:
+        json.dump(record, f)
+    return record
+
+
+def test_mcmc_reference_records_compare_with_the_fitted_folder(tmp_path):
+    fitted, reference = tmp_path / "fitted", tmp_path / "mcmc"
+    record = _calibration_record(fitted)
+    done = run("mcmc_reference.py", fitted, "--mocks", 0, "--steps", 300, "--walkers", 16,
+               "--out", reference)
+    assert done.returncode == 0, done.stderr
+    assert "the two starts differ by at most" in done.stdout
+    out = json.loads((reference / "mock_0000.json").read_text())
+    assert out["theta"] == record["theta"] and out["labels"] == record["labels"]
+    assert len(out["median"]) == len(out["halfwidth"]) == len(record["theta"])
+    assert all(h > 0 for h in out["halfwidth"]) and out["ncall"] == 2 * 300 * 16
+    assert out["settings"]["emulator_checksum"] == record["settings"]["emulator_checksum"]
+
+    compared = run("compare_sbc_runs.py", reference, fitted, "--out", tmp_path / "cmp.md")
+    assert compared.returncode == 0, compared.stderr
+    text = (tmp_path / "cmp.md").read_text()
+    assert "Reference: emcee DE reference (300 steps x 16 walkers x 2 starts)" in text
+    assert "mock 0: its two starts differ by up to" in text
+    assert "| 0 | dynesty nlive 200 rwalk walks 25 |" in text
