@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from calibrate_sampler import _model  # noqa: E402
+from calibrate_sampler import fitting_model  # noqa: E402
 
 from prospect_emulator.fileio import atomic_path  # noqa: E402
 
@@ -38,29 +38,32 @@ def reference(record, steps, walkers, seed):
     from prospect_emulator.fitting.run import make_obs
     from prospect_emulator.prospector.vectorised import VectorisedLikelihood
     filters = record["settings"]["filters"]
-    model = _model(record["settings"]["emulator"], record["zred"])
+    model = fitting_model(record["settings"]["emulator"], record["zred"])
     obs = make_obs(filters, record["maggies"], record["maggies_unc"])
     lnpost = VectorisedLikelihood(model, obs, EmulatorNoiseModel(model, floor=0.0))
     half = np.asarray(record["halfwidth"])
     rng = np.random.default_rng([seed, record["index"]])
     chains, accepted = [], []
-    for centre in (np.asarray(record["theta"]), np.asarray(record["median"])):
-        start = []
-        while len(start) < walkers:
-            p = centre + 0.05 * half * rng.normal(size=len(centre))
-            if np.isfinite(lnpost(p[None])[0]):
-                start.append(p)
+    taus = []
+    for name, centre in (("truth", np.asarray(record["theta"])),
+                         ("median", np.asarray(record["median"]))):
+        ball = centre + 0.05 * half * rng.normal(size=(1000 * walkers, len(centre)))
+        start = ball[np.isfinite(lnpost(ball))][:walkers]
+        if len(start) < walkers:
+            raise SystemExit(f"mock {record['index']}: only {len(start)} of {len(ball)} points "
+                             f"around the {name} have a finite ln posterior; {walkers} needed")
         sampler = emcee.EnsembleSampler(walkers, model.ndim, lnpost, vectorize=True,
                                         moves=[(emcee.moves.DEMove(), 0.8),
                                                (emcee.moves.DESnookerMove(), 0.2)])
         sampler.random_state = np.random.RandomState(rng.integers(2 ** 32)).get_state()
         with np.errstate(invalid="ignore"):
-            sampler.run_mcmc(np.array(start), steps, progress=False)
+            sampler.run_mcmc(start, steps, progress=False)
         chains.append(sampler.get_chain(discard=steps // 2, flat=True))
         accepted.append(float(np.mean(sampler.acceptance_fraction)))
+        taus.append(float(np.max(sampler.get_autocorr_time(discard=steps // 2, quiet=True))))
     q = [np.percentile(c, [16, 50, 84], axis=0) for c in chains]
-    width = 0.5 * (q[0][2] - q[0][0] + q[1][2] - q[1][0]) / 2
-    disagreement = np.abs(q[0][1] - q[1][1]) / width
+    mean_halfwidth = 0.25 * (q[0][2] - q[0][0] + q[1][2] - q[1][0])
+    disagreement = np.abs(q[0][1] - q[1][1]) / mean_halfwidth
     pooled = np.percentile(np.concatenate(chains), [2.5, 16, 50, 84, 97.5], axis=0)
     truth = np.asarray(record["theta"])
     return {"median": pooled[2].tolist(), "halfwidth": (0.5 * (pooled[3] - pooled[1])).tolist(),
@@ -68,7 +71,9 @@ def reference(record, steps, walkers, seed):
             "in95": ((truth >= pooled[0]) & (truth <= pooled[4])).tolist(),
             "starts_disagree_halfwidths": float(disagreement.max()),
             "starts_disagree_where": record["labels"][int(np.argmax(disagreement))],
-            "acceptance": accepted, "ncall": 2 * steps * walkers}
+            "acceptance": accepted, "ncall": 2 * steps * walkers,
+            "autocorr_time_steps": taus,
+            "kept_steps_per_autocorr_time": [(steps - steps // 2) / t for t in taus]}
 
 
 def main(argv=None):
@@ -98,7 +103,9 @@ def main(argv=None):
             json.dump(out, f)
         print(f"mock {i}: {out['seconds']:.0f} s; the two starts differ by at most "
               f"{result['starts_disagree_halfwidths']:.2f} half-widths "
-              f"({result['starts_disagree_where']})", flush=True)
+              f"({result['starts_disagree_where']}); kept chains of "
+              + " and ".join(f"{n:.0f}" for n in result["kept_steps_per_autocorr_time"])
+              + " autocorrelation times", flush=True)
     return 0
 
 

@@ -247,13 +247,21 @@ class TestSampling:
         # run on threads; the draws depend on the seed and objects only
         from prospect_emulator.amortized import posterior as posterior_module
         obs = as_obs(held_out, slice(0, 30))
+        from prospect_emulator.fitting import executor
         monkeypatch.setattr(posterior_module, "ROWS_PER_CALL", 2000)
-        monkeypatch.setattr(posterior_module, "_cpu_count", lambda: 1)
+        monkeypatch.setattr(executor, "usable_cpu_count", lambda: 1)
         one = posterior.sample(obs, 500, seed=6, check_support=False)
-        monkeypatch.setattr(posterior_module, "_cpu_count", lambda: 3)
+        monkeypatch.setattr(executor, "usable_cpu_count", lambda: 3)
         three = posterior.sample(obs, 500, seed=6, check_support=False)
         assert np.array_equal(one.samples, three.samples)
-        assert len({tuple(s[0]) for s in one.samples}) == 30  # no object got another's draws
+        # the same object in every chunk: each chunk draws with its own key
+        same = as_obs(held_out, [0] * 12)
+        again = posterior.sample(same, 500, seed=6, check_support=False).samples
+        assert len({a.tobytes() for a in again[::4]}) == 3
+        # more draws than one call holds: one object per call
+        many = posterior.sample(as_obs(held_out, slice(0, 3)), 2500, seed=6,
+                                check_support=False)
+        assert many.samples.shape == (3, 2500, 6) and np.isfinite(many.samples).all()
 
     def test_one_prospector_obs_dictionary(self, posterior, held_out):
         obs = {"filters": FILTERS, "maggies": held_out.maggies[0],

@@ -24,8 +24,12 @@ def test_recipe_check_reports_the_coverage_of_exact_conditional_posteriors(tmp_p
     assert done.returncode == 0, done.stderr
     report = (tmp_path / "recipe_check.md").read_text()
     rows = [line for line in report.splitlines() if line.startswith("| ")][1:]
-    assert [r.split(" | ")[0][2:] for r in rows] == ["mass", "logzsol", "dust2", "tage", "tau",
-                                                      "pooled"]
+    cells = [r.strip("| ").split(" | ") for r in rows]
+    assert [c[0] for c in cells] == ["mass", "logzsol", "dust2", "tage", "tau", "pooled"]
+    for name, c68, c95, effective in cells:  # 4 mocks: 25% steps; pooled over 5 parameters
+        step = 5 if name == "pooled" else 25
+        assert float(c68.rstrip("%")) % step == 0 and float(c95.rstrip("%")) % step == 0
+        assert int(effective) >= 100  # the second pass resolves even a narrow posterior
     assert "no sampler involved" in report
 
 
@@ -34,7 +38,7 @@ def _calibration_record(folder):
     (the prior-scale widths around the truth), as a fitted folder would hold it."""
     sys.path.insert(0, BENCHMARKS)
     try:
-        from calibrate_sampler import _model, make_mock
+        from calibrate_sampler import fitting_model, make_mock
     finally:
         sys.path.remove(BENCHMARKS)
     from prospect_emulator.data import COSMOS_FILTERS
@@ -43,7 +47,7 @@ def _calibration_record(folder):
     theta = np.asarray(mock["theta"])
     settings = {"sampler": "dynesty", "nlive": 200, "n_effective": 2000, "sample": "rwalk",
                 "walks": 25, "filters": filters, "obs_mag": 0.1, "emulator": "parametric",
-                "emulator_checksum": _model("parametric", None).emulator.checksum}
+                "emulator_checksum": fitting_model("parametric", None).emulator.checksum}
     record = dict(mock, settings=settings, ncall=1, seconds=1.0, hpd_rank=0.5,
                   median=theta.tolist(), halfwidth=(0.05 * np.abs(theta) + 0.01).tolist())
     os.makedirs(folder, exist_ok=True)

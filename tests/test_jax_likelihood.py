@@ -68,6 +68,10 @@ def test_whitened_coordinates_are_the_unit_cube_through_the_normal_cdf():
         prior = np.asarray(jax.vmap(jl.lnprior_normal)(jnp.asarray(y)))
     np.testing.assert_allclose(got, like.lnlike(like.prior_transform(ndtr(y))), rtol=1e-10)
     np.testing.assert_allclose(prior, norm.logpdf(y).sum(axis=1), rtol=1e-12)
+    far = np.zeros((2, model.ndim))
+    far[:, 2] = [-40.0, 9.0]  # Phi(y) rounds to 0 or 1: outside the open cube, not NaN
+    with jax_float64():
+        assert np.all(np.asarray(jax.vmap(jl.lnlike_normal)(jnp.asarray(far))) == -np.inf)
 
 
 def test_log10_inputs_and_no_noise_model():

@@ -45,14 +45,6 @@ SCHEMA_VERSION = 1
 ROWS_PER_CALL = 4096
 
 
-def _cpu_count():
-    """CPU cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 class AmortizedInputError(EmulatorConfigurationError):
     """An object cannot get an amortized posterior: the message names the object and field."""
 
@@ -254,21 +246,40 @@ class AmortizedPosterior:
         return ((c - s["cond_mean"]) / s["cond_std"]).astype(np.float32)
 
     def _sample_theta(self, cond, zred, n_samples, seed):
-        """(n_objects, n_samples, ndim) draws of the full theta: the flow's draws
-        mapped by :meth:`ParameterSpace.from_unbounded`, with each object's
-        redshift (``zred``, (n_objects,)) where the model has it free.
+        """Posterior draws of the full parameter vector of every object.
 
         Objects go to the flow in chunks of :data:`ROWS_PER_CALL` draws (a
-        power-of-two number of objects, the last chunk padded: few
-        compilations, activations that stay in the CPU caches), run on one
-        thread per CPU core (the jitted call releases the GIL).  Chunk ``k``
-        draws with ``fold_in(key(seed), k)``: the same seed, objects and
-        ``n_samples`` give the same draws on any number of cores.
+        power-of-two number of objects, at least one; the last chunk padded:
+        few compilations, activations that stay in the CPU caches).  The first
+        chunk runs on the calling thread (it compiles the sampler), the others
+        on one thread per usable core (a jitted call releases the GIL); each
+        chunk is mapped to parameters by :meth:`ParameterSpace.from_unbounded`
+        where it was drawn.  Chunk ``k`` draws with ``fold_in(key(seed), k)``:
+        the same seed, objects and ``n_samples`` give the same draws on any
+        number of cores.
+
+        Parameters
+        ----------
+        cond : ndarray, shape (n_objects, cond_dim)
+            Standardised flow conditions (:meth:`conditions`).
+        zred : ndarray, shape (n_objects,)
+            Redshifts, written into theta where the model has redshift free.
+        n_samples : int
+            Draws per object.
+        seed : int
+
+        Returns
+        -------
+        ndarray, shape (n_objects, n_samples, ndim)
+            Draws of the model's free parameters, in their own units (the
+            prior's: e.g. log10 solar masses for ``logmass``).
         """
         import concurrent.futures
 
         import equinox as eqx
         import jax
+
+        from ..fitting.executor import usable_cpu_count
         if self._sampler is None:
             self._sampler = eqx.filter_jit(
                 lambda flow, key, c, n: flow.sample(key, (n,), condition=c))
@@ -284,21 +295,23 @@ class AmortizedPosterior:
             n_real = len(part)
             if n_real < chunk:
                 part = np.concatenate([part, np.repeat(part[-1:], chunk - n_real, axis=0)])
-            y = np.asarray(self._sampler(self.flow, jax.random.fold_in(key, k), part,
-                                         int(n_samples)), dtype=np.float64)[:, :n_real]
+            # a float64 copy (never JAX's read-only buffer), scaled in place
+            y = np.array(self._sampler(self.flow, jax.random.fold_in(key, k), part,
+                                       int(n_samples)), dtype=np.float64)[:, :n_real]
             y *= s["theta_std"]  # (n_samples, n_real, n_inferred)
             y += s["theta_mean"]
             theta = self.param_space.full_theta(self.param_space.from_unbounded(y),
                                                 zred[starts[k]:starts[k] + n_real])
             out[starts[k]:starts[k] + n_real] = np.swapaxes(theta, 0, 1)
 
-        threads = min(len(starts), _cpu_count())
+        draw(0)
+        threads = min(len(starts) - 1, usable_cpu_count())
         if threads == 1:
-            for k in range(len(starts)):
+            for k in range(1, len(starts)):
                 draw(k)
-        else:
+        elif threads > 1:
             with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-                list(pool.map(draw, range(len(starts))))  # re-raises a chunk's error
+                list(pool.map(draw, range(1, len(starts))))  # re-raises a chunk's error
         return out
 
     def log_prob(self, theta, maggies, maggies_unc, mask, zred):

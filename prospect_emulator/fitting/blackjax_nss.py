@@ -76,7 +76,7 @@ def run_blackjax_nss(likelihood, seed, settings):
     nlive, num_delete = int(settings["nlive"]), int(settings["num_delete"])
     t0 = time.time()
     with jax_float64():
-        normal = settings.get("space", "unit-cube") == "normal"
+        normal = settings["space"] == "normal"
         algo = blackjax.nss(logprior_fn=jl.lnprior_normal if normal else jl.lnprior_unit,
                             loglikelihood_fn=jl.lnlike_normal if normal else jl.lnlike_unit,
                             num_inner_steps=int(settings["nsteps"]), num_delete=num_delete)
@@ -113,10 +113,11 @@ def run_blackjax_nss(likelihood, seed, settings):
         final = finalise(state, dead, update_info=False)
         key, weight_key = jax.random.split(key)
         logw = np.asarray(log_weights(weight_key, final, shape=int(settings["n_volume_draws"])))
-        unit = np.asarray(final.particles.position)
-        if normal:
-            from scipy.special import ndtr
-            unit = np.clip(ndtr(unit), 0.0, np.nextafter(1.0, 0.0))  # as inside the cube
+        position = final.particles.position
+        if normal:  # back to the unit cube, with the likelihood's own Phi
+            from jax.scipy.special import ndtr
+            position = ndtr(position)
+        unit = np.asarray(position)
         lnlike = np.asarray(final.particles.loglikelihood)
     seconds = time.time() - t0
     if not converged:

@@ -36,6 +36,15 @@ __all__ = ["Executor", "DaskExecutor", "Outcome", "terminate_as_interrupt", "DEF
 DEFAULT_ATTEMPTS = 3
 
 
+
+def usable_cpu_count():
+    """CPU cores this process may use (its affinity mask where the OS has one,
+    else all cores)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
 class Outcome:
     """What became of one task.
 
@@ -187,7 +196,8 @@ class DaskExecutor(Executor):
         Parameters
         ----------
         n_workers : int, optional
-            Worker processes (default: one per core, ``os.cpu_count()``).
+            Worker processes (default: one per core this process may use,
+            :func:`usable_cpu_count`).
         attempts : int
         processes : bool
             Worker processes (True, the default: a fit holds the GIL) or
@@ -202,7 +212,7 @@ class DaskExecutor(Executor):
         """
         import dask
         from distributed import Client, LocalCluster
-        n_workers = _positive_int(n_workers or os.cpu_count() or 1, "--workers")
+        n_workers = _positive_int(n_workers or usable_cpu_count(), "--workers")
         attempts = _check_attempts(attempts)
         with dask.config.set({"distributed.scheduler.allowed-failures": attempts - 1}):
             cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
