@@ -53,7 +53,7 @@ CONFIGS = {
     "dynesty-pool demo": ("dynesty-pool", {"nlive": 200, "n_effective": 2000}),
     "ultranest": ("ultranest", {"nlive": 400, "min_ess": 2000}),
     "emcee": ("emcee", {}),
-    "blackjax-nss": ("blackjax-nss", {"nlive": 500, "num_delete": 50}),
+    "blackjax-nss": ("blackjax-nss", {"nlive": 500, "num_delete": 50, "space": "unit-cube"}),
     "blackjax-nss normal": ("blackjax-nss", {"nlive": 500, "num_delete": 50, "space": "normal"}),
 }
 #: The reference run (label "reference"): high n_live dynesty with long random walks.
@@ -64,7 +64,7 @@ QUICK = {
     "dynesty-pool demo": ("dynesty-pool", {"nlive": 50, "n_effective": 300, "maxcall": 60000}),
     "ultranest": ("ultranest", {"nlive": 60, "min_ess": 300, "max_ncalls": 300000}),
     "emcee": ("emcee", {"min_steps": 1000, "max_steps": 4000}),
-    "blackjax-nss": ("blackjax-nss", {"nlive": 60, "num_delete": 10}),
+    "blackjax-nss": ("blackjax-nss", {"nlive": 60, "num_delete": 10, "space": "unit-cube"}),
     "blackjax-nss normal": ("blackjax-nss", {"nlive": 60, "num_delete": 10, "space": "normal"}),
 }
 QUICK_REFERENCE = ("dynesty", {"nlive": 100, "n_effective": 1000})

@@ -1,18 +1,19 @@
 """blackjax's nested slice sampling on the JAX likelihood (sampler ``blackjax-nss``).
 
-Nested sampling in the unit cube (uniform prior there, the prior transform inside
-the likelihood, as dynesty and UltraNest do): ``nlive`` live points, ``num_delete``
-of them replaced per step, each by ``nsteps`` hit-and-run slice moves along
-directions shaped by the live points' covariance, all replacements of a step
-evaluated together (``jax.vmap``) in one jitted call of
+Nested sampling of the prior's whitened coordinates y = Phi^-1(u) (u the unit
+cube of the prior transform, Phi the standard-normal CDF) under a standard-normal
+prior, the prior transform inside the likelihood (``JaxLikelihood.lnprior_normal``,
+``lnlike_normal``); ``space="unit-cube"`` samples u itself under a uniform prior,
+as dynesty and UltraNest do.  Both define the same posterior and evidence, but in
+y the slice moves never meet the cube's faces, where heavy-tailed or truncated
+priors pile up the posterior's tails: on the 14-parameter default model they mix
+much better at the same cost (``docs/samplers.md``, Calibration).  ``nlive`` live
+points, ``num_delete`` of them replaced per step, each by ``nsteps`` hit-and-run
+slice moves along directions shaped by the live points' covariance, all
+replacements of a step evaluated together (``jax.vmap``) in one jitted call of
 :class:`~prospect_emulator.fitting.jax_likelihood.JaxLikelihood`.  The run stops
 when the live points' estimated evidence falls below ``frac_remain`` times the
 evidence accumulated so far (Z_live / Z_dead < frac_remain).
-With ``space="normal"`` the same posterior is sampled in whitened coordinates
-y = Phi^-1(u) under a standard-normal prior (``JaxLikelihood.lnprior_normal``,
-``lnlike_normal``): the slice moves then never meet the unit cube's faces, where
-heavy-tailed or truncated priors pile up the posterior's tails, and they mix much
-better on the 14-parameter default model (``docs/samplers.md``, Calibration).
 Posterior weights and the ln-evidence come from blackjax's
 ``ns.utils.log_weights`` (``n_volume_draws`` simulations of the prior-volume
 shrinkage; their mean weights, and the mean and standard deviation of ln Z).
@@ -43,8 +44,8 @@ def run_blackjax_nss(likelihood, seed, settings):
         JAX PRNG seed; None draws one.
     settings : dict
         ``nlive``, ``num_delete``, ``nsteps``, ``frac_remain``,
-        ``n_volume_draws``, ``max_steps``, ``space`` (``"unit-cube"`` or
-        ``"normal"``; see ``DEFAULT_SETTINGS``).
+        ``n_volume_draws``, ``max_steps``, ``space`` (``"normal"`` or
+        ``"unit-cube"``; see ``DEFAULT_SETTINGS``).
 
     Returns
     -------

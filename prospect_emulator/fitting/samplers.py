@@ -120,7 +120,7 @@ DEFAULT_SETTINGS = {
         "frac_remain": 0.01,      # stop when the live points' Z / the dead points' Z < this
         "n_volume_draws": 100,    # simulations of the volume shrinkage for weights and ln Z
         "max_steps": 100000,
-        "space": "unit-cube",     # or "normal": y = Phi^-1(u), a standard-normal prior
+        "space": "normal",        # y = Phi^-1(u) under a standard-normal prior, or "unit-cube"
     },
 }
 
