@@ -30,11 +30,11 @@ import uuid
 
 from ..errors import EmulatorConfigurationError
 
-__all__ = ["Executor", "DaskExecutor", "Outcome", "terminate_as_interrupt", "DEFAULT_ATTEMPTS"]
+__all__ = ["Executor", "DaskExecutor", "Outcome", "terminate_as_interrupt", "DEFAULT_ATTEMPTS",
+           "usable_cpu_count"]
 
 #: Tries of one task (first run + reschedules after dead workers or errors).
 DEFAULT_ATTEMPTS = 3
-
 
 
 def usable_cpu_count():
@@ -44,6 +44,7 @@ def usable_cpu_count():
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
 
 class Outcome:
     """What became of one task.

@@ -41,8 +41,9 @@ writes them as a Prospector HDF5 results file that
     ``require_converged=True``, a :class:`SamplerConvergenceError`).
 ``blackjax-nss``
     blackjax's nested slice sampling on the likelihood as jitted JAX
-    functions (:mod:`~prospect_emulator.fitting.blackjax_nss`; the ``jax``
-    extra).  JAX is imported only when this sampler is picked.
+    functions, in whitened prior coordinates (``space="normal"``) or the unit
+    cube (:mod:`~prospect_emulator.fitting.blackjax_nss`; the ``jax`` extra).
+    JAX is imported only when this sampler is picked.
 
 Every sampler is seeded: the same seed, data and settings give identical
 samples.  UltraNest draws from NumPy's global random state: it is seeded for
