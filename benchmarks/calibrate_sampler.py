@@ -19,8 +19,9 @@ it.  Coverage must be 68% +- 5 and 95% +- 3 per parameter and pooled (issue 13).
 
 ``--check-recipe`` tests the mocks and the likelihood without any sampler: for
 every mock and parameter it computes the exact posterior of that parameter with
-the others fixed at the truth (4,000 points of the unit cube, i.e. of the prior's
-CDF) and the coverage of its central intervals, which is nominal only if the mocks
+the others fixed at the truth (two passes of 4,000 points of the prior's CDF, the
+second over the part that holds the posterior) and the coverage of its central
+intervals, which is nominal only if the mocks
 are drawn from the prior and the likelihood's own noise model (necessary, not
 sufficient: a mismatch that only shows jointly would pass).
 
