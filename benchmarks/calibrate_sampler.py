@@ -56,6 +56,22 @@ def fitting_model(emulator, zred):
         return build_fitting_model(emulator, zred=zred)
 
 
+def mock_likelihood(emulator, mock, filters, nested=False):
+    """The likelihood (``nested=True``) or ln posterior that every fit of ``mock`` samples:
+    :class:`VectorisedLikelihood` with the eq.-9 noise model, floor 0."""
+    from prospect_emulator import EmulatorNoiseModel
+    from prospect_emulator.fitting.run import make_obs
+    from prospect_emulator.prospector.vectorised import VectorisedLikelihood
+    model = fitting_model(emulator, mock["zred"])
+    obs = make_obs(filters, mock["maggies"], mock["maggies_unc"])
+    return VectorisedLikelihood(model, obs, EmulatorNoiseModel(model, floor=0.0), nested=nested)
+
+
+def mock_indices(args):
+    """The mocks a run handles: ``--mocks`` or 0 .. ``--n-mocks`` - 1."""
+    return args.mocks if args.mocks else range(args.n_mocks)
+
+
 def make_mock(emulator, index, seed, obs_mag, filters):
     """Truth, redshift and simulated photometry of mock ``index`` (reproducible)."""
     from prospect_emulator import EmulatorNoiseModel
@@ -161,16 +177,11 @@ def conditional_cdf_at_truth(emulator, mock, filters):
     outside is below 4000 x 1e-12 of the mass), so that a posterior far narrower
     than its prior is still resolved.
     """
-    from prospect_emulator import EmulatorNoiseModel
-    from prospect_emulator.fitting.run import make_obs
-    from prospect_emulator.prospector.vectorised import VectorisedLikelihood
-    model = fitting_model(emulator, mock["zred"])
-    obs = make_obs(filters, mock["maggies"], mock["maggies_unc"])
-    like = VectorisedLikelihood(model, obs, EmulatorNoiseModel(model, floor=0.0), nested=True)
+    like = mock_likelihood(emulator, mock, filters, nested=True)
     truth = np.asarray(mock["theta"])
     step = 1.0 / CONDITIONAL_GRID
     cdf_at_truth, effective = [], []
-    for k in range(model.ndim):
+    for k in range(like.ndim):
         unit, _, w = _conditional_on_grid(like, truth, k, 0.0, 1.0)
         held = np.flatnonzero(w > 1e-12 * w.max())
         unit, values, w = _conditional_on_grid(like, truth, k, max(unit[held[0]] - step, 0.0),
@@ -183,8 +194,8 @@ def conditional_cdf_at_truth(emulator, mock, filters):
 
 def check_recipe(args, filters):
     """``--check-recipe``: coverage of the exact 1-D conditional posteriors."""
-    indices = args.mocks if args.mocks else range(args.n_mocks)
-    mocks = [make_mock(args.emulator, i, args.seed, args.obs_mag, filters) for i in indices]
+    mocks = [make_mock(args.emulator, i, args.seed, args.obs_mag, filters)
+             for i in mock_indices(args)]
     results = [conditional_cdf_at_truth(args.emulator, mock, filters) for mock in mocks]
     cdf = np.array([r[0] for r in results])
     effective = np.array([r[1] for r in results])
@@ -353,8 +364,7 @@ def main():
                 parser.error("--sampler-settings is for the other samplers (dynesty: --sample, "
                              "--walks, --nlive, --n-effective)")
             settings["sampler_settings"] = args.sampler_settings
-        indices = args.mocks if args.mocks else range(args.n_mocks)
-        todo = [i for i in indices if not _done(args.out, i, settings)]
+        todo = [i for i in mock_indices(args) if not _done(args.out, i, settings)]
         tasks = [(args.emulator, make_mock(args.emulator, i, args.seed, args.obs_mag, filters),
                   settings, args.seed) for i in todo]
         with concurrent.futures.ProcessPoolExecutor(args.workers) as pool:

@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from calibrate_sampler import fitting_model  # noqa: E402
+from calibrate_sampler import mock_likelihood  # noqa: E402
 
 from prospect_emulator.fileio import atomic_path  # noqa: E402
 
@@ -34,13 +34,8 @@ from prospect_emulator.fileio import atomic_path  # noqa: E402
 def reference(record, steps, walkers, seed):
     """Quantiles of the pooled chains and the two starts' disagreement."""
     import emcee
-    from prospect_emulator import EmulatorNoiseModel
-    from prospect_emulator.fitting.run import make_obs
-    from prospect_emulator.prospector.vectorised import VectorisedLikelihood
-    filters = record["settings"]["filters"]
-    model = fitting_model(record["settings"]["emulator"], record["zred"])
-    obs = make_obs(filters, record["maggies"], record["maggies_unc"])
-    lnpost = VectorisedLikelihood(model, obs, EmulatorNoiseModel(model, floor=0.0))
+    lnpost = mock_likelihood(record["settings"]["emulator"], record,
+                             record["settings"]["filters"])
     half = np.asarray(record["halfwidth"])
     rng = np.random.default_rng([seed, record["index"]])
     chains, accepted = [], []
@@ -52,7 +47,7 @@ def reference(record, steps, walkers, seed):
         if len(start) < walkers:
             raise SystemExit(f"mock {record['index']}: only {len(start)} of {len(ball)} points "
                              f"around the {name} have a finite ln posterior; {walkers} needed")
-        sampler = emcee.EnsembleSampler(walkers, model.ndim, lnpost, vectorize=True,
+        sampler = emcee.EnsembleSampler(walkers, lnpost.ndim, lnpost, vectorize=True,
                                         moves=[(emcee.moves.DEMove(), 0.8),
                                                (emcee.moves.DESnookerMove(), 0.2)])
         sampler.random_state = np.random.RandomState(rng.integers(2 ** 32)).get_state()
