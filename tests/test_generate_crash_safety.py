@@ -205,3 +205,33 @@ def test_a_killed_worker_stops_the_run_with_a_clear_error(uninterrupted, tmp_pat
     data = read_training_set(out)
     assert 0 < len(data["params"]) < n and np.isfinite(data["mags"]).all()
     assert list(data["dropped"]) == ["in unfinished chunks (generation not finished)"]
+
+
+def _hold_forever(lock):
+    lock.acquire()
+    time.sleep(600)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork start method")
+def test_the_progress_count_never_waits_for_a_lock_a_killed_worker_may_hold():
+    # a worker killed by SIGKILL between acquiring and releasing the shared
+    # counter's lock leaves it locked for ever: the parent must still read the count
+    import threading
+    from prospect_emulator.training.trainingset import _WorkerPool, _mp_context
+    pool = _WorkerPool(2, None, None, None, None)       # workers start only at submit
+    try:
+        holder = _mp_context().Process(target=_hold_forever, args=(pool.shared.get_lock(),))
+        holder.start()
+        deadline = time.monotonic() + 10
+        while pool.shared.get_lock().acquire(timeout=0.01):  # until the child holds it
+            pool.shared.get_lock().release()
+            assert time.monotonic() < deadline
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.join()
+        seen = []
+        reader = threading.Thread(target=lambda: seen.append(pool.rows_computed()), daemon=True)
+        reader.start()
+        reader.join(timeout=5)
+        assert seen == [0]
+    finally:
+        pool.executor.shutdown(wait=False)

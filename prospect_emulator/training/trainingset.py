@@ -399,6 +399,10 @@ def _die_with_parent(parent_pid):
 def _init_worker(config, filter_specs, sps_kind, shared_counter, parent_pid):
     # Ctrl-C goes to the whole process group; the parent handles it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # a forked worker inherits the parent's SIGTERM-as-Ctrl-C handler; the executor
+    # stops the workers with SIGTERM when one has died, and a worker that turned it
+    # into an exception (caught as the task's error) would live on and hang the run
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent(parent_pid)
     # one BLAS thread per worker: the pool already uses every core, and the batched
     # path's small matrix products run several times slower on oversubscribed cores
@@ -948,6 +952,15 @@ class _WorkerPool:
             _INHERITED.clear()
         self.processes = list(getattr(self.executor, "_processes", {}).values())
 
+    def rows_computed(self):
+        """Rows the workers have computed so far (for the progress bar).
+
+        Read without the counter's lock: a worker killed by SIGKILL while it
+        holds the lock would otherwise hang the parent here, before the
+        executor can report the dead worker.
+        """
+        return self.shared.get_obj().value
+
     def results(self, timeout, on_wait):
         """Yield results as they complete; call ``on_wait()`` every ``timeout`` s meanwhile."""
         import concurrent.futures
@@ -1000,7 +1013,7 @@ def _compute_and_store(out, tasks, bounds, computer, config, filter_specs, sps_k
             pool = _WorkerPool(min(workers, len(tasks)), computer, config, filter_specs,
                                sps_kind)
             pool.submit_all(tasks)
-            count = lambda: pool.shared.value  # noqa: E731
+            count = pool.rows_computed
             results = pool.results(bar.interval, lambda: bar.update(count()))
         failed = False
         try:
