@@ -587,6 +587,65 @@ class FastPriorTransform:
         return out
 
 
+def _even_student_t2_cdf(prior, x):
+    """CDF of Prospector's ``FastTruncatedEvenStudentTFreeDeg2`` (a Student-t with
+    2 degrees of freedom, scale ``sig``, truncated to [-hw, hw]): the inverse of
+    its ``unit_transform``.  With ``g(t) = t / (2 sqrt(2 + t^2))`` (the t_2 CDF
+    minus 1/2), ``F(x) = 1/2 + g(x / sig) / (2 g(hw / sig))``."""
+    t, t_edge = x / prior.sig, np.asarray(prior.hw) / prior.sig
+    g = 0.5 * t / np.sqrt(2.0 + t * t)
+    g_edge = 0.5 * t_edge / np.sqrt(2.0 + t_edge * t_edge)
+    return np.clip(0.5 + g / (2.0 * g_edge), 0.0, 1.0)
+
+
+def prior_cdf(model, theta):
+    """Prior CDF values (unit-cube coordinates) of parameter vectors: the inverse
+    of ``model.prior_transform``.
+
+    Each free parameter's prior is independent, so its CDF maps it alone:
+    Prospector's own ``inverse_unit_transform`` (scipy.stats ``cdf``) for the
+    scipy-based priors, closed forms for ``FastTruncatedEvenStudentTFreeDeg2``
+    and ``FastUniform`` (which Prospector gives no CDF).
+
+    Parameters
+    ----------
+    model : prospect.models.ProspectorParams
+    theta : ndarray, shape (..., ndim)
+        Parameter vectors in the priors' units.
+
+    Returns
+    -------
+    ndarray, same shape as ``theta``
+        Values in [0, 1]; 0 or 1 outside a prior's support.
+
+    Raises
+    ------
+    EmulatorConfigurationError
+        For a prior with no CDF (``MultiVariateNormal`` couples its elements).
+    """
+    theta = np.asarray(theta, dtype=float)
+    u = np.empty(theta.shape)
+    for name in model.free_params:
+        prior, inds = model.config_dict[name]["prior"], model.theta_index[name]
+        x = theta[..., inds]
+        if isinstance(prior, (pp.FastTruncatedEvenStudentTFreeDeg2,
+                              pp.FastTruncatedEvenStudentTFreeDeg2Scalar)):
+            u[..., inds] = _even_student_t2_cdf(prior, x)
+        elif isinstance(prior, pp.FastUniform):
+            u[..., inds] = np.clip((x - prior.a) / prior.diffthing, 0.0, 1.0)
+        elif isinstance(prior, pp.MultiVariateNormal) or not hasattr(prior, "distribution"):
+            from .errors import EmulatorConfigurationError
+            raise EmulatorConfigurationError(
+                f"the prior of {name!r} ({type(prior).__name__}) has no per-element CDF; "
+                "prior-whitened coordinates need independent priors with a CDF (TopHat, "
+                "Uniform, Normal, ClippedNormal, StudentT, LogUniform, LogNormal, Beta, "
+                "SkewNormal, FastUniform, FastTruncatedEvenStudentTFreeDeg2)")
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                u[..., inds] = prior.inverse_unit_transform(x)
+    return u
+
+
 class FastPriorsMixin:
     """``prior_product`` and ``prior_transform`` of a Prospector model through
     :class:`FastPriorProduct` and :class:`FastPriorTransform`.

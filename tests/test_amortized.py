@@ -7,6 +7,7 @@ of the flux, and bands missing as in a real survey (u sometimes, the three near-
 together for 30% of objects).
 """
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -21,7 +22,7 @@ from prospect_emulator.amortized import (AmortizedInputError, AmortizedPosterior
                                          ObservationalNoiseModel, Observations, ParameterSpace,
                                          fit_catalog_amortized, simulate)
 from prospect_emulator.amortized.simulate import emulator_inputs  # noqa: E402
-from prospect_emulator.errors import EmulatorFileError  # noqa: E402
+from prospect_emulator.errors import EmulatorConfigurationError, EmulatorFileError  # noqa: E402
 
 FILTERS = ["sdss_u0", "sdss_g0", "sdss_r0", "sdss_i0", "sdss_z0", "twomass_J", "twomass_H",
            "twomass_Ks"]
@@ -158,9 +159,10 @@ class TestSimulations:
         with pytest.raises(Exception, match="sdss_i0"):
             ObservationalNoiseModel.fit(maggies, unc, FILTERS)
 
-    def test_parameter_space_maps_into_the_prior_and_back(self):
+    @pytest.mark.parametrize("coordinates", ["prior-normal", "logit"])
+    def test_parameter_space_maps_into_the_prior_and_back(self, coordinates):
         model = parametric_model()
-        space = ParameterSpace(model)
+        space = ParameterSpace(model, coordinates)
         assert space.inferred_names == ["mass", "logzsol", "dust2", "tage", "tau"]
         theta = model.prior_transform(np.random.default_rng(0).random((100, model.ndim)))
         back = space.full_theta(space.from_unbounded(space.to_unbounded(theta)),
@@ -172,6 +174,18 @@ class TestSimulations:
         hi = np.where(space.log10, 10 ** space.upper, space.upper)
         slack = 1e-9 * (hi - lo)
         assert np.all((wild >= lo - slack) & (wild <= hi + slack))
+
+    def test_the_prior_is_a_standard_normal_in_prior_normal_coordinates(self):
+        from scipy.stats import kstest
+        model = parametric_model()
+        theta = model.prior_transform(np.random.default_rng(2).random((4000, model.ndim)))
+        y = ParameterSpace(model).to_unbounded(theta)
+        for column in y.T:   # log-uniform mass, uniform ages, clipped-normal dust alike
+            assert kstest(column, "norm").pvalue > 1e-3
+
+    def test_unknown_coordinates_are_an_error_listing_the_allowed(self):
+        with pytest.raises(EmulatorConfigurationError, match="prior-normal, logit"):
+            ParameterSpace(parametric_model(), "unit-cube")
 
 
 # ------------------------------------------------------------------ the file
@@ -186,6 +200,16 @@ class TestPosteriorFile:
         assert np.array_equal(a.samples, b.samples)
         assert again.filter_names == FILTERS
         assert again.calibration == posterior.calibration
+
+    def test_files_without_recorded_coordinates_are_read_as_logit(self, posterior_path,
+                                                                  tmp_path):
+        # posterior files written before the coordinates were recorded learned logits
+        assert AmortizedPosterior.load(posterior_path).param_space.coordinates == "prior-normal"
+        old = str(tmp_path / "old.h5")
+        shutil.copy(posterior_path, old)
+        with h5py.File(old, "r+") as f:
+            del f.attrs["parameter_coordinates"]
+        assert AmortizedPosterior.load(old).param_space.coordinates == "logit"
 
     def test_file_holds_no_pickle_only_numbers_and_strings(self, posterior_path):
         kinds = set()

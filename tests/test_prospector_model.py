@@ -16,7 +16,7 @@ from prospect_emulator import (EmulatorConfigurationError, EmulatorFileError,
 from prospect_emulator.fitting.models import fitting_model_params
 from prospect_emulator.prospector import (EmulatedSpecModel, FastPriorProduct,
                                           TrainingRangeWarning)
-from prospect_emulator.priors import FastPriorTransform
+from prospect_emulator.priors import FastPriorTransform, prior_cdf
 
 EMULATOR_FILTERS = ["galex_NUV", "sdss_u0", "sdss_g0", "sdss_r0", "sdss_i0", "sdss_z0",
                     "twomass_J", "twomass_H", "wise_w1", "wise_w2"]
@@ -562,3 +562,34 @@ def test_arsinh_maggies_of_predict_match_the_emulator_magnitudes():
     model = quiet_model()
     _, phot, _ = model.predict(model.theta, obs=photometry_obs(["sdss_r0", "sdss_u0"]))
     np.testing.assert_allclose(phot, arsinh_mags_to_maggies(model.last_arsinh_mags), rtol=1e-13)
+
+
+class TestPriorCDF:
+    """``prior_cdf`` inverts ``prior_transform``: the whitened coordinates of
+    amortized posteriors, y = Phi^-1(prior_cdf(theta)), rest on it."""
+
+    @pytest.mark.parametrize("name", ["fitting_model"] + sorted(PRIOR_MODELS))
+    def test_it_inverts_the_prior_transform(self, name):
+        params = (fitting_model_params(zred=1.3) if name == "fitting_model"
+                  else PRIOR_MODELS[name]())
+        stock = ProspectorParams(params)
+        unit = np.random.default_rng(5).uniform(1e-6, 1 - 1e-6, size=(2000, stock.ndim))
+        theta = stock_prior_transform_rows(stock, unit)
+        np.testing.assert_allclose(prior_cdf(stock, theta), unit, rtol=0, atol=1e-9)
+
+    def test_outside_the_support_it_gives_the_ends(self):
+        stock = ProspectorParams(fitting_model_params(zred=1.3))
+        ratios = stock.theta_index["logsfr_ratios"]
+        theta = stock.prior_transform(np.full(stock.ndim, 0.5))
+        theta[ratios] = [-7.0, 7.0, 0.0, -5.0, 5.0, 0.1]     # the prior is cut at +-5
+        u = prior_cdf(stock, theta)[ratios]
+        np.testing.assert_allclose(u[[0, 1, 2, 3, 4]], [0.0, 1.0, 0.5, 0.0, 1.0], atol=1e-12)
+        assert 0.5 < u[5] < 1.0
+
+    @pytest.mark.filterwarnings("ignore:m has wrong length prior")
+    def test_a_prior_without_a_cdf_is_an_error_naming_it(self):
+        stock = ProspectorParams({"m": {"N": 2, "isfree": True, "init": np.zeros(2),
+                                        "prior": priors.MultiVariateNormal(
+                                            mean=np.zeros(2), Sigma=np.eye(2))}})
+        with pytest.raises(EmulatorConfigurationError, match="'m'.*MultiVariateNormal"):
+            prior_cdf(stock, np.zeros((3, 2)))

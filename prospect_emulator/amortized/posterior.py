@@ -15,7 +15,9 @@ kind, layers, widths, spline knots), ``dim``, ``cond_dim``,
 ``emulator_checksum``, ``emulator_source`` (shipped name or path),
 ``model_definition`` (JSON of the emulator's model definition),
 ``free_params``/``theta_names``/``inferred_names`` (JSON), ``floor``,
-``calibration`` (JSON), ``training`` (JSON: seed, simulations, epochs).
+``calibration`` (JSON), ``training`` (JSON: seed, simulations, epochs),
+``parameter_coordinates`` (the flow's parameter coordinates, "prior-normal" or
+"logit"; files without it are "logit").
 datasets: ``filter_names``; ``prior/lower``, ``prior/upper``, ``prior/log10``;
 ``standardisation/{theta_mean,theta_std,cond_mean,cond_std}``;
 ``noise_model/*`` (:meth:`ObservationalNoiseModel.to_arrays`);
@@ -217,10 +219,13 @@ class AmortizedPosterior:
         chi^2 has a smaller p-value), ``uncertainty_z_threshold``.
     training : dict, optional
         Seed, number of simulations, epochs, losses (recorded in the file).
+    coordinates : {"prior-normal", "logit"}
+        The parameter coordinates the flow was trained in
+        (:class:`~prospect_emulator.amortized.simulate.ParameterSpace`).
     """
 
     def __init__(self, flow, hyperparameters, model, noise_model, standardisation, floor=0.05,
-                 calibration=None, training=None, emulator_source=""):
+                 calibration=None, training=None, emulator_source="", coordinates="prior-normal"):
         self.flow = flow
         self.hyperparameters = dict(hyperparameters)
         self.model = model
@@ -232,7 +237,7 @@ class AmortizedPosterior:
                                  "n_ppc": 32}, **(calibration or {}))
         self.training = dict(training or {})
         self.emulator_source = emulator_source
-        self.param_space = ParameterSpace(model)
+        self.param_space = ParameterSpace(model, coordinates)
         self.filter_names = list(noise_model.filter_names)
         self._band_emulator = self.emulator.select(self.filter_names)
         self.zred_range = redshift_range_of(model)
@@ -572,6 +577,7 @@ class AmortizedPosterior:
             a["theta_names"] = json.dumps(self.param_space.theta_names)
             a["inferred_names"] = json.dumps(self.param_space.inferred_names)
             a["floor"] = self.floor
+            a["parameter_coordinates"] = self.param_space.coordinates
             a["calibration"] = json.dumps(self.calibration)
             a["training"] = json.dumps({k: v for k, v in self.training.items()
                                         if k not in ("train_loss", "val_loss")})
@@ -630,6 +636,7 @@ class AmortizedPosterior:
             checksum, source = str(a["emulator_checksum"]), str(a["emulator_source"])
             free_params = json.loads(a["free_params"])
             floor = float(a["floor"])
+            coordinates = str(a.get("parameter_coordinates", "logit"))
             calibration = json.loads(a["calibration"])
             training = json.loads(a["training"])
             training.update({k: f["training"][k][()].tolist() for k in ("train_loss", "val_loss")})
@@ -659,7 +666,8 @@ class AmortizedPosterior:
         flow = flow_with_arrays(build_flow(hyper, dim, cond_dim), arrays)
         return cls(flow, hyper, model, noise, standardisation, floor=floor,
                    calibration=calibration, training=training,
-                   emulator_source=source if emulator == source else _emulator_source(emulator))
+                   emulator_source=source if emulator == source else _emulator_source(emulator),
+                   coordinates=coordinates)
 
     def __repr__(self):
         return (f"AmortizedPosterior({self.hyperparameters.get('kind')} flow over "

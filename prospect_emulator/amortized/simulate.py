@@ -15,8 +15,10 @@ This module is NumPy only (no JAX): the exact-fitting path never imports
 :mod:`prospect_emulator.amortized`, and simulating needs no JAX either.
 """
 import numpy as np
+from scipy.special import ndtr, ndtri
 
 from ..errors import EmulatorConfigurationError, OutOfTrainingRangeError
+from ..priors import prior_cdf
 
 __all__ = ["ObservationalNoiseModel", "ParameterSpace", "Simulations", "simulate",
            "emulator_inputs", "flow_conditions", "valid_bands", "redshift_range_of"]
@@ -220,19 +222,34 @@ class ObservationalNoiseModel:
 
 
 # ------------------------------------------------------------------ parameters
+#: The flow's coordinates for the inferred parameters (:class:`ParameterSpace`).
+COORDINATES = ("prior-normal", "logit")
+
+
 class ParameterSpace:
     """The free parameters a flow infers, and their unbounded coordinates.
 
     The redshift (``zred``) is known for every object (it conditions the
     flow), so the inferred parameters are the model's free parameters except
-    ``zred``.  Each is mapped to an unbounded coordinate: log10 for a
-    log-uniform or log-normal prior, then a logit of its position between the
-    prior's bounds (where both are finite), so every posterior draw lies
-    inside the prior's support.
+    ``zred``.  Each is mapped to an unbounded coordinate, so that every
+    posterior draw lies inside the prior's support:
+
+    * ``"prior-normal"`` (the default): ``y = Phi^-1(F(theta))`` with ``F`` the
+      parameter's prior CDF (:func:`prospect_emulator.priors.prior_cdf`) and
+      ``Phi`` the standard-normal CDF, the whitened coordinates the nested
+      sampler also uses.  The prior is exactly a standard normal there, so a
+      parameter the data hardly constrain has a near-normal posterior, which a
+      flow represents easily; in ``"logit"`` coordinates the Student-t priors
+      of the SFR ratios are a sharp core with long tails, and flows trained
+      there gave posteriors wider than the prior itself.
+    * ``"logit"`` (posterior files written before ``parameter_coordinates``
+      was recorded): log10 for a log-uniform or log-normal prior, then a logit
+      of the position between the prior's bounds (where both are finite).
 
     Parameters
     ----------
     model : EmulatedSpecModel
+    coordinates : {"prior-normal", "logit"}
 
     Attributes
     ----------
@@ -248,7 +265,15 @@ class ParameterSpace:
     log10 : ndarray of bool
     """
 
-    def __init__(self, model):
+    #: |y| limit of prior-normal coordinates: Phi(8.2) rounds to 1 in float64
+    MAX_NORMAL = 8.0
+
+    def __init__(self, model, coordinates="prior-normal"):
+        if coordinates not in COORDINATES:
+            raise EmulatorConfigurationError(
+                f"unknown parameter coordinates {coordinates!r}; allowed: {', '.join(COORDINATES)}")
+        self.coordinates = coordinates
+        self._model = model
         self.theta_names = list(model.theta_labels())
         self.zred_index = model.theta_index["zred"].start if "zred" in model.free_params else None
         self.inferred = np.array([j for j in range(model.ndim) if j != self.zred_index], dtype=int)
@@ -270,6 +295,9 @@ class ParameterSpace:
 
     def to_unbounded(self, theta):
         """Unbounded coordinates (n, n_inferred) of full theta rows (n, ndim)."""
+        if self.coordinates == "prior-normal":
+            u = prior_cdf(self._model, theta)[..., self.inferred]
+            return np.clip(ndtri(u), -self.MAX_NORMAL, self.MAX_NORMAL)
         v = np.asarray(theta, dtype=float)[..., self.inferred]
         with np.errstate(divide="ignore", invalid="ignore"):
             v = np.where(self.log10, np.log10(v), v)
@@ -278,6 +306,11 @@ class ParameterSpace:
 
     def from_unbounded(self, y):
         """Inferred parameters in their own units from unbounded coordinates."""
+        if self.coordinates == "prior-normal":
+            y = np.asarray(y, dtype=float)
+            u = np.full(y.shape[:-1] + (len(self.theta_names),), 0.5)
+            u[..., self.inferred] = ndtr(np.clip(y, -self.MAX_NORMAL, self.MAX_NORMAL))
+            return self._model.prior_transform(u)[..., self.inferred]
         v = np.array(y, dtype=float)
         bounded = np.flatnonzero(self.bounded)
         if bounded.size:  # lower + (upper - lower) * logistic(y), without overflow

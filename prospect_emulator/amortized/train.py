@@ -143,7 +143,8 @@ def _log(message, progress):
 
 def train_amortized_posterior(emulator, catalog, n_sims, out=None, seed=0, hyperparameters=None,
                               settings=None, redshifts="catalog", floor=0.05, columns=None,
-                              n_calibration=1000, resume=True, progress=True):
+                              n_calibration=1000, resume=True, progress=True,
+                              coordinates="prior-normal"):
     """Train an amortized posterior for a catalogue's bands, noise and missing bands.
 
     Parameters
@@ -179,6 +180,11 @@ def train_amortized_posterior(emulator, catalog, n_sims, out=None, seed=0, hyper
         Continue from ``<out>.checkpoint.h5`` when it belongs to the same run.
     progress : bool
         One line per epoch on stderr.
+    coordinates : {"prior-normal", "logit"}
+        The parameter coordinates the flow learns
+        (:class:`~prospect_emulator.amortized.simulate.ParameterSpace`); the
+        default, the prior's CDF mapped to a standard normal, keeps posteriors
+        of weakly constrained parameters from coming out wider than the prior.
 
     Returns
     -------
@@ -209,7 +215,7 @@ def train_amortized_posterior(emulator, catalog, n_sims, out=None, seed=0, hyper
     sims = sims.subset(slice(0, n_sims))
     _log(f"simulated in {t_sim:.1f} s ({len(sims) / max(t_sim, 1e-9) * 60:.3g} per minute)",
          progress)
-    space = ParameterSpace(model)
+    space = ParameterSpace(model, coordinates)
     y = space.to_unbounded(sims.theta)
     c = flow_conditions(sims.maggies, sims.maggies_unc, sims.mask, sims.zred, noise.flux_scale)
     y_mean, y_std = _standardiser(y)
@@ -232,7 +238,7 @@ def train_amortized_posterior(emulator, catalog, n_sims, out=None, seed=0, hyper
                                             noise.to_arrays().items() if k != "filter_names"},
         "filters": noise.filter_names, "n_sims": n_sims, "seed": int(seed), "hyper": hyper,
         "settings": settings.to_dict(), "redshifts": redshifts, "floor": float(floor),
-        "zred": obs.zred.tolist()}, sort_keys=True).encode()).hexdigest()
+        "zred": obs.zred.tolist(), "coordinates": coordinates}, sort_keys=True).encode()).hexdigest()
     history = {"train_loss": [], "val_loss": [], "seconds": []}
     best_params, bad_epochs, start = params, 0, 0
     ckpt = _checkpoint_path(out) if out is not None else None
@@ -284,7 +290,8 @@ def train_amortized_posterior(emulator, catalog, n_sims, out=None, seed=0, hyper
     posterior = AmortizedPosterior(
         flow, hyper, model, noise, {"theta_mean": y_mean, "theta_std": y_std,
                                     "cond_mean": c_mean, "cond_std": c_std},
-        floor=floor, training=training, emulator_source=_emulator_source(emulator))
+        floor=floor, training=training, emulator_source=_emulator_source(emulator),
+        coordinates=coordinates)
     if n_calibration:
         posterior.calibrate(held_out, seed=seed + 3)
         c = posterior.calibration

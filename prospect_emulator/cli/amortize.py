@@ -48,6 +48,10 @@ def add_arguments(parser):
     train.add_argument("--nn-depth", type=_positive_int, default=2)
     train.add_argument("--redshifts", choices=["catalog", "prior"], default="catalog",
                        help="simulated redshifts from the catalogue's (KDE) or from the prior")
+    train.add_argument("--coordinates", choices=["prior-normal", "logit"], default="prior-normal",
+                       help="parameter coordinates of the flow: each prior's CDF mapped to a "
+                            "standard normal (default) or the logit of the prior's bounds "
+                            "(how posterior files without parameter_coordinates were trained)")
     train.add_argument("--floor", type=float, default=0.05,
                        help="fractional SPS floor of eq. 9 added to the simulations (default 0.05)")
     train.add_argument("--n-calibration", type=int, default=1000,
@@ -90,7 +94,7 @@ def run(args):
                                   seed=args.seed, hyperparameters=hyper, settings=settings,
                                   redshifts=args.redshifts, floor=args.floor,
                                   columns=_columns(args), n_calibration=args.n_calibration,
-                                  progress=not args.quiet)
+                                  progress=not args.quiet, coordinates=args.coordinates)
         return 0
     from ..amortized import fit_catalog_amortized
     table = fit_catalog_amortized(args.catalog, args.posterior, args.out,
