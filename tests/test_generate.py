@@ -156,9 +156,11 @@ def test_a_run_stopped_after_some_chunks_resumes_to_the_same_set(reference, tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=["ctrl-c", "kill", "hangup"])
 def test_interrupted_command_line_run_continues_where_it_stopped(tmp_path, signum):
-    """Ctrl-C or kill on `prospect-emulator generate`, then the same command again."""
+    """Ctrl-C, kill or a closed terminal on `prospect-emulator generate`, then the same
+    command again."""
     n, chunk, seed = 400, 10, 3
     out = tmp_path / "killed.h5"
     cmd = [sys.executable, "-m", "prospect_emulator.cli.main", "generate", "--preset", "default",

@@ -23,12 +23,11 @@ import abc
 import contextlib
 import itertools
 import os
-import signal
-import threading
 import time
 import uuid
 
 from ..errors import EmulatorConfigurationError
+from ..interrupts import terminate_as_interrupt
 
 __all__ = ["Executor", "DaskExecutor", "Outcome", "terminate_as_interrupt", "DEFAULT_ATTEMPTS",
            "usable_cpu_count"]
@@ -420,30 +419,3 @@ def _positive_int(value, option):
 
 def _check_attempts(attempts):
     return _positive_int(attempts, "--attempts")
-
-
-@contextlib.contextmanager
-def terminate_as_interrupt():
-    """Inside the block, SIGTERM and SIGHUP raise ``KeyboardInterrupt`` like Ctrl-C.
-
-    So ``kill PID`` (what ``scancel`` and batch systems send) or a closed
-    terminal unwinds the ``with`` blocks, and the executor stops the workers
-    it started, instead of the process dying with its workers left running.
-    Outside the main thread nothing changes.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-    previous = {}
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
-            previous[sig] = signal.signal(sig, interrupt)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

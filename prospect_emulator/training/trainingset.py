@@ -46,7 +46,6 @@ Rows of unfinished chunks are not valid; readers use rows of done chunks with
 only where ``failed`` is true.
 """
 import collections
-import contextlib
 import dataclasses
 import difflib
 import importlib.metadata
@@ -57,7 +56,6 @@ import multiprocessing
 import os
 import signal
 import sys
-import threading
 import time
 
 import numpy as np
@@ -65,6 +63,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import EmulatorConfigurationError, EmulatorError, EmulatorFileError
 from ..fileio import atomic_path, open_hdf5
+from ..interrupts import restore_default_termination, terminate_as_interrupt
 from ..progress import Progress
 from ..runtime.magnitudes import ARSINH_A, ARSINH_MU0, maggies_to_arsinh_mags
 from ..definition.presets import SPS_KINDS, TrainingSetConfig, get_preset, load_config
@@ -399,10 +398,8 @@ def _die_with_parent(parent_pid):
 def _init_worker(config, filter_specs, sps_kind, shared_counter, parent_pid):
     # Ctrl-C goes to the whole process group; the parent handles it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # a forked worker inherits the parent's SIGTERM-as-Ctrl-C handler; the executor
-    # stops the workers with SIGTERM when one has died, and a worker that turned it
-    # into an exception (caught as the task's error) would live on and hang the run
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # the executor stops the workers with SIGTERM when one has died
+    restore_default_termination()
     _die_with_parent(parent_pid)
     # one BLAS thread per worker: the pool already uses every core, and the batched
     # path's small matrix products run several times slower on oversubscribed cores
@@ -582,23 +579,6 @@ def _open_existing(path, config, filter_specs, n_samples, seed, sps_kind):
                 "Use the same preset/config, seed, filters and --n-samples to resume it, or a "
                 "new --out file (or --overwrite to start again)")
         return int(f.attrs["chunk_size"])
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """Let ``kill`` (SIGTERM) end a run as cleanly as Ctrl-C: finished chunks stay."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _mp_context():
@@ -1001,7 +981,7 @@ def _compute_and_store(out, tasks, bounds, computer, config, filter_specs, sps_k
     import h5py
     computed, worker_seconds = 0, 0.0
     pool = None
-    with _sigterm_as_interrupt():
+    with terminate_as_interrupt():
         if workers == 1 or len(tasks) == 1:
             counter = _LocalCounter()
             counter._callback = lambda: bar.update(counter.value)
