@@ -37,6 +37,7 @@ SMALL = {
     "ultranest": {"nlive": 60, "min_ess": 200, "popsize": 10},
     "emcee": {"min_steps": 1000, "max_steps": 4000},
     "blackjax-nss": {"nlive": 100, "num_delete": 20},
+    "blackjax-nuts": {"num_chains": 2, "num_warmup": 200, "num_samples": 300, "n_init": 200},
 }
 #: Smaller still, for the results-file round trip (the posterior is not checked there).
 TINY = {
@@ -45,6 +46,7 @@ TINY = {
     "ultranest": {"nlive": 20, "min_ess": 50, "popsize": 5, "max_ncalls": 20000},
     "emcee": {"min_steps": 300, "max_steps": 300},
     "blackjax-nss": {"nlive": 20, "num_delete": 5, "max_steps": 40},
+    "blackjax-nuts": {"num_chains": 1, "num_warmup": 20, "num_samples": 50, "n_init": 20},
 }
 
 
@@ -98,7 +100,7 @@ class TestEverySamplerRecoversTheTruth:
         assert fit["ncall"] > n / 10 and fit["seconds"] > 0
         assert fit["sampler"] == name
         json.dumps(fit["settings"]), json.dumps(fit["diagnostics"])
-        if name == "emcee":
+        if name in ("emcee", "blackjax-nuts"):
             assert fit["logz"] is None
         else:  # nested samplers agree on the evidence, within 5 of their combined errors
             reference = fits["dynesty"][0]
@@ -125,6 +127,20 @@ def test_blackjax_nss_in_the_unit_cube_samples_the_same_posterior(problem, fits)
     assert np.all(np.abs(q[1] - r[1]) < 0.5 * sigma)
     assert abs(fit["logz"] - whitened["logz"]) < max(
         5 * np.hypot(fit["logzerr"], whitened["logzerr"]), 0.5)
+
+
+@pytest.mark.slow
+def test_blackjax_nuts_chains_that_disagree_are_refused_when_required(problem):
+    """Split R-hat above max_rhat: NUTS explores one mode per chain, so disagreeing
+    chains are an error with require_converged (a warning otherwise)."""
+    pytest.importorskip("blackjax")
+    model, obs, noise = problem
+    strict = dict(SMALL["blackjax-nuts"], num_warmup=20, num_samples=20, max_rhat=1.000001)
+    with pytest.raises(SamplerConvergenceError, match="R-hat .* for (mass|dust2|tage)"):
+        run_sampler("blackjax-nuts", model, obs, noise, seed=3, require_converged=True, **strict)
+    with pytest.warns(RuntimeWarning, match="chains disagree"):
+        fit = run_sampler("blackjax-nuts", model, obs, noise, seed=3, **strict)
+    assert fit["diagnostics"]["converged"] is False
 
 
 @pytest.mark.slow
@@ -246,6 +262,14 @@ class TestSettings:
             sampler_settings("blackjax-nss", ndim=3, frac_remain=0)
         with pytest.raises(EmulatorConfigurationError, match="space 'unit-cube' or 'normal'"):
             sampler_settings("blackjax-nss", ndim=3, space="cube")
+
+    def test_blackjax_nuts_settings_name_what_is_allowed(self):
+        s = sampler_settings("blackjax-nuts", ndim=14)
+        assert (s["num_chains"], s["num_warmup"], s["num_samples"]) == (4, 1000, 1000)
+        with pytest.raises(EmulatorConfigurationError, match="target_acceptance = 1.5.*allowed"):
+            sampler_settings("blackjax-nuts", ndim=3, target_acceptance=1.5)
+        with pytest.raises(EmulatorConfigurationError, match="nlive"):
+            sampler_settings("blackjax-nuts", ndim=3, nlive=100)
 
     def test_cli_options_map_per_sampler(self):
         assert settings_from_cli("dynesty", 200, 2000) == {

@@ -44,6 +44,11 @@ writes them as a Prospector HDF5 results file that
     functions, in whitened prior coordinates (``space="normal"``) or the unit
     cube (:mod:`~prospect_emulator.fitting.blackjax_nss`; the ``jax`` extra).
     JAX is imported only when this sampler is picked.
+``blackjax-nuts``
+    blackjax's No-U-Turn sampler on the same JAX likelihood in whitened prior
+    coordinates, its gradient from JAX; ``num_chains`` chains with window
+    adaptation, split R-hat per parameter
+    (:mod:`~prospect_emulator.fitting.blackjax_nuts`; the ``jax`` extra).
 
 Every sampler is seeded: the same seed, data and settings give identical
 samples.  UltraNest draws from NumPy's global random state: it is seeded for
@@ -66,7 +71,7 @@ __all__ = ["run_sampler", "write_sampler_results", "sampler_settings", "settings
            "ULTRANEST_FLOOR_LNLIKE"]
 
 #: The samplers :func:`run_sampler` knows.
-SAMPLERS = ("dynesty", "dynesty-pool", "ultranest", "emcee", "blackjax-nss")
+SAMPLERS = ("dynesty", "dynesty-pool", "ultranest", "emcee", "blackjax-nss", "blackjax-nuts")
 
 #: ln-likelihood UltraNest is given where the likelihood is -inf (outside the
 #: prior's support or the emulator's training range): UltraNest needs finite
@@ -122,6 +127,16 @@ DEFAULT_SETTINGS = {
         "n_volume_draws": 100,    # simulations of the volume shrinkage for weights and ln Z
         "max_steps": 100000,
         "space": "normal",        # y = Phi^-1(u) under a standard-normal prior, or "unit-cube"
+    },
+    "blackjax-nuts": {
+        "num_chains": 4,          # run side by side (one vmapped, jitted call)
+        "num_warmup": 1000,       # window-adaptation steps per chain (not kept)
+        "num_samples": 1000,      # kept steps per chain
+        "n_init": 1000,           # prior draws per chain; the chain starts at the most probable
+        "target_acceptance": 0.8,
+        "max_num_doublings": 10,  # tree depth: at most 2^10 leapfrog steps per NUTS step
+        "max_rhat": 1.05,         # split R-hat above this: the chains disagree
+        "require_converged": False,  # True: an error instead of a warning then
     },
 }
 
@@ -220,6 +235,20 @@ def sampler_settings(name, ndim=None, **settings):
                 f"are 1 <= num_delete < nlive ({out['nlive']}), max_steps >= 1, "
                 "n_volume_draws >= 2, 0 < frac_remain < 1, nsteps >= 1, space 'unit-cube' or "
                 "'normal'")
+    if name == "blackjax-nuts":
+        checks = {"num_chains": int(out["num_chains"]) >= 1,
+                  "num_warmup": int(out["num_warmup"]) >= 10,
+                  "num_samples": int(out["num_samples"]) >= 10,
+                  "n_init": int(out["n_init"]) >= 1,
+                  "target_acceptance": 0 < float(out["target_acceptance"]) < 1,
+                  "max_num_doublings": 1 <= int(out["max_num_doublings"]) <= 20,
+                  "max_rhat": float(out["max_rhat"]) > 1}
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise EmulatorConfigurationError(
+                f"blackjax-nuts settings {', '.join(f'{k} = {out[k]!r}' for k in bad)}: allowed "
+                "are num_chains >= 1, num_warmup >= 10, num_samples >= 10, n_init >= 1, "
+                "0 < target_acceptance < 1, 1 <= max_num_doublings <= 20, max_rhat > 1")
     if name == "emcee":
         if out["moves"] not in ("stretch", "de-snooker"):
             raise EmulatorConfigurationError(
@@ -243,8 +272,9 @@ def settings_from_cli(name, nlive=None, n_effective=None):
 
     dynesty and dynesty-pool: ``nested_nlive_init`` and
     ``nested_target_n_effective``; ultranest: ``nlive`` (minimum live points)
-    and ``min_ess`` (minimum effective sample size); emcee has no live points
-    and stops on its autocorrelation time: both are ignored (empty dict).
+    and ``min_ess`` (minimum effective sample size); emcee and blackjax-nuts have no
+    live points (emcee stops on its autocorrelation time, NUTS after ``num_samples``
+    steps): both are ignored (empty dict).
 
     Raises
     ------
@@ -317,7 +347,8 @@ def run_sampler(name, model, obs, noise=None, seed=None, sps=None, **settings):
             "sampler='dynesty' for a model with an SPS source")
     else:
         runner = {"dynesty-pool": _run_dynesty_pool, "ultranest": _run_ultranest,
-                  "emcee": _run_emcee, "blackjax-nss": _run_blackjax_nss}[name]
+                  "emcee": _run_emcee, "blackjax-nss": _run_blackjax_nss,
+                  "blackjax-nuts": _run_blackjax_nuts}[name]
         out = runner(model, obs, noise, seed, full)
     out.update(sampler=name, settings=_jsonable(full), seed=None if seed is None else int(seed))
     return out
@@ -454,6 +485,12 @@ def _run_ultranest(model, obs, noise, seed, settings):
 def _run_blackjax_nss(model, obs, noise, seed, settings):
     from .blackjax_nss import run_blackjax_nss
     return run_blackjax_nss(_vectorised_likelihood(model, obs, noise, nested=True), seed, settings)
+
+
+def _run_blackjax_nuts(model, obs, noise, seed, settings):
+    from .blackjax_nuts import run_blackjax_nuts
+    return run_blackjax_nuts(_vectorised_likelihood(model, obs, noise, nested=True), seed,
+                             settings)
 
 
 def _step_sampler(settings):
