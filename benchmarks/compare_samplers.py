@@ -55,6 +55,8 @@ CONFIGS = {
     "emcee": ("emcee", {}),
     "blackjax-nss": ("blackjax-nss", {"nlive": 500, "num_delete": 50, "space": "unit-cube"}),
     "blackjax-nss normal": ("blackjax-nss", {"nlive": 500, "num_delete": 50, "space": "normal"}),
+    "blackjax-nuts": ("blackjax-nuts", {}),
+    "blackjax-nuts dense": ("blackjax-nuts", {"mass_matrix": "dense"}),
 }
 #: The reference run (label "reference"): high n_live dynesty with long random walks.
 REFERENCE = ("dynesty", {"nlive": 1000, "n_effective": 10000, "walks": 100})
@@ -66,6 +68,7 @@ QUICK = {
     "emcee": ("emcee", {"min_steps": 1000, "max_steps": 4000}),
     "blackjax-nss": ("blackjax-nss", {"nlive": 60, "num_delete": 10, "space": "unit-cube"}),
     "blackjax-nss normal": ("blackjax-nss", {"nlive": 60, "num_delete": 10, "space": "normal"}),
+    "blackjax-nuts": ("blackjax-nuts", {"num_chains": 2, "num_warmup": 100, "num_samples": 100}),
 }
 QUICK_REFERENCE = ("dynesty", {"nlive": 100, "n_effective": 1000})
 
@@ -104,7 +107,8 @@ def run_one(label, sampler, settings, seed, out):
               "diagnostics": fit["diagnostics"], "n_samples": len(fit["samples"]),
               "warnings": sorted({str(w.message) for w in caught
                                   if issubclass(w.category, RuntimeWarning)
-                                  and "emcee" in str(w.message)}),
+                                  and ("emcee" in str(w.message)
+                                       or "chains disagree" in str(w.message))}),
               "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     path = os.path.join(out, f"{_slug(label)}_seed{seed}.json")
     with atomic_path(path) as tmp, open(tmp, "w") as f:

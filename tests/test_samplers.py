@@ -268,6 +268,8 @@ class TestSettings:
         assert (s["num_chains"], s["num_warmup"], s["num_samples"]) == (4, 1000, 1000)
         with pytest.raises(EmulatorConfigurationError, match="target_acceptance = 1.5.*allowed"):
             sampler_settings("blackjax-nuts", ndim=3, target_acceptance=1.5)
+        with pytest.raises(EmulatorConfigurationError, match="mass_matrix = 'full'.*'dense'"):
+            sampler_settings("blackjax-nuts", ndim=3, mass_matrix="full")
         with pytest.raises(EmulatorConfigurationError, match="nlive"):
             sampler_settings("blackjax-nuts", ndim=3, nlive=100)
 

@@ -12,8 +12,8 @@ trajectory is rejected.
 
 ``num_chains`` chains run side by side (``jax.vmap``), each started at the
 most probable of ``n_init`` prior draws of its own, tuned by Stan's window
-adaptation (step size and a diagonal mass matrix; ``num_warmup`` steps, not
-kept) and then run for ``num_samples`` steps.  The split-R-hat and the
+adaptation (step size and a dense or diagonal mass matrix; ``num_warmup``
+steps, not kept) and then run for ``num_samples`` steps.  The split-R-hat and the
 effective sample size of every parameter are reported; chains that disagree
 (R-hat above ``max_rhat``) raise a :class:`SamplerConvergenceError` when
 ``require_converged`` is set and a warning otherwise, because NUTS, unlike
@@ -46,7 +46,7 @@ def run_blackjax_nuts(likelihood, seed, settings):
         JAX PRNG seed; None draws one.
     settings : dict
         ``num_chains``, ``num_warmup``, ``num_samples`` (steps per chain),
-        ``n_init``, ``target_acceptance``, ``max_num_doublings``,
+        ``n_init``, ``target_acceptance``, ``mass_matrix``, ``max_num_doublings``,
         ``max_rhat``, ``require_converged`` (see ``DEFAULT_SETTINGS``).
 
     Returns
@@ -90,7 +90,8 @@ def run_blackjax_nuts(likelihood, seed, settings):
         key, init_key, warm_key, run_key = jax.random.split(key, 4)
         start = _starting_points(jax, jnp, logdensity, init_key, n_chains, n_init, jl.ndim)
         warmup = blackjax.window_adaptation(
-            blackjax.nuts, logdensity, target_acceptance_rate=float(settings["target_acceptance"]),
+            blackjax.nuts, logdensity, is_mass_matrix_diagonal=settings["mass_matrix"] == "diagonal",
+            target_acceptance_rate=float(settings["target_acceptance"]),
             max_num_doublings=int(settings["max_num_doublings"]))
 
         def tune(k, y):

@@ -134,6 +134,7 @@ DEFAULT_SETTINGS = {
         "num_samples": 1000,      # kept steps per chain
         "n_init": 1000,           # prior draws per chain; the chain starts at the most probable
         "target_acceptance": 0.8,
+        "mass_matrix": "diagonal",  # adapted inverse mass matrix: "diagonal" or "dense"
         "max_num_doublings": 10,  # tree depth: at most 2^10 leapfrog steps per NUTS step
         "max_rhat": 1.05,         # split R-hat above this: the chains disagree
         "require_converged": False,  # True: an error instead of a warning then
@@ -242,13 +243,15 @@ def sampler_settings(name, ndim=None, **settings):
                   "n_init": int(out["n_init"]) >= 1,
                   "target_acceptance": 0 < float(out["target_acceptance"]) < 1,
                   "max_num_doublings": 1 <= int(out["max_num_doublings"]) <= 20,
-                  "max_rhat": float(out["max_rhat"]) > 1}
+                  "max_rhat": float(out["max_rhat"]) > 1,
+                  "mass_matrix": out["mass_matrix"] in ("dense", "diagonal")}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise EmulatorConfigurationError(
                 f"blackjax-nuts settings {', '.join(f'{k} = {out[k]!r}' for k in bad)}: allowed "
                 "are num_chains >= 1, num_warmup >= 10, num_samples >= 10, n_init >= 1, "
-                "0 < target_acceptance < 1, 1 <= max_num_doublings <= 20, max_rhat > 1")
+                "0 < target_acceptance < 1, 1 <= max_num_doublings <= 20, max_rhat > 1, "
+                "mass_matrix 'dense' or 'diagonal'")
     if name == "emcee":
         if out["moves"] not in ("stretch", "de-snooker"):
             raise EmulatorConfigurationError(
