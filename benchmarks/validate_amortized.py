@@ -247,7 +247,7 @@ def main(argv=None):
     p.add_argument("--n-sims", type=int, default=1_000_000, help="training simulations")
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--flow-layers", type=int, default=8)
-    p.add_argument("--nn-width", type=int, default=128)
+    p.add_argument("--nn-width", type=int, default=96)
     p.add_argument("--n-test", type=int, default=2000, help="held-out simulations")
     p.add_argument("--n-draws", type=int, default=1000, help="posterior draws per object")
     p.add_argument("--n-support", type=int, default=1000,

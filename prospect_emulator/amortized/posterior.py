@@ -671,7 +671,8 @@ class AmortizedPosterior:
 
     def __repr__(self):
         return (f"AmortizedPosterior({self.hyperparameters.get('kind')} flow over "
-                f"{self.param_space.inferred_names}, {len(self.filter_names)} filters, "
+                f"{self.param_space.inferred_names} in {self.param_space.coordinates} "
+                f"coordinates, {len(self.filter_names)} filters, "
                 f"z in [{self.zred_range[0]:g}, {self.zred_range[1]:g}])")
 
 
