@@ -46,7 +46,7 @@ from scipy.stats import truncnorm
 
 from prospect.models import priors as pp
 
-__all__ = ["FastPriorProduct", "FastPriorTransform", "SUPPORTED_PRIORS", "ELEMENTWISE_PRIORS",
+__all__ = ["FastPriorProduct", "FastPriorTransform", "prior_cdf", "SUPPORTED_PRIORS", "ELEMENTWISE_PRIORS",
            "PriorBlock",
            "parse_model_priors"]
 
@@ -598,7 +598,7 @@ def _even_student_t2_cdf(prior, x):
     return np.clip(0.5 + g / (2.0 * g_edge), 0.0, 1.0)
 
 
-def prior_cdf(model, theta):
+def prior_cdf(model, theta, names=None):
     """Prior CDF values (unit-cube coordinates) of parameter vectors: the inverse
     of ``model.prior_transform``.
 
@@ -612,6 +612,8 @@ def prior_cdf(model, theta):
     model : prospect.models.ProspectorParams
     theta : ndarray, shape (..., ndim)
         Parameter vectors in the priors' units.
+    names : list of str, optional
+        The free parameters to map (default: all); the others are NaN.
 
     Returns
     -------
@@ -624,8 +626,8 @@ def prior_cdf(model, theta):
         For a prior with no CDF (``MultiVariateNormal`` couples its elements).
     """
     theta = np.asarray(theta, dtype=float)
-    u = np.empty(theta.shape)
-    for name in model.free_params:
+    u = np.full(theta.shape, np.nan)
+    for name in (model.free_params if names is None else names):
         prior, inds = model.config_dict[name]["prior"], model.theta_index[name]
         x = theta[..., inds]
         if isinstance(prior, (pp.FastTruncatedEvenStudentTFreeDeg2,

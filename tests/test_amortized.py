@@ -205,6 +205,8 @@ class TestPosteriorFile:
                                                                   tmp_path):
         # posterior files written before the coordinates were recorded learned logits
         assert AmortizedPosterior.load(posterior_path).param_space.coordinates == "prior-normal"
+        with h5py.File(posterior_path, "r") as f:   # readers of version 1 refuse it
+            assert f.attrs["schema_version"] == 2
         old = str(tmp_path / "old.h5")
         shutil.copy(posterior_path, old)
         with h5py.File(old, "r+") as f:

@@ -576,6 +576,11 @@ class TestPriorCDF:
         unit = np.random.default_rng(5).uniform(1e-6, 1 - 1e-6, size=(2000, stock.ndim))
         theta = stock_prior_transform_rows(stock, unit)
         np.testing.assert_allclose(prior_cdf(stock, theta), unit, rtol=0, atol=1e-9)
+        first = stock.free_params[0]
+        only = prior_cdf(stock, theta, [first])               # one parameter, the rest NaN
+        inds = stock.theta_index[first]
+        np.testing.assert_array_equal(only[:, inds], prior_cdf(stock, theta)[:, inds])
+        assert np.isnan(np.delete(only, np.r_[inds], axis=1)).all()
 
     def test_outside_the_support_it_gives_the_ends(self):
         stock = ProspectorParams(fitting_model_params(zred=1.3))

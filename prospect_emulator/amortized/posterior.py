@@ -32,14 +32,17 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import EmulatorConfigurationError, EmulatorFileError
-from .simulate import (ObservationalNoiseModel, ParameterSpace, emulator_inputs,
+from .simulate import (COORDINATES, ObservationalNoiseModel, ParameterSpace, emulator_inputs,
                        flow_conditions, redshift_range_of, valid_bands)
 
 __all__ = ["AmortizedPosterior", "AmortizedSamples", "AmortizedInputError", "Observations",
            "FILE_FORMAT", "SCHEMA_VERSION"]
 
 FILE_FORMAT = "prospect-emulator-amortized"
-SCHEMA_VERSION = 1
+#: 2: the flow's parameter coordinates are recorded (``parameter_coordinates``);
+#: files in the default prior-normal coordinates are written as version 2, so
+#: that readers of version 1 (which would decode them as logits) refuse them.
+SCHEMA_VERSION = 2
 
 #: Flow draws (objects x samples) per jitted sampling call: 4 objects of 1,000
 #: draws.  Larger calls are slower per draw on the 2-core reference machine
@@ -565,7 +568,8 @@ class AmortizedPosterior:
         s = self.standardisation
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             a = f.attrs
-            a["format"], a["schema_version"] = FILE_FORMAT, SCHEMA_VERSION
+            a["format"] = FILE_FORMAT
+            a["schema_version"] = 1 if self.param_space.coordinates == "logit" else SCHEMA_VERSION
             a["package_version"] = __version__
             a["flowjax_version"] = flowjax.__version__
             a["hyperparameters"] = json.dumps(self.hyperparameters)
@@ -637,6 +641,10 @@ class AmortizedPosterior:
             free_params = json.loads(a["free_params"])
             floor = float(a["floor"])
             coordinates = str(a.get("parameter_coordinates", "logit"))
+            if coordinates not in COORDINATES:
+                raise EmulatorFileError(
+                    f"{path} records parameter coordinates {coordinates!r}; this version of "
+                    f"prospect-emulator knows {', '.join(COORDINATES)}")
             calibration = json.loads(a["calibration"])
             training = json.loads(a["training"])
             training.update({k: f["training"][k][()].tolist() for k in ("train_loss", "val_loss")})

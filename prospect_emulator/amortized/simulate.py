@@ -265,7 +265,8 @@ class ParameterSpace:
     log10 : ndarray of bool
     """
 
-    #: |y| limit of prior-normal coordinates: Phi(8.2) rounds to 1 in float64
+    #: |y| limit of prior-normal coordinates (Phi(8.3) rounds to 1 in float64; the
+    #: largest finite Phi^-1 of a float64 is 8.21)
     MAX_NORMAL = 8.0
 
     def __init__(self, model, coordinates="prior-normal"):
@@ -296,7 +297,8 @@ class ParameterSpace:
     def to_unbounded(self, theta):
         """Unbounded coordinates (n, n_inferred) of full theta rows (n, ndim)."""
         if self.coordinates == "prior-normal":
-            u = prior_cdf(self._model, theta)[..., self.inferred]
+            names = [n for n in self._model.free_params if n != "zred"]
+            u = prior_cdf(self._model, theta, names)[..., self.inferred]
             return np.clip(ndtri(u), -self.MAX_NORMAL, self.MAX_NORMAL)
         v = np.asarray(theta, dtype=float)[..., self.inferred]
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -126,7 +126,9 @@ def _load_checkpoint(path, run_key, params, opt_state):
         if f.attrs["run_key"] != run_key:
             raise EmulatorFileError(
                 f"{path} is the checkpoint of a different training run (other emulator, "
-                "catalogue, seed, simulations or settings); delete it or choose another --out")
+                "catalogue, seed, simulations, settings or parameter coordinates: the default "
+                "is now --coordinates prior-normal, a checkpoint of an earlier version resumes "
+                "with --coordinates logit); delete it or choose another --out")
         out = {}
         for name, skeleton in (("params", params), ("opt_state", opt_state), ("best", params)):
             g = f[name]
@@ -238,7 +240,9 @@ def train_amortized_posterior(emulator, catalog, n_sims, out=None, seed=0, hyper
                                             noise.to_arrays().items() if k != "filter_names"},
         "filters": noise.filter_names, "n_sims": n_sims, "seed": int(seed), "hyper": hyper,
         "settings": settings.to_dict(), "redshifts": redshifts, "floor": float(floor),
-        "zred": obs.zred.tolist(), "coordinates": coordinates}, sort_keys=True).encode()).hexdigest()
+        "zred": obs.zred.tolist(),
+        # (absent for logit coordinates: checkpoints written before they could be chosen)
+        **({} if coordinates == "logit" else {"coordinates": coordinates})}, sort_keys=True).encode()).hexdigest()
     history = {"train_loss": [], "val_loss": [], "seconds": []}
     best_params, bad_epochs, start = params, 0, 0
     ckpt = _checkpoint_path(out) if out is not None else None

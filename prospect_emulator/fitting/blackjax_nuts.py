@@ -117,17 +117,20 @@ def run_blackjax_nuts(likelihood, seed, settings):
             params["inverse_mass_matrix"])
         from jax.scipy.special import ndtr
         unit = np.asarray(ndtr(positions))            # (chains, samples, ndim)
-        rhat = np.asarray(potential_scale_reduction(positions)) if n_chains > 1 else \
-            np.full(jl.ndim, np.nan)
+        # split R-hat: each chain's halves as two chains, so that one chain drifting
+        # within itself shows too (and a single chain is checked)
+        half = n_samples // 2
+        halves = positions[:, :2 * half].reshape(2 * n_chains, half, jl.ndim)
+        rhat = np.asarray(potential_scale_reduction(halves))
         ess = np.asarray(effective_sample_size(positions))
         ncall = int(np.sum(warm_steps) + np.sum(steps) + n_chains * n_init)
         n_divergent = int(np.sum(divergent))
         step_size = np.asarray(params["step_size"]).tolist()
     seconds = time.time() - t0
-    converged = bool(n_chains == 1 or np.all(rhat <= float(settings["max_rhat"])))
+    converged = bool(np.all(rhat <= float(settings["max_rhat"])))
     if not converged:
         worst = int(np.nanargmax(rhat))
-        message = (f"blackjax-nuts: the {n_chains} chains disagree (split R-hat "
+        message = (f"blackjax-nuts: the chains disagree (split R-hat over {n_chains} chain(s) "
                    f"{rhat[worst]:.3f} > {settings['max_rhat']} for "
                    f"{likelihood.model.theta_labels()[worst]}): the posterior is multimodal or "
                    "the chains too short; raise num_warmup/num_samples or use a nested sampler")
