@@ -156,22 +156,26 @@ def test_a_run_stopped_after_some_chunks_resumes_to_the_same_set(reference, tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
-                         ids=["ctrl-c", "kill", "hangup"])
-def test_interrupted_command_line_run_continues_where_it_stopped(tmp_path, signum):
-    """Ctrl-C, kill or a closed terminal on `prospect-emulator generate`, then the same
-    command again."""
+@pytest.mark.parametrize("signum, whole_group", [
+    (signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGHUP, False),
+    (signal.SIGTERM, True)], ids=["ctrl-c", "kill", "hangup", "scancel"])
+def test_interrupted_command_line_run_continues_where_it_stopped(tmp_path, signum, whole_group):
+    """Ctrl-C, kill, a closed terminal or a batch system's stop of the whole process
+    group (workers included) on `prospect-emulator generate`, then the same command again."""
     n, chunk, seed = 400, 10, 3
     out = tmp_path / "killed.h5"
     cmd = [sys.executable, "-m", "prospect_emulator.cli.main", "generate", "--preset", "default",
            "--filters", ",".join(FILTERS), "--n-samples", str(n), "--seed", str(seed),
            "--out", str(out), "--chunk-size", str(chunk), "--workers", "2"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=whole_group,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
     # the first progress line is printed once the first chunk is on disk
     line = proc.stderr.readline()
     assert line.startswith("generate:"), line
-    proc.send_signal(signum)
+    if whole_group:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
     rest = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130, rest
     assert "run the same command again to resume" in rest

@@ -235,3 +235,26 @@ def test_the_progress_count_never_waits_for_a_lock_a_killed_worker_may_hold():
         assert seen == [0]
     finally:
         pool.executor.shutdown(wait=False)
+
+
+def _sleep():
+    time.sleep(600)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork start method")
+def test_workers_all_stopped_by_sigterm_read_as_a_stop_not_a_death():
+    # scancel or a closed terminal signals the whole process group: when the pool
+    # notices its workers gone before the parent's own handler runs, the run must
+    # still end as an interrupt (exit 130, resume message), not as a dead worker
+    from prospect_emulator.training.trainingset import _mp_context, _stop_signal_of_all
+
+    def ended_by(*signals):
+        procs = [_mp_context().Process(target=_sleep) for _ in signals]
+        for proc, sig in zip(procs, signals):
+            proc.start()
+            os.kill(proc.pid, sig)
+        return _stop_signal_of_all(procs)
+
+    assert ended_by(signal.SIGTERM, signal.SIGTERM) == "SIGTERM"
+    assert ended_by(signal.SIGTERM, signal.SIGHUP) == "SIGHUP/SIGTERM"
+    assert ended_by(signal.SIGKILL, signal.SIGTERM) is None   # one was killed: a death

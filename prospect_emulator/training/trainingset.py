@@ -63,7 +63,8 @@ import numpy as np
 from .._version import __version__
 from ..errors import EmulatorConfigurationError, EmulatorError, EmulatorFileError
 from ..fileio import atomic_path, open_hdf5
-from ..interrupts import restore_default_termination, terminate_as_interrupt
+from ..interrupts import (TERMINATION_SIGNALS, restore_default_termination,
+                          terminate_as_interrupt)
 from ..progress import Progress
 from ..runtime.magnitudes import ARSINH_A, ARSINH_MU0, maggies_to_arsinh_mags
 from ..definition.presets import SPS_KINDS, TrainingSetConfig, get_preset, load_config
@@ -881,6 +882,19 @@ class WorkerDiedError(EmulatorError):
     """A worker process of :func:`generate_training_set` died (killed, out of memory, crash)."""
 
 
+def _stop_signal_of_all(processes):
+    """The name of the signal that ended every worker when all of them were ended
+    by SIGTERM or SIGHUP (a stop asked of the whole process group), else None."""
+    names = set()
+    for proc in processes:
+        proc.join(timeout=1.0)
+        code = proc.exitcode
+        if code is None or code >= 0 or -code not in {int(s) for s in TERMINATION_SIGNALS}:
+            return None
+        names.add(signal.Signals(-code).name)
+    return "/".join(sorted(names)) if names else None
+
+
 def _describe_dead_workers(processes):
     codes = {}
     for proc in processes:
@@ -957,6 +971,9 @@ class _WorkerPool:
                 except BrokenProcessPool:
                     # the executor reaps its workers: wait for it before reading exit codes
                     self.executor.shutdown(wait=True, cancel_futures=True)
+                    stop = _stop_signal_of_all(self.processes)
+                    if stop:  # SIGTERM/SIGHUP to the process group (scancel, closed terminal)
+                        raise KeyboardInterrupt(f"signal {stop}")
                     raise WorkerDiedError(
                         "a worker process computing the training set died "
                         f"({_describe_dead_workers(self.processes)}); the run is stopped. "
