@@ -12,7 +12,10 @@ prior (``amortize train``'s method, redshifts from the prior) unless
   out-of-support checks), after a compilation call;
 * calibration on ``--n-test`` held-out simulations (another seed): per
   parameter the 68% and 95% coverage of the central credible intervals and
-  the SBC rank histogram (20 bins, chi^2 uniformity p-value); the
+  the SBC rank histogram (20 bins, chi^2 uniformity p-value), and the share
+  of objects whose 68% interval is wider than the prior's own (a posterior
+  is narrower than its prior on average: a large share flags a flow that
+  cannot shrink a weakly constrained parameter); the
   expected-coverage curve of the marginals and TARP's (Lemos et al. 2023)
   joint expected coverage probability at nine credibility levels;
 * agreement with the exact posteriors of the 100 mocks: eq. 10's Q and the
@@ -69,7 +72,7 @@ def train_or_load(args, catalog):
         train_amortized_posterior(
             "default", catalog, args.n_sims, out=args.posterior, seed=0, redshifts="prior",
             hyperparameters={"flow_layers": args.flow_layers, "nn_width": args.nn_width},
-            settings=TrainingSettings(max_epochs=args.epochs))
+            settings=TrainingSettings(max_epochs=args.epochs), coordinates=args.coordinates)
     post = AmortizedPosterior.load(args.posterior)
     if args.recalibrate or "band_z_threshold" not in post.calibration:
         # limits of a posterior trained before every check was calibrated
@@ -95,6 +98,7 @@ def calibration(post, result, test, n_draws, rng):
     space = post.param_space
     rows, numbers = [], {}
     marginal = {level: [] for level in LEVELS}
+    prior = post.model.prior_transform(rng.uniform(size=(200_000, post.model.ndim)))
     for j, name in zip(space.inferred, space.inferred_names):
         draws, truth = result.samples[:, :, j], test.theta[:, j]
         cover = {}
@@ -107,12 +111,16 @@ def calibration(post, result, test, n_draws, rng):
         ranks = (draws < truth[:, None]).sum(axis=1)
         hist = np.histogram(ranks, bins=20, range=(0, n_draws + 1))[0]
         pval = float(chisquare(hist).pvalue)
-        numbers[name] = {"cover68": cover[0.68], "cover95": cover[0.95], "sbc_p": pval}
-        rows.append([name, f"{cover[0.68]:.3f}", f"{cover[0.95]:.3f}", f"{pval:.3g}",
-                     " ".join(str(h) for h in hist)])
+        prior_width = np.diff(np.percentile(prior[:, j], [16, 84]))[0]
+        wider = float(np.mean(np.diff(np.percentile(draws, [16, 84], axis=1), axis=0)[0]
+                              > prior_width))
+        numbers[name] = {"cover68": cover[0.68], "cover95": cover[0.95], "sbc_p": pval,
+                         "wider_than_prior": wider}
+        rows.append([name, f"{cover[0.68]:.3f}", f"{cover[0.95]:.3f}", f"{wider:.3f}",
+                     f"{pval:.3g}", " ".join(str(h) for h in hist)])
     pooled68 = float(np.mean([v["cover68"] for v in numbers.values()]))
     pooled95 = float(np.mean([v["cover95"] for v in numbers.values()]))
-    rows.append(["**pooled**", f"{pooled68:.3f}", f"{pooled95:.3f}", "", ""])
+    rows.append(["**pooled**", f"{pooled68:.3f}", f"{pooled95:.3f}", "", "", ""])
     # TARP in the flow's standardised unbounded coordinates, reference points uniform over
     # the box of the test truths
     y_draws = np.stack([space.to_unbounded(s) for s in result.samples])
@@ -248,6 +256,8 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--flow-layers", type=int, default=8)
     p.add_argument("--nn-width", type=int, default=96)
+    p.add_argument("--coordinates", default="prior-normal", choices=["prior-normal", "logit"],
+                   help="the flow's parameter coordinates (when it is trained here)")
     p.add_argument("--n-test", type=int, default=2000, help="held-out simulations")
     p.add_argument("--n-draws", type=int, default=1000, help="posterior draws per object")
     p.add_argument("--n-support", type=int, default=1000,
@@ -287,11 +297,12 @@ def main(argv=None):
               f"(flow only; target >= 100), {rate_checked:.0f} galaxies/s with the out-of-support "
               "checks (32 posterior-predictive emulator calls per object).", "",
               f"## Calibration on {args.n_test} held-out simulations", "",
-              "Coverage of the central 68% and 95% credible intervals, SBC rank histogram of the "
+              "Coverage of the central 68% and 95% credible intervals, the share of objects "
+              "whose 68% interval is wider than the prior's, SBC rank histogram of the "
               f"truth among {args.n_draws} draws (20 bins; uniform if calibrated) and its chi^2 "
               "uniformity p-value:", ""]
-    lines += markdown_table(["parameter", "68% coverage", "95% coverage", "SBC p",
-                             "rank histogram (20 bins)"], cal_rows, "lrrrl")
+    lines += markdown_table(["parameter", "68% coverage", "95% coverage", "wider than prior",
+                             "SBC p", "rank histogram (20 bins)"], cal_rows, "lrrrrl")
     lines += ["", "Expected coverage at credibility levels 0.1-0.9: the marginals' central "
               "intervals (mean over parameters) and TARP (joint; distances in the flow's "
               "standardised coordinates to random reference points). Calibrated: equal to the "
