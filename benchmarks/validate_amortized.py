@@ -174,7 +174,6 @@ def support(post, test, n, rng, checked):
 
 def exact_agreement(post_path, catalog, mocks, run_dir, n_draws):
     """Amortized vs dynesty (fit 1), against dynesty fit 1 vs fit 2, on the validation mocks."""
-    from astropy.table import Table
     from prospect_emulator.amortized import fit_catalog_amortized
     from validate_posteriors import COMPARED, PAPER_DIFF68, percentiles_of, q_statistic
     with tempfile.TemporaryDirectory() as tmp:
