@@ -54,7 +54,10 @@ CONFIGS = {
     "ultranest": ("ultranest", {"nlive": 400, "min_ess": 2000}),
     "emcee": ("emcee", {}),
     "blackjax-nss": ("blackjax-nss", {"nlive": 500, "num_delete": 50, "space": "unit-cube"}),
-    "blackjax-nss normal": ("blackjax-nss", {"nlive": 500, "num_delete": 50, "space": "normal"}),
+    "blackjax-nss normal": ("blackjax-nss", {"nlive": 500, "num_delete": 50, "space": "normal",
+                                             "nsteps": 28}),
+    "blackjax-nss normal 56": ("blackjax-nss", {"nlive": 500, "num_delete": 50,
+                                                "space": "normal", "nsteps": 56}),
     "blackjax-nuts": ("blackjax-nuts", {}),
     "blackjax-nuts dense": ("blackjax-nuts", {"mass_matrix": "dense"}),
 }

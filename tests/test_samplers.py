@@ -254,7 +254,7 @@ class TestSettings:
 
     def test_blackjax_nss_settings_name_what_is_allowed(self):
         s = sampler_settings("blackjax-nss", ndim=14)
-        assert s["nsteps"] == 28 and s["num_delete"] < s["nlive"]
+        assert s["nsteps"] == 56 and s["num_delete"] < s["nlive"]   # 4 x ndim: calibrated
         with pytest.raises(EmulatorConfigurationError,
                            match="num_delete = 500.*1 <= num_delete < nlive"):
             sampler_settings("blackjax-nss", ndim=3, num_delete=500)

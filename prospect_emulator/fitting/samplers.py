@@ -122,7 +122,8 @@ DEFAULT_SETTINGS = {
     "blackjax-nss": {
         "nlive": 500,             # live points
         "num_delete": 50,         # replaced per step (evaluated together)
-        "nsteps": None,           # slice moves per replacement; None: 2 x ndim
+        "nsteps": None,           # slice moves per replacement; None: 4 x ndim (calibrated;
+                                  # 2 x ndim under-covers, docs/samplers.md)
         "frac_remain": 0.01,      # stop when the live points' Z / the dead points' Z < this
         "n_volume_draws": 100,    # simulations of the volume shrinkage for weights and ln Z
         "max_steps": 100000,
@@ -222,7 +223,7 @@ def sampler_settings(name, ndim=None, **settings):
         if ndim is not None:
             check_nlive(out["nlive"], ndim, option="nlive (--nlive)")
             if out["nsteps"] is None:
-                out["nsteps"] = 2 * int(ndim)
+                out["nsteps"] = 4 * int(ndim)
         checks = {"num_delete": 1 <= int(out["num_delete"]) < int(out["nlive"]),
                   "max_steps": int(out["max_steps"]) >= 1,
                   "n_volume_draws": int(out["n_volume_draws"]) >= 2,
