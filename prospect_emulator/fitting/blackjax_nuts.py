@@ -24,7 +24,6 @@ through :func:`~prospect_emulator.fitting.samplers.run_sampler`.
 """
 import logging
 import time
-import warnings
 
 import numpy as np
 
@@ -134,10 +133,8 @@ def run_blackjax_nuts(likelihood, seed, settings):
                    f"{rhat[worst]:.3f} > {settings['max_rhat']} for "
                    f"{likelihood.model.theta_labels()[worst]}): the posterior is multimodal or "
                    "the chains too short; raise num_warmup/num_samples or use a nested sampler")
-        if settings["require_converged"]:
-            from .samplers import SamplerConvergenceError
-            raise SamplerConvergenceError(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=4)
+        from .samplers import not_converged
+        not_converged(message, settings, RuntimeWarning, stacklevel=5)
     if n_divergent:
         log.warning("blackjax-nuts: %d divergent transitions of %d", n_divergent,
                     n_chains * n_samples)

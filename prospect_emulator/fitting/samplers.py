@@ -153,6 +153,16 @@ class SamplerConvergenceError(EmulatorError):
     was met and ``require_converged=True`` was asked for."""
 
 
+def not_converged(message, settings, category, stacklevel):
+    """An MCMC run that missed its convergence criterion: a
+    :class:`SamplerConvergenceError` with ``require_converged``, else a warning
+    of ``category`` (``stacklevel``: the frames up to the caller of
+    :func:`run_sampler`, counted from this function)."""
+    if settings["require_converged"]:
+        raise SamplerConvergenceError(message)
+    warnings.warn(message, category, stacklevel=stacklevel)
+
+
 # -------------------------------------------------------------- settings
 def sampler_settings(name, ndim=None, **settings):
     """The complete settings of sampler ``name``: the defaults updated by ``settings``.
@@ -554,9 +564,7 @@ def _run_emcee(model, obs, noise, seed, settings):
                    f"{length_in_tau:.1f} autocorrelation times (tau = {tau_max:.0f} steps); "
                    f"at least {multiple:g} are needed for a trustworthy posterior: raise "
                    "max_steps or choose another sampler")
-        if settings["require_converged"]:
-            raise SamplerConvergenceError(message)
-        warnings.warn(message, ShortChainWarning, stacklevel=3)
+        not_converged(message, settings, ShortChainWarning, stacklevel=4)
     samples = sampler.get_chain(discard=burn, thin=thin, flat=True)
     lnprob = sampler.get_log_prob(discard=burn, thin=thin, flat=True)
     return {"samples": samples, "weights": np.full(len(samples), 1.0 / len(samples)),
