@@ -246,14 +246,15 @@ def test_workers_all_stopped_by_sigterm_read_as_a_stop_not_a_death():
     # scancel or a closed terminal signals the whole process group: when the pool
     # notices its workers gone before the parent's own handler runs, the run must
     # still end as an interrupt (exit 130, resume message), not as a dead worker
-    from prospect_emulator.training.trainingset import _mp_context, _stop_signal_of_all
+    from prospect_emulator.training.trainingset import (_mp_context, _stop_signal_of_all,
+                                                        _worker_exit_codes)
 
     def ended_by(*signals):
         procs = [_mp_context().Process(target=_sleep) for _ in signals]
         for proc, sig in zip(procs, signals):
             proc.start()
             os.kill(proc.pid, sig)
-        return _stop_signal_of_all(procs)
+        return _stop_signal_of_all(_worker_exit_codes(procs))
 
     assert ended_by(signal.SIGTERM, signal.SIGTERM) == "SIGTERM"
     assert ended_by(signal.SIGTERM, signal.SIGHUP) == "SIGHUP/SIGTERM"

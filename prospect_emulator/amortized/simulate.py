@@ -279,6 +279,7 @@ class ParameterSpace:
         self.zred_index = model.theta_index["zred"].start if "zred" in model.free_params else None
         self.inferred = np.array([j for j in range(model.ndim) if j != self.zred_index], dtype=int)
         self.inferred_names = [self.theta_names[j] for j in self.inferred]
+        self._inferred_params = [n for n in model.free_params if n != "zred"]
         log10 = np.zeros(model.ndim, dtype=bool)
         for name in model.free_params:
             kind = type(model.config_dict[name]["prior"]).__name__
@@ -297,8 +298,7 @@ class ParameterSpace:
     def to_unbounded(self, theta):
         """Unbounded coordinates (n, n_inferred) of full theta rows (n, ndim)."""
         if self.coordinates == "prior-normal":
-            names = [n for n in self._model.free_params if n != "zred"]
-            u = prior_cdf(self._model, theta, names)[..., self.inferred]
+            u = prior_cdf(self._model, theta, self._inferred_params)[..., self.inferred]
             return np.clip(ndtri(u), -self.MAX_NORMAL, self.MAX_NORMAL)
         v = np.asarray(theta, dtype=float)[..., self.inferred]
         with np.errstate(divide="ignore", invalid="ignore"):

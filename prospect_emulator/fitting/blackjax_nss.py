@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from ..errors import EmulatorConfigurationError
-from .jax_likelihood import JaxLikelihood, jax_float64
+from .jax_likelihood import JaxLikelihood, jax_float64, prng_key
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,7 @@ def run_blackjax_nss(likelihood, seed, settings):
         algo = blackjax.nss(logprior_fn=jl.lnprior_normal if normal else jl.lnprior_unit,
                             loglikelihood_fn=jl.lnlike_normal if normal else jl.lnlike_unit,
                             num_inner_steps=int(settings["nsteps"]), num_delete=num_delete)
-        if seed is None:  # unseeded, as run_sampler documents
-            seed = int(np.random.SeedSequence().entropy % 2**32)
-        key = jax.random.PRNGKey(int(seed))
-        key, init_key = jax.random.split(key)
+        key, init_key = jax.random.split(prng_key(seed))
         draw = jax.random.normal if normal else jax.random.uniform
         state = algo.init(draw(init_key, (nlive, ndim), dtype=jnp.float64))
         if not np.isfinite(np.asarray(state.particles.loglikelihood)).any():

@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from ..errors import EmulatorConfigurationError
-from .jax_likelihood import JaxLikelihood, jax_float64
+from .jax_likelihood import JaxLikelihood, jax_float64, prng_key
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,7 @@ def run_blackjax_nuts(likelihood, seed, settings):
         def logdensity(y):
             return jl.lnlike_normal(y) + jl.lnprior_normal(y)
 
-        if seed is None:  # unseeded, as run_sampler documents
-            seed = int(np.random.SeedSequence().entropy % 2**32)
-        key = jax.random.PRNGKey(int(seed))
-        key, init_key, warm_key, run_key = jax.random.split(key, 4)
+        _, init_key, warm_key, run_key = jax.random.split(prng_key(seed), 4)
         start = _starting_points(jax, jnp, logdensity, init_key, n_chains, n_init, jl.ndim)
         warmup = blackjax.window_adaptation(
             blackjax.nuts, logdensity, is_mass_matrix_diagonal=settings["mass_matrix"] == "diagonal",

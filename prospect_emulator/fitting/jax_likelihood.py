@@ -36,7 +36,7 @@ from ..prospector.noise import LN_2PI
 from ..prospector.vectorised import LINALG_FAILURE_LNLIKE, VectorisedLikelihood
 from ..runtime.emulator import GELU_C, Emulator
 
-__all__ = ["JaxLikelihood", "jax_float64", "SUPPORTED_JAX_PRIOR_FAMILIES"]
+__all__ = ["JaxLikelihood", "jax_float64", "prng_key", "SUPPORTED_JAX_PRIOR_FAMILIES"]
 
 #: Prior-transform families (see :meth:`FastPriorTransform.closed_form_table`)
 #: the JAX transform implements.
@@ -51,6 +51,16 @@ def _jax():
         raise EmulatorConfigurationError(
             "the JAX likelihood needs jax: pip install 'prospect-emulator[jax]'") from None
     return jax, jnp
+
+
+def prng_key(seed):
+    """A JAX PRNG key from ``seed`` (int), or from fresh OS entropy when ``seed``
+    is None (unseeded, as :func:`~prospect_emulator.fitting.samplers.run_sampler`
+    documents)."""
+    jax, _ = _jax()
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % 2**32)
+    return jax.random.PRNGKey(int(seed))
 
 
 def jax_float64():

@@ -882,33 +882,38 @@ class WorkerDiedError(EmulatorError):
     """A worker process of :func:`generate_training_set` died (killed, out of memory, crash)."""
 
 
-def _stop_signal_of_all(processes):
+def _worker_exit_codes(processes):
+    """(pid, exit code) of each worker process, after up to 1 s for it to end
+    (exit code None: still running; negative: the signal that ended it)."""
+    exits = []
+    for proc in processes:
+        proc.join(timeout=1.0)
+        exits.append((proc.pid, proc.exitcode))
+    return exits
+
+
+def _stop_signal_of_all(exits):
     """The name of the signal that ended every worker when all of them were ended
-    by SIGTERM or SIGHUP (a stop asked of the whole process group), else None."""
-    names = set()
-    for proc in processes:
-        proc.join(timeout=1.0)
-        code = proc.exitcode
-        if code is None or code >= 0 or -code not in {int(s) for s in TERMINATION_SIGNALS}:
-            return None
-        names.add(signal.Signals(-code).name)
-    return "/".join(sorted(names)) if names else None
+    by SIGTERM or SIGHUP (a stop asked of the whole process group), else None;
+    ``exits`` from :func:`_worker_exit_codes`."""
+    stops = {int(s) for s in TERMINATION_SIGNALS}
+    if not exits or any(code is None or code >= 0 or -code not in stops for _, code in exits):
+        return None
+    return "/".join(sorted({signal.Signals(-code).name for _, code in exits}))
 
 
-def _describe_dead_workers(processes):
+def _describe_dead_workers(exits):
     codes = {}
-    for proc in processes:
-        proc.join(timeout=1.0)
-        code = proc.exitcode
+    for pid, code in exits:
         if code is not None and code != 0:
             if code < 0:
                 try:
                     name = signal.Signals(-code).name
                 except ValueError:
                     name = f"signal {-code}"
-                codes[proc.pid] = f"pid {proc.pid} killed by {name}"
+                codes[pid] = f"pid {pid} killed by {name}"
             else:
-                codes[proc.pid] = f"pid {proc.pid} exited with status {code}"
+                codes[pid] = f"pid {pid} exited with status {code}"
     # the executor stops the other workers with SIGTERM once one has died
     cause = {pid: text for pid, text in codes.items() if not text.endswith("SIGTERM")}
     return "; ".join((cause or codes).values()) or "exit status unknown"
@@ -971,12 +976,13 @@ class _WorkerPool:
                 except BrokenProcessPool:
                     # the executor reaps its workers: wait for it before reading exit codes
                     self.executor.shutdown(wait=True, cancel_futures=True)
-                    stop = _stop_signal_of_all(self.processes)
+                    exits = _worker_exit_codes(self.processes)
+                    stop = _stop_signal_of_all(exits)
                     if stop:  # SIGTERM/SIGHUP to the process group (scancel, closed terminal)
                         raise KeyboardInterrupt(f"signal {stop}")
                     raise WorkerDiedError(
                         "a worker process computing the training set died "
-                        f"({_describe_dead_workers(self.processes)}); the run is stopped. "
+                        f"({_describe_dead_workers(exits)}); the run is stopped. "
                         "Chunks finished before are saved: run the same command again to "
                         "resume. A worker killed by the system (SIGKILL) often means it ran "
                         "out of memory: try fewer --workers") from None
