@@ -118,7 +118,8 @@ def fit_mock(args):
                   "nested_nlive_batch": settings["nlive"] // 2,
                   "nested_target_n_effective": settings["n_effective"],
                   "nested_sample": settings["sample"], "nested_walks": settings["walks"]}
-        fit = fit_galaxy(obs, model, noise, nested_kwargs=nested, seed=seed + mock["index"])
+        fit = fit_galaxy(obs, model, noise, nested_kwargs=nested, seed=seed + mock["index"],
+                         sampler="dynesty")
     else:
         from prospect_emulator.fitting.samplers import settings_from_cli
         fit = fit_galaxy(obs, model, noise, sampler=sampler, seed=seed + mock["index"],
@@ -261,10 +262,12 @@ def report(out):
              + "; " + (f"dynesty {s['sample']} walks {s['walks']}, nlive {s['nlive']}, "
                                f"target n_eff {s['n_effective']}"
                                if s.get("sampler", "dynesty") == "dynesty" else
-                               f"{s['sampler']} (nlive {s['nlive']}, n_eff {s['n_effective']} where "
-                               "it applies"
-                               + (f"; {json.dumps(s['sampler_settings'])}"
-                                  if s.get("sampler_settings") else "") + ")")
+                               f"{s['sampler']} ("
+                               + "; ".join([f"{k} {s[k]}" for k in ("nlive", "n_effective")
+                                            if s.get(k) is not None]
+                                           + ([json.dumps(s["sampler_settings"])]
+                                              if s.get("sampler_settings") else []))
+                               + ")")
              + f"; {len(s['filters'])} bands, "
              f"{s['obs_mag']} mag observational noise; "
              f"median {np.median([r['ncall'] for r in records]):.3g} likelihood calls and "
@@ -331,10 +334,13 @@ def main():
                              "mocks another run got wrong); default: 0 .. n-mocks - 1")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--obs-mag", type=float, default=0.1)
-    parser.add_argument("--nlive", type=int, default=200)
-    parser.add_argument("--n-effective", type=int, default=2000)
+    parser.add_argument("--nlive", type=int, default=None,
+                        help="live points (dynesty: default 200; others: their own default)")
+    parser.add_argument("--n-effective", type=int, default=None,
+                        help="target effective sample size (dynesty: default 2000)")
     parser.add_argument("--sampler", default="dynesty",
-                        choices=["dynesty", "ultranest", "emcee", "blackjax-nss"],
+                        choices=["dynesty", "ultranest", "emcee", "smc", "blackjax-nss",
+                                 "blackjax-nuts"],
                         help="sampler (default dynesty; --sample/--walks are dynesty's)")
     parser.add_argument("--sampler-settings", type=json.loads, default=None, metavar="JSON",
                         help="further settings of a non-dynesty sampler, e.g. "
@@ -348,6 +354,9 @@ def main():
                         help="check the mocks against the likelihood with exact 1-D conditional "
                              "posteriors (no sampler); writes recipe_check.md in --out")
     args = parser.parse_args()
+    if args.sampler == "dynesty":  # the demo's settings unless given
+        args.nlive = 200 if args.nlive is None else args.nlive
+        args.n_effective = 2000 if args.n_effective is None else args.n_effective
     if args.check_recipe:
         check_recipe(args, list(COSMOS_FILTERS))
         return 0

@@ -134,7 +134,8 @@ def _fit(task):
             sps, model = None, EmulatedSpecModel(params, emulator=_WORKER["emulator"])
             noise = EmulatorNoiseModel(model, floor=0.0)
     t0 = time.time()
-    fit = fit_galaxy(obs, model, noise, nested_kwargs=_WORKER["nested_kwargs"], sps=sps)
+    fit = fit_galaxy(obs, model, noise, nested_kwargs=_WORKER["nested_kwargs"], sps=sps,
+                     sampler="dynesty")
     summary = posterior_summary(model, fit["samples"], fit["weights"], sps=sps)
     result = {"id": mock["id"], "kind": kind, "seconds": time.time() - t0, "ncall": fit["ncall"],
               "percentiles": {k: [float(x) for x in v] for k, v in summary.items()}}

@@ -509,7 +509,8 @@ class TestCatalogue:
         out = str(tmp_path / "fit")
         code = main(["fit", path, "--amortized", posterior_path, "--fallback", "exact",
                      "--out", out, "--n-samples", "100", "--chunk-size", "3", "--workers", "2",
-                     "--nlive", "30", "--n-effective", "200", "--seed", "1", "--no-progress"])
+                     "--sampler", "dynesty", "--nlive", "30", "--n-effective", "200", "--seed", "1",
+                     "--no-progress"])
         assert code == 0
         summary = Table.read(os.path.join(out, "summary.ecsv"))
         assert list(summary["id"]) == list(table["id"])

@@ -37,7 +37,8 @@ FILTERS = ["sdss_u0", "sdss_g0", "sdss_r0", "sdss_i0", "sdss_z0"]
 #: dynesty settings small enough for a test
 TINY = {"nested_nlive_init": 30, "nested_nlive_batch": 30, "nested_target_n_effective": 50,
         "nested_maxbatch": 0, "nested_dlogz_init": 5.0}
-TINY_ARGS = ["--emulator", "parametric", "--nlive", "30", "--n-effective", "50", "--seed", "3"]
+TINY_ARGS = ["--emulator", "parametric", "--sampler", "dynesty", "--nlive", "30", "--n-effective",
+             "50", "--seed", "3"]
 SAFE_NAME = r"^[A-Za-z0-9_+][A-Za-z0-9_.+-]*$"
 NASTY_IDS = ["plain-1", "x" * 300, "galaxy/../../etc/passwd", "ünïcødé galaxy", "..", "a/b",
              "a_b", "CON"]
@@ -260,7 +261,7 @@ class TestFaultsDuringARun:
         cat = write_catalog(tmp_path / "cat.csv", ["g1", "g2", "g3"])
         out = str(tmp_path / "fits")
         failing_writes(monkeypatch, "g2", 1)  # the task's write fails, the parent's succeeds
-        table = fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, nested_kwargs=TINY,
+        table = fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, nested_kwargs=TINY, sampler="dynesty",
                             executor=threads, progress=False, seed=1)
         status = dict(zip(table["id"], table["status"]))
         assert status == {"g1": "ok", "g2": "failed", "g3": "ok"}
@@ -268,10 +269,10 @@ class TestFaultsDuringARun:
         assert "could not write g2.json: OSError: [Errno 28] No space left" in record["error"]
         assert not glob.glob(os.path.join(out, "*.partial*"))
         # resuming keeps the failure; --retry-failed fits it again
-        table = fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, nested_kwargs=TINY,
+        table = fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, nested_kwargs=TINY, sampler="dynesty",
                             executor=threads, progress=False, seed=1)
         assert "0 to fit, 2 done and 1 failed earlier" in capsys.readouterr().err
-        table = fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, nested_kwargs=TINY,
+        table = fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, nested_kwargs=TINY, sampler="dynesty",
                             executor=threads, progress=False, seed=1, retry_failed=True)
         assert list(table["status"]) == ["ok", "ok", "ok"]
         assert set(records_of(out)) == {"g1", "g2", "g3"}
@@ -281,11 +282,11 @@ class TestFaultsDuringARun:
         cat = write_catalog(tmp_path / "cat.csv", ["g1", "g2"])
         out = str(tmp_path / "fits")
         failing_writes(monkeypatch, "g1", 2)  # the task's and the parent's writes fail
-        table = fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, nested_kwargs=TINY,
+        table = fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, nested_kwargs=TINY, sampler="dynesty",
                             executor=threads, progress=False)
         assert list(table["id"]) == ["g2"]
         assert "1 object(s) could not be recorded" in capsys.readouterr().err
-        table = fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, nested_kwargs=TINY,
+        table = fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, nested_kwargs=TINY, sampler="dynesty",
                             executor=threads, progress=False)
         assert list(table["status"]) == ["ok", "ok"]
 
@@ -293,7 +294,7 @@ class TestFaultsDuringARun:
         from prospect_emulator.runtime import load_emulator
         cat = write_catalog(tmp_path / "cat.csv", ["g1", "g2"])
         out = str(tmp_path / "fits")
-        first = fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, nested_kwargs=TINY,
+        first = fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, nested_kwargs=TINY, sampler="dynesty",
                             executor=threads, progress=False)
         other = load_emulator(PARAMETRIC_EMULATOR_PATH)
         other.biases[-1][0] += 1e-3  # retrained, say: same inputs, other network
@@ -301,10 +302,10 @@ class TestFaultsDuringARun:
         other.save(other_path)
         with pytest.raises(OutputFolderError, match="another emulator or model definition.*"
                                                     "emulator_checksum.*--restart"):
-            fit_catalog(cat, out, other_path, nested_kwargs=TINY, executor=threads,
+            fit_catalog(cat, out, other_path, nested_kwargs=TINY, sampler="dynesty", executor=threads,
                         progress=False)
         assert set(records_of(out)) == {"g1", "g2"}  # untouched
-        table = fit_catalog(cat, out, other_path, nested_kwargs=TINY, executor=threads,
+        table = fit_catalog(cat, out, other_path, nested_kwargs=TINY, sampler="dynesty", executor=threads,
                             progress=False, restart=True)
         assert table.meta["emulator_checksum"] == other.checksum
         assert table.meta["emulator_checksum"] != first.meta["emulator_checksum"]
@@ -314,7 +315,7 @@ class TestFaultsDuringARun:
     def test_a_summary_of_mixed_emulators_is_refused(self, tmp_path, threads):
         cat = write_catalog(tmp_path / "cat.csv", ["g1", "g2"])
         out = str(tmp_path / "fits")
-        fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, nested_kwargs=TINY, executor=threads,
+        fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, nested_kwargs=TINY, sampler="dynesty", executor=threads,
                     progress=False)
         path = os.path.join(out, "g2.json")
         with open(path) as f:
@@ -326,7 +327,7 @@ class TestFaultsDuringARun:
             summary_table(out)
         assert len(summary_table(out, allow_mixed=True)) == 2
         with pytest.raises(OutputFolderError, match="record.s. made with another emulator"):
-            fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, nested_kwargs=TINY,
+            fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, nested_kwargs=TINY, sampler="dynesty",
                         executor=threads, progress=False)
 
     def test_every_record_carries_its_provenance(self, tmp_path, threads):
@@ -335,7 +336,7 @@ class TestFaultsDuringARun:
         from prospect_emulator.runtime import load_emulator
         cat = write_catalog(tmp_path / "cat.csv", ["x" * 300])
         out = str(tmp_path / "fits")
-        fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, nested_kwargs=TINY, executor=threads,
+        fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, nested_kwargs=TINY, sampler="dynesty", executor=threads,
                     progress=False, seed=7)
         (record,) = records_of(out).values()
         emulator = load_emulator(PARAMETRIC_EMULATOR_PATH)
@@ -497,7 +498,7 @@ def test_a_killed_worker_ends_its_objects_done_or_failed_with_the_reason(tmp_pat
         watcher.start()
         t0 = time.time()
         table = fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, executor=executor,
-                            nested_kwargs=dict(TINY, nested_target_n_effective=300),
+                            nested_kwargs=dict(TINY, nested_target_n_effective=300), sampler="dynesty",
                             attempts=1, progress=False)
         watcher.join(timeout=5)
         assert killed and time.time() - t0 < 120
@@ -510,7 +511,7 @@ def test_a_killed_worker_ends_its_objects_done_or_failed_with_the_reason(tmp_pat
         assert all(records[oid]["status"] == "ok" for oid in set(ids) - set(failed))
         # the failed ones are fitted by --retry-failed
         table = fit_catalog(cat, out, PARAMETRIC_EMULATOR_PATH, executor=executor,
-                            nested_kwargs=TINY, progress=False, retry_failed=True)
+                            nested_kwargs=TINY, sampler="dynesty", progress=False, retry_failed=True)
         assert list(table["status"]) == ["ok"] * len(ids)
 
 
@@ -527,8 +528,8 @@ def test_killing_the_command_stops_its_workers_and_the_next_run_resumes(tmp_path
     cat = write_catalog(tmp_path / "cat.csv", ids)
     out = str(tmp_path / "fits")
     command = [sys.executable, "-m", "prospect_emulator.cli.main", "fit", cat, "--out", out,
-               "--workers", "2", "--emulator", "parametric", "--nlive", "30",
-               "--n-effective", "200", "--no-progress"]
+               "--workers", "2", "--emulator", "parametric", "--sampler", "dynesty",
+               "--nlive", "30", "--n-effective", "200", "--no-progress"]
     proc = start(command)
     try:
         wait_for(lambda: glob.glob(os.path.join(out, "g*.json")), 120, "a first result")

@@ -29,7 +29,7 @@ def results_file(tmp_path_factory):
     obs = make_obs(filters, rec["maggies"], rec["maggies_unc"], phot_mask=user_mask)
     path = str(tmp_path_factory.mktemp("plot") / "galaxy.h5")
     truths = {"logmass": 10.0, "logmstar": 9.8}
-    fit_galaxy(obs, model, EmulatorNoiseModel(model), seed=1, results_path=path,
+    fit_galaxy(obs, model, EmulatorNoiseModel(model), seed=1, results_path=path, sampler="dynesty",
                nested_kwargs={"nested_nlive_init": 30, "nested_maxbatch": 0,
                               "nested_dlogz_init": 5.0},
                run_params=dict(model_recipe(DEFAULT_EMULATOR_PATH, zred=rec["zred"]),

@@ -42,7 +42,8 @@ def good_fit(model, tmp_path_factory):
     obs = make_obs(FILTERS, maggies, unc, phot_mask=user_mask)
     noise = EmulatorNoiseModel(model, floor=0.05)
     path = str(tmp_path_factory.mktemp("fit") / "good.h5")
-    fit = fit_galaxy(obs, model, noise, nested_kwargs=TINY, seed=3, results_path=path)
+    fit = fit_galaxy(obs, model, noise, nested_kwargs=TINY, seed=3, results_path=path,
+                     sampler="dynesty")
     return fit, obs, path
 
 
@@ -120,7 +121,7 @@ class TestBadFits:
         flat, the posterior is the prior, and the best fit misses by dex."""
         model, bands, maggies, unc = example_in_three_bands
         obs = make_obs(bands, maggies * 1e6, unc * 1e6)
-        fit = fit_galaxy(obs, model, EmulatorNoiseModel(model), seed=1,
+        fit = fit_galaxy(obs, model, EmulatorNoiseModel(model), seed=1, sampler="dynesty",
                          nested_kwargs={"nested_nlive_init": 30, "nested_maxbatch": 0,
                                         "nested_dlogz_init": 0.5})
         quality = fit["quality"]
@@ -132,7 +133,7 @@ class TestBadFits:
     def test_fluxes_beyond_the_mass_prior_put_the_mass_at_its_edge(self, example_in_three_bands):
         model, bands, maggies, unc = example_in_three_bands
         obs = make_obs(bands, maggies * 1e4, unc * 1e4)
-        fit = fit_galaxy(obs, model, EmulatorNoiseModel(model), seed=1,
+        fit = fit_galaxy(obs, model, EmulatorNoiseModel(model), seed=1, sampler="dynesty",
                          nested_kwargs={"nested_nlive_init": 30, "nested_maxbatch": 0,
                                         "nested_dlogz_init": 0.5})
         assert "logmass" in fit["quality"]["flags"]["at_prior_edge"]  # logmass <= 12.5
@@ -141,7 +142,7 @@ class TestBadFits:
         maggies = mock_maggies(model)
         obs = make_obs(FILTERS, maggies, maggies * 1e4)  # S/N 1e-4
         fit = fit_galaxy(obs, model, EmulatorNoiseModel(model, floor=0.0), nested_kwargs=TINY,
-                         seed=1)
+                         seed=1, sampler="dynesty")
         flags = fit["quality"]["flags"]
         assert {"logzsol", "dust2"} <= set(flags["prior_dominated"])
         assert not flags["few_bands"]
@@ -151,9 +152,9 @@ class TestSeeds:
     def test_same_seed_same_samples(self, model):
         obs = make_obs(FILTERS, mock_maggies(model), mock_maggies(model) / 20)
         noise = EmulatorNoiseModel(model)
-        a = fit_galaxy(obs, model, noise, nested_kwargs=TINY, seed=11)
-        b = fit_galaxy(obs, model, noise, nested_kwargs=TINY, seed=11)
-        c = fit_galaxy(obs, model, noise, nested_kwargs=TINY, seed=12)
+        a = fit_galaxy(obs, model, noise, nested_kwargs=TINY, seed=11, sampler="dynesty")
+        b = fit_galaxy(obs, model, noise, nested_kwargs=TINY, seed=11, sampler="dynesty")
+        c = fit_galaxy(obs, model, noise, nested_kwargs=TINY, seed=12, sampler="dynesty")
         np.testing.assert_array_equal(a["samples"], b["samples"])
         assert a["ncall"] == b["ncall"]
         assert a["samples"].shape != c["samples"].shape or not np.array_equal(a["samples"],
@@ -163,7 +164,8 @@ class TestSeeds:
 def test_fewer_live_points_than_twice_the_free_parameters_are_refused(model):
     obs = make_obs(FILTERS, mock_maggies(model), mock_maggies(model) / 20)
     with pytest.raises(EmulatorConfigurationError, match="5 is below twice the 3 free parameters"):
-        fit_galaxy(obs, model, EmulatorNoiseModel(model), nested_kwargs={"nested_nlive_init": 5})
+        fit_galaxy(obs, model, EmulatorNoiseModel(model), sampler="dynesty",
+                   nested_kwargs={"nested_nlive_init": 5})
 
 
 class TestHelpers:

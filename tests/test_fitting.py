@@ -128,7 +128,8 @@ class TestFluxUnitPlausibility:
 class TestFitCommandGuards:
     def test_too_few_live_points_are_refused(self, capsys):
         from prospect_emulator.cli.main import main
-        assert main(["fit", EXAMPLE_GALAXY_PATH, "--out", "unused", "--nlive", "20"]) == 2
+        assert main(["fit", EXAMPLE_GALAXY_PATH, "--out", "unused", "--sampler", "dynesty",
+                     "--nlive", "20"]) == 2
         err = capsys.readouterr().err
         assert "--nlive" in err and "below twice the 14 free parameters" in err
         assert not os.path.exists("unused")
@@ -175,8 +176,8 @@ def test_catalogue_fit_writes_results_skips_bad_rows_and_resumes(tmp_path):
     from astropy.table import vstack
     vstack([example, bad]).write(cat)
     out = str(tmp_path / "fits")
-    args = [cat, "--out", out, "--workers", "1", "--nlive", "30", "--n-effective", "50",
-            "--no-progress"]
+    args = [cat, "--out", out, "--workers", "1", "--sampler", "dynesty", "--nlive", "30",
+            "--n-effective", "50", "--no-progress"]
     assert main(["fit"] + args) == 0
     assert os.path.exists(os.path.join(out, "example.h5"))
     with open(os.path.join(out, "example.json")) as f:
@@ -194,7 +195,7 @@ def test_catalogue_fit_writes_results_skips_bad_rows_and_resumes(tmp_path):
     assert res["chain"].shape[1] == len(result["percentiles"]) - 5  # free params + 5 derived
     # a second run finds nothing left to do
     mtime = os.path.getmtime(os.path.join(out, "example.json"))
-    table = fit_catalog(cat, out, default_emulator_path(), workers=1, nested_kwargs=TINY,
+    table = fit_catalog(cat, out, default_emulator_path(), workers=1, nested_kwargs=TINY, sampler="dynesty",
                         progress=False)
     assert os.path.getmtime(os.path.join(out, "example.json")) == mtime
     assert len(table) == 1

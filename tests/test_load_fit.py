@@ -36,7 +36,7 @@ def single_fit(tmp_path_factory):
     obs = make_obs(filters, rec["maggies"], unc)
     path = str(tmp_path_factory.mktemp("single") / "fit.h5")
     fit = fit_galaxy(obs, model, EmulatorNoiseModel(model, floor=0.1), nested_kwargs=TINY, seed=5,
-                     results_path=path,
+                     results_path=path, sampler="dynesty",
                      run_params=dict(model_recipe(DEFAULT_EMULATOR_PATH, zred=rec["zred"]),
                                      object_id=rec["id"]))
     return fit, obs, model, path
@@ -107,7 +107,7 @@ def test_catalogue_object_round_trip_and_summary_units(tmp_path):
     from astropy.table import Table
     out = str(tmp_path / "fits")
     table = fit_catalog(EXAMPLE_GALAXY_PATH, out, DEFAULT_EMULATOR_PATH, workers=1,
-                        nested_kwargs=TINY, progress=False, seed=2, floor=0.0)
+                        nested_kwargs=TINY, sampler="dynesty", progress=False, seed=2, floor=0.0)
     for path in (os.path.join(out, "example.json"), os.path.join(out, "example.h5")):
         results, obs, model = load_fit(path)
         assert results["catalog_record"]["status"] == "ok"

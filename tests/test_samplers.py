@@ -20,7 +20,8 @@ from prospect_emulator.errors import EmulatorConfigurationError
 from prospect_emulator.fitting.quality import weighted_quantiles
 from prospect_emulator.fitting.results import load_fit, model_recipe
 from prospect_emulator.fitting.run import fit_galaxy, make_obs
-from prospect_emulator.fitting.samplers import (SAMPLERS, SamplerConvergenceError,
+from prospect_emulator.fitting.samplers import (DEFAULT_SAMPLER, SAMPLERS,
+                                                SamplerConvergenceError,
                                                 ShortChainWarning, run_sampler,
                                                 sampler_settings, settings_from_cli)
 
@@ -36,6 +37,7 @@ SMALL = {
     "dynesty-pool": {"nlive": 40, "n_effective": 300},
     "ultranest": {"nlive": 60, "min_ess": 200, "popsize": 10},
     "emcee": {"min_steps": 1000, "max_steps": 4000},
+    "smc": {"n_particles": 2000, "chain_length": 20, "final_chain_length": 100},
     "blackjax-nss": {"nlive": 100, "num_delete": 20},
     "blackjax-nuts": {"num_chains": 2, "num_warmup": 200, "num_samples": 300, "n_init": 200},
 }
@@ -45,6 +47,7 @@ TINY = {
     "dynesty-pool": {"nlive": 20, "n_effective": 100, "maxcall": 5000},
     "ultranest": {"nlive": 20, "min_ess": 50, "popsize": 5, "max_ncalls": 20000},
     "emcee": {"min_steps": 300, "max_steps": 300},
+    "smc": {"n_particles": 200, "chain_length": 10, "final_chain_length": None},
     "blackjax-nss": {"nlive": 20, "num_delete": 5, "max_steps": 40},
     "blackjax-nuts": {"num_chains": 1, "num_warmup": 20, "num_samples": 50, "n_init": 20},
 }
@@ -211,12 +214,27 @@ class TestDemoCommand:
         from prospect_emulator.cli.main import build_parser
         args = build_parser().parse_args(["demo", "--sampler", "ultranest", "--nlive", "300"])
         assert args.sampler == "ultranest"
-        assert settings_from_cli(args.sampler, args.nlive, args.n_effective) == {
-            "nlive": 300, "min_ess": 2000}
+        assert settings_from_cli(args.sampler, args.nlive, args.n_effective) == {"nlive": 300}
 
-    def test_demo_default_is_dynesty(self):
+    def test_demo_fit_and_fit_galaxy_default_to_the_calibrated_numpy_sampler(self):
+        import inspect
         from prospect_emulator.cli.main import build_parser
-        assert build_parser().parse_args(["demo"]).sampler == "dynesty"
+        from prospect_emulator.fitting.catalog import fit_catalog
+        assert DEFAULT_SAMPLER == "smc"
+        assert build_parser().parse_args(["demo"]).sampler == DEFAULT_SAMPLER
+        assert build_parser().parse_args(["fit", "cat.fits", "--out", "o"]).sampler == "smc"
+        for function in (fit_galaxy, fit_catalog):
+            assert inspect.signature(function).parameters["sampler"].default == "smc"
+
+    def test_sampler_settings_come_as_a_json_object(self, capsys):
+        from prospect_emulator.cli.fit import cli_sampler_settings
+        from prospect_emulator.cli.main import build_parser
+        args = build_parser().parse_args(["fit", "cat.fits", "--out", "o", "--sampler-settings",
+                                          '{"final_chain_length": 2000}'])
+        assert cli_sampler_settings(args) == {"final_chain_length": 2000}
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["demo", "--sampler-settings", "[2000]"])
+        assert "not a JSON object" in capsys.readouterr().err
 
     def test_demo_refuses_an_unknown_sampler(self, capsys):
         from prospect_emulator.cli.main import build_parser
@@ -277,8 +295,17 @@ class TestSettings:
         assert settings_from_cli("dynesty", 200, 2000) == {
             "nested_nlive_init": 200, "nested_target_n_effective": 2000}
         assert settings_from_cli("ultranest", 300, 1000) == {"nlive": 300, "min_ess": 1000}
-        assert settings_from_cli("emcee", 200, 2000) == {}
-        assert settings_from_cli("blackjax-nss", 300, 1000) == {"nlive": 300}
+        assert settings_from_cli("emcee") == settings_from_cli("smc") == {}
+        assert settings_from_cli("blackjax-nss", 300) == {"nlive": 300}
+        assert settings_from_cli("dynesty") == {}  # DEFAULT_NESTED_KWARGS then
+
+    @pytest.mark.parametrize("name, nlive, n_effective, refused", [
+        ("smc", 200, None, "--nlive"), ("emcee", None, 2000, "--n-effective"),
+        ("blackjax-nss", 300, 1000, "--n-effective"), ("blackjax-nuts", 1, 1, "--nlive and")])
+    def test_cli_options_a_sampler_has_no_use_for_are_refused(self, name, nlive, n_effective,
+                                                               refused):
+        with pytest.raises(EmulatorConfigurationError, match=f"{refused}.*not used by"):
+            settings_from_cli(name, nlive, n_effective)
 
     def test_nested_kwargs_refused_for_other_samplers(self, problem):
         model, obs, noise = problem

@@ -17,21 +17,49 @@ def nonnegative_floor(text):
     return value
 
 
+def json_object(text):
+    """argparse type: a JSON object (the sampler's settings)."""
+    import json
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object ({{\"key\": value}})")
+    return value
+
+
+def cli_sampler_settings(args):
+    """The sampler settings of ``fit``/``demo``'s options: ``--nlive``/``--n-effective``
+    where the sampler has them, updated by ``--sampler-settings``."""
+    from ..fitting.samplers import settings_from_cli
+    return dict(settings_from_cli(args.sampler, args.nlive, args.n_effective),
+                **(args.sampler_settings or {}))
+
+
 def add_fit_options(parser):
     """Options shared by ``fit`` and ``demo``: sampler, its size, seed and noise floor."""
-    from ..fitting.samplers import SAMPLERS
-    parser.add_argument("--sampler", choices=SAMPLERS, default="dynesty",
-                        help="posterior sampler (default dynesty, Prospector's fit_model); "
-                             "--nlive/--n-effective apply to the nested samplers (ultranest: "
-                             "minimum live points and effective sample size), emcee runs until "
-                             "its chain is 50 autocorrelation times long; dynesty-pool is for "
-                             "one galaxy, not catalogues")
-    parser.add_argument("--nlive", type=int, default=200,
-                        help="dynesty live points (default 200; at least 2 per free parameter)")
-    parser.add_argument("--n-effective", type=int, default=2000,
-                        help="dynesty target effective sample size (default 2000)")
+    from ..fitting.samplers import DEFAULT_SAMPLER, SAMPLERS
+    parser.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
+                        help=f"posterior sampler (default {DEFAULT_SAMPLER}: tempered sequential "
+                             "Monte Carlo, NumPy, calibrated for the 14-parameter model; dynesty: "
+                             "Prospector's fit_model); --nlive/--n-effective apply to the nested "
+                             "samplers (ultranest: minimum live points and effective sample "
+                             "size), emcee runs until its chain is 50 autocorrelation times long; "
+                             "dynesty-pool is for one galaxy, not catalogues")
+    parser.add_argument("--nlive", type=int, default=None,
+                        help="live points of the nested samplers (dynesty default 200; at least "
+                             "2 per free parameter); refused for smc, emcee and blackjax-nuts")
+    parser.add_argument("--n-effective", type=int, default=None,
+                        help="target effective sample size of dynesty (default 2000) and "
+                             "ultranest")
+    parser.add_argument("--sampler-settings", type=json_object, default=None, metavar="JSON",
+                        help="further settings of the sampler as a JSON object, e.g. "
+                             "'{\"final_chain_length\": 2000}' for smc (the keys of "
+                             "prospect_emulator.fitting.samplers.DEFAULT_SETTINGS; an unknown "
+                             "key is refused)")
     parser.add_argument("--seed", type=int, default=None,
-                        help="seed of dynesty's random state: the same seed gives identical "
+                        help="seed of the sampler's random state: the same seed gives identical "
                              "samples (default: unseeded)")
     parser.add_argument("--floor", type=nonnegative_floor, default=0.05,
                         help="noise floor as a fraction of the observed flux density, added in "
@@ -143,11 +171,10 @@ def run(args):
     from ..data import DEFAULT_EMULATOR_PATH, SHIPPED_EMULATORS
     from ..errors import EmulatorConfigurationError
     from ..fitting.catalog import fit_catalog
-    from ..fitting.samplers import settings_from_cli
     columns = catalog_columns(args)
     executor = make_executor(args)
     exact = dict(sampler=args.sampler,
-                 sampler_settings=settings_from_cli(args.sampler, args.nlive, args.n_effective),
+                 sampler_settings=cli_sampler_settings(args),
                  covariance=args.covariance, floor=args.floor, seed=args.seed,
                  attempts=args.attempts, retry_failed=args.retry_failed, restart=args.restart)
     try:

@@ -23,6 +23,7 @@ from ..errors import EmulatorConfigurationError
 from ..fileio import atomic_path
 from ..progress import Progress
 from .executor import DEFAULT_ATTEMPTS, DaskExecutor, Executor, terminate_as_interrupt
+from .samplers import DEFAULT_SAMPLER
 from .records import (RECORD_FORMAT, OutputFolder, OutputFolderError, object_file_stems,
                       read_record, run_provenance, write_record)
 
@@ -553,7 +554,7 @@ def write_summary(outdir, allow_mixed=False):
 def fit_catalog(catalog_path, outdir, emulator_path, columns=None, workers=None, limit=None,
                 nested_kwargs=None, covariance=False, progress=True, floor=0.05, seed=None,
                 executor=None, attempts=DEFAULT_ATTEMPTS, retry_failed=False, restart=False,
-                stream=None, sampler="dynesty", sampler_settings=None):
+                stream=None, sampler=DEFAULT_SAMPLER, sampler_settings=None):
     """Fit every row of a catalogue, one task per object; resumable, safe to interrupt.
 
     Parameters
@@ -583,7 +584,7 @@ def fit_catalog(catalog_path, outdir, emulator_path, columns=None, workers=None,
         Fractional noise floor on the observed flux (paper eq. 9; 0.05 = 5%,
         0 allowed).
     seed : int, optional
-        Seed of every object's dynesty run (reproducible fits); default unseeded.
+        Seed of every object's fit (reproducible fits); default unseeded.
     executor : Executor or callable, optional
         Where the fits run: an :class:`~prospect_emulator.fitting.executor.Executor`
         (left running), or a function returning one (called only if there is
@@ -602,9 +603,11 @@ def fit_catalog(catalog_path, outdir, emulator_path, columns=None, workers=None,
     stream : file, optional
         Where notes and progress go (default ``sys.stderr``).
     sampler : str
-        ``"dynesty"`` (default, Prospector's ``fit_model``), ``"ultranest"``
-        or ``"emcee"`` (:func:`~prospect_emulator.fitting.samplers.run_sampler`).
-        ``"dynesty-pool"`` is refused: each worker process already runs one fit.
+        A name of :data:`~prospect_emulator.fitting.samplers.SAMPLERS`
+        (:func:`~prospect_emulator.fitting.samplers.run_sampler`); default
+        :data:`~prospect_emulator.fitting.samplers.DEFAULT_SAMPLER` (``"smc"``);
+        ``"dynesty"`` is Prospector's ``fit_model``.  ``"dynesty-pool"`` is
+        refused: each worker process already runs one fit.
     sampler_settings : dict, optional
         Settings of that sampler
         (:func:`~prospect_emulator.fitting.samplers.sampler_settings`).

@@ -7,6 +7,7 @@ import numpy as np
 from ..errors import EmulatorConfigurationError
 from .derived import sfh_summary
 from .quality import fit_quality, mask_reasons
+from .samplers import DEFAULT_SAMPLER
 
 __all__ = ["make_obs", "fit_galaxy", "posterior_samples", "posterior_summary", "check_nlive",
            "seeded_dynesty", "DEFAULT_NESTED_KWARGS", "SUMMARY_PERCENTILES"]
@@ -113,8 +114,8 @@ def seeded_dynesty(seed):
 
 
 def fit_galaxy(obs, model, noise=None, nested_kwargs=None, results_path=None, run_params=None,
-               sps=None, seed=None, sampler="dynesty", sampler_settings=None):
-    """Sample the posterior of one galaxy with Prospector + dynesty (or another sampler).
+               sps=None, seed=None, sampler=DEFAULT_SAMPLER, sampler_settings=None):
+    """Sample the posterior of one galaxy (Prospector's model, likelihood and results file).
 
     Parameters
     ----------
@@ -124,8 +125,8 @@ def fit_galaxy(obs, model, noise=None, nested_kwargs=None, results_path=None, ru
     noise : EmulatorNoiseModel, optional
         The photometric noise model (``noise=(None, noise)`` in Prospector).
     nested_kwargs : dict, optional
-        Overrides of :data:`DEFAULT_NESTED_KWARGS` (``dynesty`` and
-        ``dynesty-pool`` only).
+        Overrides of :data:`DEFAULT_NESTED_KWARGS` (``sampler="dynesty"`` and
+        ``"dynesty-pool"`` only).
     results_path : str, optional
         Where to write Prospector's HDF5 results (written beside and renamed
         into place, so a finished file is always complete).
@@ -135,13 +136,17 @@ def fit_galaxy(obs, model, noise=None, nested_kwargs=None, results_path=None, ru
         its checksum, redshift, overrides) so that
         :func:`~prospect_emulator.fitting.results.load_fit` can rebuild the model.
     sps : SPS source, optional
-        For a model that needs one (``None`` for an emulator; ``dynesty`` only).
+        For a model that needs one (``None`` for an emulator; ``sampler="dynesty"``
+        only).
     seed : int, optional
         Seed of the sampler's random state (dynesty: :func:`seeded_dynesty`):
         the same seed, data and settings give identical samples.  Default: unseeded.
     sampler : str
-        One of :data:`~prospect_emulator.fitting.samplers.SAMPLERS`
-        (default ``"dynesty"``, Prospector's ``fit_model``).
+        One of :data:`~prospect_emulator.fitting.samplers.SAMPLERS`; default
+        :data:`~prospect_emulator.fitting.samplers.DEFAULT_SAMPLER` (``"smc"``,
+        tempered sequential Monte Carlo on the batched likelihood, NumPy only,
+        calibrated for the 14-parameter model); ``"dynesty"`` runs Prospector's
+        ``fit_model``.
     sampler_settings : dict, optional
         Settings of that sampler
         (:func:`~prospect_emulator.fitting.samplers.sampler_settings`); for

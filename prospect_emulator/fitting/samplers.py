@@ -39,6 +39,12 @@ writes them as a Prospector HDF5 results file that
     ``max_steps`` is reached; burn-in and thinning from the autocorrelation
     time.  A shorter chain gives a :class:`ShortChainWarning` (or, with
     ``require_converged=True``, a :class:`SamplerConvergenceError`).
+``smc``
+    Waste-free sequential Monte Carlo with adaptive tempering
+    (:mod:`~prospect_emulator.fitting.smc`, NumPy only) in the whitened prior
+    coordinates of ``blackjax-nss``: one batched
+    :class:`~prospect_emulator.prospector.VectorisedLikelihood` call per
+    Metropolis step of all chains together.
 ``blackjax-nss``
     blackjax's nested slice sampling on the likelihood as jitted JAX
     functions, in whitened prior coordinates (``space="normal"``) or the unit
@@ -64,14 +70,22 @@ import warnings
 import numpy as np
 
 from ..errors import EmulatorConfigurationError, EmulatorError
+from .smc import DEFAULTS as _SMC_DEFAULTS
 
 __all__ = ["run_sampler", "write_sampler_results", "sampler_settings", "settings_from_cli",
-           "SAMPLERS",
+           "SAMPLERS", "DEFAULT_SAMPLER",
            "DEFAULT_SETTINGS", "ShortChainWarning", "SamplerConvergenceError",
            "ULTRANEST_FLOOR_LNLIKE"]
 
 #: The samplers :func:`run_sampler` knows.
-SAMPLERS = ("dynesty", "dynesty-pool", "ultranest", "emcee", "blackjax-nss", "blackjax-nuts")
+SAMPLERS = ("dynesty", "dynesty-pool", "ultranest", "emcee", "smc", "blackjax-nss",
+            "blackjax-nuts")
+
+#: The sampler of ``fit_galaxy``, ``fit_catalog``, ``prospect-emulator fit`` and ``demo``
+#: unless another is named: the only NumPy sampler measured here that is calibrated for
+#: the 14-parameter model (simulation-based calibration, docs/samplers.md), and the
+#: fastest of those that are.
+DEFAULT_SAMPLER = "smc"
 
 #: ln-likelihood UltraNest is given where the likelihood is -inf (outside the
 #: prior's support or the emulator's training range): UltraNest needs finite
@@ -119,6 +133,11 @@ DEFAULT_SETTINGS = {
         "burn_tau_multiple": 5,   # burn-in = this x the largest autocorrelation time
         "require_converged": False,
     },
+    # fitting.smc.DEFAULTS (n_particles, chain_length, ess_fraction, target_acceptance,
+    # proposal, final_chain_length, final_chains, max_samples, max_stages) and the float32
+    # forward pass
+    # where within 1e-4 mag of float64
+    "smc": dict(_SMC_DEFAULTS, float32=True),
     "blackjax-nss": {
         "nlive": 500,             # live points
         "num_delete": 50,         # replaced per step (evaluated together)
@@ -247,6 +266,24 @@ def sampler_settings(name, ndim=None, **settings):
                 f"are 1 <= num_delete < nlive ({out['nlive']}), max_steps >= 1, "
                 "n_volume_draws >= 2, 0 < frac_remain < 1, nsteps >= 1, space 'unit-cube' or "
                 "'normal'")
+    if name == "smc":
+        checks = {"chain_length": int(out["chain_length"]) >= 2,
+                  "n_particles": int(out["n_particles"]) >= 2 * int(out["chain_length"]),
+                  "ess_fraction": 0 < float(out["ess_fraction"]) < 1,
+                  "target_acceptance": 0 < float(out["target_acceptance"]) < 1,
+                  "proposal": out["proposal"] in ("rw", "de"),
+                  "max_stages": int(out["max_stages"]) >= 1,
+                  "final_chain_length": out["final_chain_length"] is None
+                  or int(out["final_chain_length"]) >= 2,
+                  "final_chains": out["final_chains"] is None or int(out["final_chains"]) >= 2,
+                  "max_samples": out["max_samples"] is None or int(out["max_samples"]) >= 1}
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise EmulatorConfigurationError(
+                f"smc settings {', '.join(f'{k} = {out[k]!r}' for k in bad)}: allowed are "
+                "chain_length >= 2, n_particles >= 2 x chain_length, 0 < ess_fraction < 1, "
+                "0 < target_acceptance < 1, proposal 'rw' or 'de', max_stages >= 1, "
+                "final_chain_length and final_chains None or >= 2, max_samples None or >= 1")
     if name == "blackjax-nuts":
         checks = {"num_chains": int(out["num_chains"]) >= 1,
                   "num_warmup": int(out["num_warmup"]) >= 10,
@@ -286,24 +323,32 @@ def settings_from_cli(name, nlive=None, n_effective=None):
 
     dynesty and dynesty-pool: ``nested_nlive_init`` and
     ``nested_target_n_effective``; ultranest: ``nlive`` (minimum live points)
-    and ``min_ess`` (minimum effective sample size); emcee and blackjax-nuts have no
-    live points (emcee stops on its autocorrelation time, NUTS after ``num_samples``
-    steps): both are ignored (empty dict).
+    and ``min_ess`` (minimum effective sample size); blackjax-nss: ``nlive``.
+    ``None``: the sampler's default.
 
     Raises
     ------
     EmulatorConfigurationError
-        An unknown sampler name.
+        An unknown sampler name, or an option the sampler has no use for
+        (smc, emcee and blackjax-nuts have no live points; blackjax-nss no
+        effective-sample-size target): refused rather than ignored.
     """
     if name not in SAMPLERS:
         raise EmulatorConfigurationError(
             f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
     keys = {"dynesty": ("nested_nlive_init", "nested_target_n_effective"),
             "dynesty-pool": ("nested_nlive_init", "nested_target_n_effective"),
-            "ultranest": ("nlive", "min_ess"), "blackjax-nss": ("nlive",)}.get(name)
-    if keys is None:
-        return {}
-    return {k: int(v) for k, v in zip(keys, (nlive, n_effective)) if v is not None}
+            "ultranest": ("nlive", "min_ess"), "blackjax-nss": ("nlive",)}.get(name, ())
+    values = (nlive, n_effective)
+    unused = [option for k, (option, value) in enumerate(zip(("--nlive", "--n-effective"), values))
+              if value is not None and k >= len(keys)]
+    if unused:
+        raise EmulatorConfigurationError(
+            f"{' and '.join(unused)} not used by sampler {name!r}: --nlive is for dynesty, "
+            "dynesty-pool, ultranest and blackjax-nss, --n-effective for dynesty, dynesty-pool "
+            "and ultranest; leave it out (the sampler's own settings: "
+            "fitting.samplers.DEFAULT_SETTINGS)")
+    return {k: int(v) for k, v in zip(keys, values) if v is not None}
 
 
 # -------------------------------------------------------------- interface
@@ -361,7 +406,7 @@ def run_sampler(name, model, obs, noise=None, seed=None, sps=None, **settings):
             "sampler='dynesty' for a model with an SPS source")
     else:
         runner = {"dynesty-pool": _run_dynesty_pool, "ultranest": _run_ultranest,
-                  "emcee": _run_emcee, "blackjax-nss": _run_blackjax_nss,
+                  "emcee": _run_emcee, "smc": _run_smc, "blackjax-nss": _run_blackjax_nss,
                   "blackjax-nuts": _run_blackjax_nuts}[name]
         out = runner(model, obs, noise, seed, full)
     out.update(sampler=name, settings=_jsonable(full), seed=None if seed is None else int(seed))
@@ -576,6 +621,31 @@ def _run_emcee(model, obs, noise, seed, settings):
                             "converged": bool(converged), "n_steps": int(sampler.iteration),
                             "burn": burn, "thin": thin, "nwalkers": nwalkers,
                             "acceptance_fraction": float(np.mean(sampler.acceptance_fraction))}}
+
+
+# -------------------------------------------------------------------- smc
+def _run_smc(model, obs, noise, seed, settings):
+    from .smc import run_tempered_smc, whitened_to_unit
+    from ..prospector.vectorised import VectorisedLikelihood
+    like = VectorisedLikelihood(model, obs, noise, nested=True, float32=bool(settings["float32"]))
+
+    def lnlike_whitened(y):
+        return like.lnlike(like.prior_transform(whitened_to_unit(y)))
+
+    sizes = {k: settings[k] for k in _SMC_DEFAULTS}
+    t0 = time.time()
+    run = run_tempered_smc(lnlike_whitened, model.ndim, np.random.default_rng(seed), **sizes)
+    seconds = time.time() - t0
+    samples = like.prior_transform(whitened_to_unit(run["y"]))
+    n = len(samples)
+    return {"samples": samples, "weights": np.full(n, 1.0 / n), "lnlikelihood": run["lnlike"],
+            "lnprobability": run["lnlike"] + model.prior_product(samples),
+            "logz": run["logz"], "logzerr": run["logzerr"], "ncall": run["ncall"],
+            "seconds": seconds, "raw": None,
+            "diagnostics": {"n_stages": len(run["betas"]) - 1, "n_chains": run["n_chains"],
+                            "betas": [float(b) for b in run["betas"]],
+                            "acceptance": [float(a) for a in run["acceptance"]],
+                            "float32": bool(like.float32)}}
 
 
 def _prior_draws_with_finite_posterior(like, n, rng, max_draws=200000):
