@@ -179,7 +179,36 @@ def report(out, records):
         ["run", "seed", "calls", "wall s", "us/call", "max |dmedian| vs ref (half-widths)",
          "width / ref", "seed-to-seed max |dmedian| (half-widths)", "notes"],
         compare(records), "llrrrllll")
+    spread = seed_spread(records)
+    if spread:
+        lines += ["", "Over three or more seeds (the scatter of each parameter's median, in "
+                  "mean half-widths):", ""] + spread
     return emit(lines, os.path.join(out, "report.md"))
+
+
+def seed_spread(records):
+    """One line per label run with three or more seeds: the standard deviation of the
+    medians over the seeds in mean half-widths (worst parameter, mean over parameters)
+    and the largest |median difference| of any pair of seeds."""
+    lines = []
+    by_label = {}
+    for r in records:
+        if r["label"] != "reference":
+            by_label.setdefault(r["label"], []).append(r)
+    for label, runs in by_label.items():
+        if len(runs) < 3:
+            continue
+        medians = np.array([r["median"] for r in runs])
+        hw = np.mean([_halfwidth(r) for r in runs], axis=0)
+        sd = medians.std(axis=0, ddof=1) / hw
+        pairs = [np.max(np.abs(medians[i] - medians[j]) / hw)
+                 for i in range(len(runs)) for j in range(i + 1, len(runs))]
+        worst = int(np.argmax(sd))
+        lines.append(f"- {label}, {len(runs)} seeds: sd of the medians {sd.max():.2f} "
+                     f"({runs[0]['labels'][worst]}), mean over parameters {sd.mean():.2f}; "
+                     f"worst of the {len(pairs)} seed pairs {max(pairs):.2f}; wall "
+                     f"{np.mean([r['seconds'] for r in runs]):.1f} s on average")
+    return lines
 
 
 def load_records(out):

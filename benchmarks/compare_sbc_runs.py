@@ -5,7 +5,11 @@ For every mock fitted in the reference folder and in another folder of
 |median difference| over the parameters in the reference's half-widths (16-84%),
 the parameter where it is, and the range of the width ratios.  A well-converged
 sampler should agree with a much longer run of another (or the same) algorithm to
-a fraction of a half-width.
+a fraction of a half-width.  Then, per compared folder, per parameter over the
+common mocks: the 68th percentile of |median difference| in reference
+half-widths and the median width ratio; and every run's pooled coverage of the
+68% and 95% intervals with its error (the spread of per-mock coverage over the
+mocks / sqrt(n), which allows for the correlation of one mock's parameters).
 
     python benchmarks/compare_sbc_runs.py runs/sbc_thorough runs/sbc_nss runs/sbc_ultranest
 """
@@ -65,6 +69,12 @@ def main(argv=None):
                          f"{b['hpd_rank']:.2f}" if b.get("hpd_rank") is not None else "-"])
     if not rows:
         raise SystemExit("no mock is fitted in both the reference and another folder")
+    summary = []
+    for folder in args.others:
+        summary += [""] + per_parameter_agreement(ref, load(folder), folder)
+    summary += [""] + [f"- {folder}: {pooled_coverage(recs)}"
+                       for folder, recs in ((f, load(f)) for f in [args.reference] + args.others)
+                       if all("in68" in r for r in recs.values())]
     ranks = ", ".join(f"{i}: {r['hpd_rank']:.2f}" for i, r in sorted(ref.items())
                       if r.get("hpd_rank") is not None)
     starts = "; ".join(f"mock {i}: its two starts differ by up to "
@@ -77,8 +87,34 @@ def main(argv=None):
              "",
              *markdown_table(["mock", "run", "calls", "max |dmedian| (ref half-widths)",
                               "where", "width / ref", "hpd rank of the truth"], rows,
-                             "llrrlrr")]
+                             "llrrlrr"), *summary]
     emit(lines, args.out)
+
+
+def per_parameter_agreement(ref, other, folder):
+    """Markdown lines: per parameter, the 68th percentile over the common mocks of
+    |median - reference median| / reference half-width, and the median width ratio."""
+    common = sorted(set(ref) & set(other))
+    shift = np.array([np.abs(np.subtract(other[i]["median"], ref[i]["median"]))
+                      / np.asarray(ref[i]["halfwidth"]) for i in common])
+    ratio = np.array([np.asarray(other[i]["halfwidth"]) / np.asarray(ref[i]["halfwidth"])
+                      for i in common])
+    labels = ref[common[0]]["labels"]
+    rows = [[label, f"{np.percentile(shift[:, k], 68):.2f}", f"{np.median(ratio[:, k]):.2f}"]
+            for k, label in enumerate(labels)]
+    return [f"{folder} against the reference, {len(common)} mocks:", "",
+            *markdown_table(["parameter", "68th pct \\|dmedian\\| (ref half-widths)",
+                             "median width / ref"], rows, "lrr")]
+
+
+def pooled_coverage(recs):
+    """The pooled 68% / 95% coverage of one run, with errors, as text."""
+    in68 = np.array([np.mean(r["in68"]) for r in recs.values()])
+    in95 = np.array([np.mean(r["in95"]) for r in recs.values()])
+    n = len(in68)
+    err = (lambda v: 100 * v.std(ddof=1) / np.sqrt(n)) if n > 1 else (lambda v: float("nan"))
+    return (f"{n} mocks, pooled coverage {100 * in68.mean():.1f} +- {err(in68):.1f}% (68%), "
+            f"{100 * in95.mean():.1f} +- {err(in95):.1f}% (95%)")
 
 
 if __name__ == "__main__":

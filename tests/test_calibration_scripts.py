@@ -75,3 +75,5 @@ def test_mcmc_reference_records_compare_with_the_fitted_folder(tmp_path):
     assert "Reference: emcee DE reference (300 steps x 16 walkers x 2 starts)" in text
     assert "mock 0: its two starts differ by up to" in text
     assert "| 0 | dynesty nlive 200 rwalk walks 25 |" in text
+    assert "68th pct \\|dmedian\\| (ref half-widths)" in text  # per parameter
+    assert f"{reference}: 1 mocks, pooled coverage" in text
