@@ -259,13 +259,10 @@ def sampler_settings(name, ndim=None, **settings):
                   "frac_remain": 0 < float(out["frac_remain"]) < 1,
                   "nsteps": out["nsteps"] is None or int(out["nsteps"]) >= 1,
                   "space": out["space"] in ("unit-cube", "normal")}
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise EmulatorConfigurationError(
-                f"blackjax-nss settings {', '.join(f'{k} = {out[k]!r}' for k in bad)}: allowed "
-                f"are 1 <= num_delete < nlive ({out['nlive']}), max_steps >= 1, "
-                "n_volume_draws >= 2, 0 < frac_remain < 1, nsteps >= 1, space 'unit-cube' or "
-                "'normal'")
+        _refuse_unless(checks, name, out,
+                       f"1 <= num_delete < nlive ({out['nlive']}), max_steps >= 1, "
+                       "n_volume_draws >= 2, 0 < frac_remain < 1, nsteps >= 1, space "
+                       "'unit-cube' or 'normal'")
     if name == "smc":
         checks = {"chain_length": int(out["chain_length"]) >= 2,
                   "n_particles": int(out["n_particles"]) >= 2 * int(out["chain_length"]),
@@ -277,13 +274,11 @@ def sampler_settings(name, ndim=None, **settings):
                   or int(out["final_chain_length"]) >= 2,
                   "final_chains": out["final_chains"] is None or int(out["final_chains"]) >= 2,
                   "max_samples": out["max_samples"] is None or int(out["max_samples"]) >= 1}
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise EmulatorConfigurationError(
-                f"smc settings {', '.join(f'{k} = {out[k]!r}' for k in bad)}: allowed are "
-                "chain_length >= 2, n_particles >= 2 x chain_length, 0 < ess_fraction < 1, "
-                "0 < target_acceptance < 1, proposal 'rw' or 'de', max_stages >= 1, "
-                "final_chain_length and final_chains None or >= 2, max_samples None or >= 1")
+        _refuse_unless(checks, name, out,
+                       "chain_length >= 2, n_particles >= 2 x chain_length, 0 < ess_fraction "
+                       "< 1, 0 < target_acceptance < 1, proposal 'rw' or 'de', max_stages >= 1, "
+                       "final_chain_length and final_chains None or >= 2, max_samples None "
+                       "or >= 1")
     if name == "blackjax-nuts":
         checks = {"num_chains": int(out["num_chains"]) >= 1,
                   "num_warmup": int(out["num_warmup"]) >= 10,
@@ -293,13 +288,10 @@ def sampler_settings(name, ndim=None, **settings):
                   "max_num_doublings": 1 <= int(out["max_num_doublings"]) <= 20,
                   "max_rhat": float(out["max_rhat"]) > 1,
                   "mass_matrix": out["mass_matrix"] in ("dense", "diagonal")}
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise EmulatorConfigurationError(
-                f"blackjax-nuts settings {', '.join(f'{k} = {out[k]!r}' for k in bad)}: allowed "
-                "are num_chains >= 1, num_warmup >= 10, num_samples >= 10, n_init >= 1, "
-                "0 < target_acceptance < 1, 1 <= max_num_doublings <= 20, max_rhat > 1, "
-                "mass_matrix 'dense' or 'diagonal'")
+        _refuse_unless(checks, name, out,
+                       "num_chains >= 1, num_warmup >= 10, num_samples >= 10, n_init >= 1, "
+                       "0 < target_acceptance < 1, 1 <= max_num_doublings <= 20, max_rhat > 1, "
+                       "mass_matrix 'dense' or 'diagonal'")
     if name == "emcee":
         if out["moves"] not in ("stretch", "de-snooker"):
             raise EmulatorConfigurationError(
@@ -316,6 +308,16 @@ def sampler_settings(name, ndim=None, **settings):
             raise EmulatorConfigurationError(
                 f"emcee max_steps ({out['max_steps']}) is below min_steps ({out['min_steps']})")
     return out
+
+
+def _refuse_unless(checks, name, settings, allowed):
+    """An :class:`EmulatorConfigurationError` naming every failed check of
+    sampler ``name``'s ``settings`` and what is ``allowed``."""
+    bad = [k for k, ok in checks.items() if not ok]
+    if bad:
+        raise EmulatorConfigurationError(
+            f"{name} settings {', '.join(f'{k} = {settings[k]!r}' for k in bad)}: allowed are "
+            f"{allowed}")
 
 
 def settings_from_cli(name, nlive=None, n_effective=None):
