@@ -94,9 +94,9 @@ def make_mocks(n, seed, emulator):
 _WORKER = {}
 
 
-def _init(emulator_path, nested_kwargs, emulator_sha256):
+def _init(emulator_path, nested_kwargs, emulator_sha256, sampler="dynesty"):
     _WORKER.update(emulator_path=emulator_path, nested_kwargs=nested_kwargs,
-                   emulator_sha256=emulator_sha256)
+                   emulator_sha256=emulator_sha256, sampler=sampler)
 
 
 def read_fit(path):
@@ -104,10 +104,11 @@ def read_fit(path):
         return json.load(f)
 
 
-def _current(fit, emulator_sha256):
-    """Whether an emulator fit was made with this emulator file and set-up."""
+def _current(fit, emulator_sha256, sampler="dynesty"):
+    """Whether an emulator fit was made with this emulator file, set-up and sampler."""
     return (fit.get("emulator_sha256") == emulator_sha256
-            and fit.get("fit_version", 1) == EMULATOR_FIT_VERSION)
+            and fit.get("fit_version", 1) == EMULATOR_FIT_VERSION
+            and fit.get("sampler", "dynesty") == sampler)
 
 
 def _fit(task):
@@ -134,14 +135,17 @@ def _fit(task):
             sps, model = None, EmulatedSpecModel(params, emulator=_WORKER["emulator"])
             noise = EmulatorNoiseModel(model, floor=0.0)
     t0 = time.time()
-    fit = fit_galaxy(obs, model, noise, nested_kwargs=_WORKER["nested_kwargs"], sps=sps,
-                     sampler="dynesty")
+    # the SPS fits are Prospector + dynesty; the emulator fits use --sampler
+    sampler = "dynesty" if kind == "sps" else _WORKER["sampler"]
+    fit = fit_galaxy(obs, model, noise, sps=sps, sampler=sampler,
+                     nested_kwargs=_WORKER["nested_kwargs"] if sampler == "dynesty" else None)
     summary = posterior_summary(model, fit["samples"], fit["weights"], sps=sps)
     result = {"id": mock["id"], "kind": kind, "seconds": time.time() - t0, "ncall": fit["ncall"],
               "percentiles": {k: [float(x) for x in v] for k, v in summary.items()}}
     if kind != "sps":
         result["emulator_sha256"] = _WORKER["emulator_sha256"]
         result["fit_version"] = EMULATOR_FIT_VERSION
+        result["sampler"] = sampler
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(result, f)
     return result
@@ -171,16 +175,17 @@ def q_statistic(a, b):
     return (m1 - m2) / np.hypot(s1, s2)
 
 
-def report(out, mocks, emulator_sha256):
+def report(out, mocks, emulator_sha256, sampler="dynesty"):
     fits = {}
     for name in os.listdir(os.path.join(out, "fits")):
         if name.endswith(".json"):
             r = read_fit(os.path.join(out, "fits", name))
-            if r["kind"] == "sps" or _current(r, emulator_sha256):
+            if r["kind"] == "sps" or _current(r, emulator_sha256, sampler):
                 fits[(r["id"], r["kind"])] = r
     truth = {m["id"]: m["truth"] for m in mocks}
     lines = ["# Posterior validation: emulator vs BagpipesBasis (paper Sec. 3.2)", "",
-             f"Command: `python benchmarks/validate_posteriors.py --out {out}` "
+             f"Command: `python benchmarks/validate_posteriors.py --out {out}"
+             + ("" if sampler == "dynesty" else f" --sampler {sampler}") + "` "
              f"(mocks: {len(mocks)}, 0.1 mag noise, {len(FILTERS)} bands, 5% floor).", ""]
     lines += machine_lines() + [""]
     results = {"n_mocks": len(mocks)}
@@ -306,6 +311,9 @@ def main(argv=None):
     p.add_argument("--kinds", default="emu1,emu2,sps",
                    help="which fits to run: emu1, emu2 (the emulator twice), sps (BagpipesBasis); "
                         "the SPS fits do not depend on the emulator and can run first")
+    p.add_argument("--sampler", default="dynesty", choices=["dynesty", "smc"],
+                   help="sampler of the emulator fits (default dynesty at --nlive/--n-effective; "
+                        "smc at its defaults); the SPS fits are always dynesty")
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args(argv)
     kinds_wanted = [k.strip() for k in args.kinds.split(",") if k.strip()]
@@ -332,7 +340,7 @@ def main(argv=None):
             for kind in kinds:
                 path = os.path.join(args.out, "fits", f"{m['id']}_{kind}.json")
                 old = read_fit(path) if os.path.exists(path) and kind != "sps" else None
-                if old is not None and not _current(old, sha):
+                if old is not None and not _current(old, sha, args.sampler):
                     # made with another emulator or set-up: keep it aside, fit again
                     old_dir = os.path.join(args.out, "fits", "superseded",
                                            f"{old.get('emulator_sha256', 'unknown')[:12]}"
@@ -344,11 +352,12 @@ def main(argv=None):
         nested = {"nested_nlive_init": args.nlive, "nested_target_n_effective": args.n_effective}
         bar = Progress(len(tasks), label="validate", unit="fits")
         ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(args.workers, initializer=_init, initargs=(args.emulator, nested, sha)) as pool:
+        with ctx.Pool(args.workers, initializer=_init,
+                      initargs=(args.emulator, nested, sha, args.sampler)) as pool:
             for n, _ in enumerate(pool.imap_unordered(_fit, tasks), 1):
                 bar.update(n, force=True)
         bar.close(len(tasks))
-    report(args.out, mocks, sha)
+    report(args.out, mocks, sha, args.sampler)
 
 
 if __name__ == "__main__":
