@@ -368,8 +368,8 @@ class TestSamplerChoice:
     def test_dynesty_pool_and_foreign_settings_are_refused_before_any_fit(self, tmp_path, capsys):
         from prospect_emulator.cli.main import main
         cat = write_catalog(tmp_path / "cat.csv", ["a"])
-        code = main(["fit", cat, "--out", str(tmp_path / "f"), "--sampler", "dynesty-pool",
-                     *TINY_ARGS])
+        code = main(["fit", cat, "--out", str(tmp_path / "f"), *TINY_ARGS,
+                     "--sampler", "dynesty-pool"])  # after TINY_ARGS' --sampler dynesty
         assert code == 2
         assert "'dynesty-pool' is not for catalogues" in capsys.readouterr().err
         with pytest.raises(EmulatorConfigurationError, match="nested_kwargs are dynesty's"):

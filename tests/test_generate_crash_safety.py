@@ -250,11 +250,19 @@ def test_workers_all_stopped_by_sigterm_read_as_a_stop_not_a_death():
                                                         _worker_exit_codes)
 
     def ended_by(*signals):
-        procs = [_mp_context().Process(target=_sleep) for _ in signals]
-        for proc, sig in zip(procs, signals):
-            proc.start()
-            os.kill(proc.pid, sig)
-        return _stop_signal_of_all(_worker_exit_codes(procs))
+        # the children must die of these signals even where this process ignores one
+        # (SIGHUP under nohup): they are forked with the default handlers
+        previous = {sig: signal.signal(sig, signal.SIG_DFL)
+                    for sig in set(signals) if sig != signal.SIGKILL}
+        try:
+            procs = [_mp_context().Process(target=_sleep) for _ in signals]
+            for proc, sig in zip(procs, signals):
+                proc.start()
+                os.kill(proc.pid, sig)
+            return _stop_signal_of_all(_worker_exit_codes(procs))
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     assert ended_by(signal.SIGTERM, signal.SIGTERM) == "SIGTERM"
     assert ended_by(signal.SIGTERM, signal.SIGHUP) == "SIGHUP/SIGTERM"
