@@ -50,7 +50,8 @@ SECTIONS = [
                  "prospect_emulator.fitting.quality.fit_quality",
                  "prospect_emulator.fitting.check.check_param_file",
                  "prospect_emulator.fitting.check.check_catalog",
-                 "prospect_emulator.fitting.samplers.run_sampler", data.default_emulator]),
+                 "prospect_emulator.fitting.samplers.run_sampler",
+                 "prospect_emulator.fitting.smc.run_tempered_smc", data.default_emulator]),
     ("Exact posteriors in JAX (the 'jax' extra)", [
         "prospect_emulator.fitting.jax_likelihood.JaxLikelihood",
         "prospect_emulator.fitting.blackjax_nss.run_blackjax_nss"]),

@@ -235,6 +235,11 @@ class TestDemoCommand:
         with pytest.raises(SystemExit):
             build_parser().parse_args(["demo", "--sampler-settings", "[2000]"])
         assert "not a JSON object" in capsys.readouterr().err
+        twice = build_parser().parse_args(["fit", "c.fits", "--out", "o", "--sampler", "dynesty",
+                                           "--nlive", "300", "--sampler-settings",
+                                           '{"nested_nlive_init": 500}'])
+        with pytest.raises(EmulatorConfigurationError, match="nested_nlive_init given twice"):
+            cli_sampler_settings(twice)
 
     def test_demo_refuses_an_unknown_sampler(self, capsys):
         from prospect_emulator.cli.main import build_parser

@@ -43,7 +43,7 @@ def test_gaussian_posterior_and_evidence_are_recovered(gaussian_problem, proposa
     lnlike, mean, cov, logz = gaussian_problem
     out = run_tempered_smc(lnlike, NDIM, np.random.default_rng(1), n_particles=8000,
                            chain_length=40, proposal=proposal, final_chain_length=None,
-                           ess_fraction=0.8)  # gentler steps: a tighter evidence
+                           ess_fraction=0.8, max_samples=None)  # gentler steps: a tighter evidence
     sd = np.sqrt(np.diag(cov))
     assert out["y"].shape == (8000, NDIM) and out["lnlike"].shape == (8000,)
     np.testing.assert_allclose(out["lnlike"], lnlike(out["y"]))
@@ -59,7 +59,8 @@ def test_gaussian_posterior_and_evidence_are_recovered(gaussian_problem, proposa
 def test_final_move_returns_its_chains_states(gaussian_problem):
     lnlike, mean, cov, _ = gaussian_problem
     out = run_tempered_smc(lnlike, NDIM, np.random.default_rng(2), n_particles=4000,
-                           chain_length=20, final_chain_length=50, final_chains=100)
+                           chain_length=20, final_chain_length=50, final_chains=100,
+                           max_samples=None)
     assert out["y"].shape == (5000, NDIM)
     assert len(out["acceptance"]) == len(out["betas"])  # every stage's move, and the final
     np.testing.assert_allclose(out["y"].std(0), np.sqrt(np.diag(cov)), rtol=0.15)
@@ -82,6 +83,33 @@ def test_same_seed_same_draws(gaussian_problem):
     assert not np.array_equal(a["y"], c["y"])
 
 
+def test_the_evidence_counts_the_prior_mass_outside_the_support():
+    # L = 1 on y_0 > 0, 0 elsewhere: Z = P(y_0 > 0) = 1/2 exactly; a flat likelihood inside
+    # its support also gives equal weights (their variance rounds to just below zero)
+    def half(y):
+        return np.where(y[:, 0] > 0, 0.0, -np.inf)
+
+    out = run_tempered_smc(half, 2, np.random.default_rng(0), n_particles=2400,
+                           chain_length=20, final_chain_length=None)
+    assert abs(out["logz"] - np.log(0.5)) < 0.03
+    assert out["logzerr"] >= 0
+    assert np.all(out["y"][:, 0] > 0)
+
+
+def test_every_chain_can_start_the_final_move(gaussian_problem):
+    # equal weights over states stored step by step: the starts must not all fall in a
+    # few chains (systematic resampling in storage order picked 20 of 400)
+    from prospect_emulator.fitting.smc import _metropolis_chains
+    rng = np.random.default_rng(0)
+    chains, length = 40, 10
+    y = np.repeat(np.arange(chains, dtype=float)[None, :], length, 0).reshape(-1, 1)
+    states, _, _, _ = _metropolis_chains(lambda v: np.zeros(len(v)), y, np.zeros(len(y)),
+                                         np.full(len(y), 1 / len(y)), 1.0, chains, 2, 1e-9,
+                                         "rw", rng)
+    starts = states[:chains, 0]  # the first state of each new chain: its start
+    assert len(np.unique(np.round(starts))) > chains / 2
+
+
 def test_a_likelihood_that_is_nowhere_finite_is_an_error():
     with pytest.raises(SMCError, match="finite likelihood.*training range"):
         run_tempered_smc(lambda y: np.full(len(y), -np.inf), 3, np.random.default_rng(0),
@@ -92,7 +120,7 @@ def test_too_many_stages_is_an_error_not_a_hang():
     def sharp(y):  # a posterior 1e-4 prior widths across needs many tempering stages
         return -0.5 * np.sum((y / 1e-4) ** 2, axis=1)
 
-    with pytest.raises(SMCError, match="max_stages = 3"):
+    with pytest.raises(SMCError, match="max_stages = 3.*lower ess_fraction"):
         run_tempered_smc(sharp, 3, np.random.default_rng(0), n_particles=200, chain_length=10,
                          max_stages=3)
 
@@ -113,3 +141,9 @@ def test_settings_name_what_is_allowed():
         sampler_settings("smc", ndim=3, n_particles=10, chain_length=20)
     with pytest.raises(EmulatorConfigurationError, match="allowed"):
         sampler_settings("smc", ndim=3, nlive=100)
+    assert sampler_settings("smc", ndim=3, max_samples="2000")["max_samples"] == 2000
+    for bad, message in (({"float32": "false"}, "true or false"),
+                         ({"chain_length": None}, "an integer"),
+                         ({"ess_fraction": "half"}, "a number")):
+        with pytest.raises(EmulatorConfigurationError, match=message):
+            sampler_settings("smc", ndim=3, **bad)

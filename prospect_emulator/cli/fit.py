@@ -32,9 +32,15 @@ def json_object(text):
 def cli_sampler_settings(args):
     """The sampler settings of ``fit``/``demo``'s options: ``--nlive``/``--n-effective``
     where the sampler has them, updated by ``--sampler-settings``."""
+    from ..errors import EmulatorConfigurationError
     from ..fitting.samplers import settings_from_cli
-    return dict(settings_from_cli(args.sampler, args.nlive, args.n_effective),
-                **(args.sampler_settings or {}))
+    from_options = settings_from_cli(args.sampler, args.nlive, args.n_effective)
+    both = sorted(set(from_options) & set(args.sampler_settings or {}))
+    if both:
+        raise EmulatorConfigurationError(
+            f"{', '.join(both)} given twice: by --nlive/--n-effective and by "
+            "--sampler-settings; give each once")
+    return dict(from_options, **(args.sampler_settings or {}))
 
 
 def add_fit_options(parser):
@@ -52,7 +58,7 @@ def add_fit_options(parser):
                              "2 per free parameter); refused for smc, emcee and blackjax-nuts")
     parser.add_argument("--n-effective", type=int, default=None,
                         help="target effective sample size of dynesty (default 2000) and "
-                             "ultranest")
+                             "ultranest; refused for the others")
     parser.add_argument("--sampler-settings", type=json_object, default=None, metavar="JSON",
                         help="further settings of the sampler as a JSON object, e.g. "
                              "'{\"final_chain_length\": 2000}' for smc (the keys of "

@@ -264,6 +264,10 @@ def sampler_settings(name, ndim=None, **settings):
                        "n_volume_draws >= 2, 0 < frac_remain < 1, nsteps >= 1, space "
                        "'unit-cube' or 'normal'")
     if name == "smc":
+        _coerce(name, out, ints=("n_particles", "chain_length", "max_stages"),
+                floats=("ess_fraction", "target_acceptance"),
+                optional_ints=("final_chain_length", "final_chains", "max_samples"),
+                bools=("float32",))
         checks = {"chain_length": int(out["chain_length"]) >= 2,
                   "n_particles": int(out["n_particles"]) >= 2 * int(out["chain_length"]),
                   "ess_fraction": 0 < float(out["ess_fraction"]) < 1,
@@ -308,6 +312,37 @@ def sampler_settings(name, ndim=None, **settings):
             raise EmulatorConfigurationError(
                 f"emcee max_steps ({out['max_steps']}) is below min_steps ({out['min_steps']})")
     return out
+
+
+def _coerce(name, settings, ints=(), floats=(), optional_ints=(), bools=()):
+    """Convert sampler ``name``'s numeric settings in place (``"20"`` and 20.0 become 20);
+    a value that is not a number (or, for ``bools``, not true/false) is an
+    :class:`EmulatorConfigurationError` naming it."""
+    kinds = ([(k, int) for k in ints] + [(k, float) for k in floats]
+             + [(k, "optional int") for k in optional_ints] + [(k, bool) for k in bools])
+    for key, kind in kinds:
+        value = settings[key]
+        try:
+            if kind is bool:
+                if not isinstance(value, (bool, np.bool_)):
+                    raise TypeError
+                settings[key] = bool(value)
+            elif kind == "optional int":
+                settings[key] = None if value is None else _as_int(value)
+            else:
+                settings[key] = _as_int(value) if kind is int else float(value)
+        except (TypeError, ValueError):
+            what = {int: "an integer", float: "a number", bool: "true or false",
+                    "optional int": "an integer or null"}[kind]
+            raise EmulatorConfigurationError(
+                f"{name} setting {key} = {value!r} must be {what}") from None
+
+
+def _as_int(value):
+    number = float(value)
+    if number != int(number):
+        raise ValueError(value)
+    return int(number)
 
 
 def _refuse_unless(checks, name, settings, allowed):
@@ -380,7 +415,7 @@ def run_sampler(name, model, obs, noise=None, seed=None, sps=None, **settings):
     -------
     dict
         ``samples`` (n, ndim); ``weights`` (n,), summing to 1 (equal for
-        emcee); ``lnprobability`` and ``lnlikelihood`` (n,); ``logz`` (ln
+        emcee, smc and blackjax-nuts); ``lnprobability`` and ``lnlikelihood`` (n,); ``logz`` (ln
         evidence; None for emcee) and ``logzerr``; ``ncall`` (likelihood
         evaluations); ``seconds`` (wall time of the sampling); ``sampler``
         (the name); ``settings`` (the complete settings, JSON-serialisable);
@@ -392,12 +427,15 @@ def run_sampler(name, model, obs, noise=None, seed=None, sps=None, **settings):
     ------
     EmulatorConfigurationError
         Unknown sampler or setting, a sampler library not installed, or (for
-        ultranest, emcee and blackjax-nss) a model :class:`VectorisedLikelihood`
+        ultranest, emcee, smc and blackjax-nss) a model :class:`VectorisedLikelihood`
         cannot serve (blackjax-nss: or one
         :class:`~prospect_emulator.fitting.jax_likelihood.JaxLikelihood` cannot).
     SamplerConvergenceError
         emcee with ``require_converged=True`` whose chain stayed shorter than
         ``min_tau_multiple`` autocorrelation times.
+    SMCError
+        smc: no prior draw inside the likelihood's support, or ``max_stages``
+        reached (:class:`~prospect_emulator.fitting.smc.SMCError`).
     """
     full = sampler_settings(name, ndim=model.ndim, **settings)
     if name == "dynesty":
@@ -429,9 +467,9 @@ def _require(module, extra_hint):
             f"this sampler needs the '{module}' package: pip install {extra_hint}") from None
 
 
-def _vectorised_likelihood(model, obs, noise, nested):
+def _vectorised_likelihood(model, obs, noise, nested, float32=False):
     from ..prospector.vectorised import VectorisedLikelihood
-    return VectorisedLikelihood(model, obs, noise, nested=nested)
+    return VectorisedLikelihood(model, obs, noise, nested=nested, float32=float32)
 
 
 # ---------------------------------------------------------------- dynesty
@@ -628,8 +666,7 @@ def _run_emcee(model, obs, noise, seed, settings):
 # -------------------------------------------------------------------- smc
 def _run_smc(model, obs, noise, seed, settings):
     from .smc import run_tempered_smc, whitened_to_unit
-    from ..prospector.vectorised import VectorisedLikelihood
-    like = VectorisedLikelihood(model, obs, noise, nested=True, float32=bool(settings["float32"]))
+    like = _vectorised_likelihood(model, obs, noise, nested=True, float32=settings["float32"])
 
     def lnlike_whitened(y):
         return like.lnlike(like.prior_transform(whitened_to_unit(y)))

@@ -43,8 +43,8 @@ __all__ = ["run_tempered_smc", "SMCError", "whitened_to_unit", "DEFAULTS"]
 
 logger = logging.getLogger(__name__)
 
-#: u = Phi(y) is kept inside [UNIT_EPS, 1 - UNIT_EPS] (|y| > 8.2 would round to
-#: 0 or 1, where an unbounded prior's transform is infinite).
+#: u = Phi(y) is kept inside [UNIT_EPS, 1 - UNIT_EPS] (y > 8.3 rounds to 1 and very
+#: negative y underflow towards 0, where an unbounded prior's transform is infinite).
 UNIT_EPS = 1e-16
 
 
@@ -59,7 +59,7 @@ DEFAULTS = {
     "proposal": "de",         # "de": differential evolution; "rw": Gaussian random walk
     "final_chain_length": 1000,  # one more move at beta = 1 with chains this long
     "final_chains": None,     # chains of that move (None: as many as in each stage)
-    "max_samples": 20000,     # draws returned at most (the chains thinned evenly)
+    "max_samples": 4000,      # draws returned (each chain's states thinned evenly)
     "max_stages": 200,
 }
 
@@ -111,7 +111,7 @@ def _weighted_cholesky(y, weights):
 
 def _initial_cloud(lnlike_y, ndim, n, rng, max_draws):
     """``n`` prior draws inside the likelihood's support, their ln L, and the
-    number of draws it took."""
+    fraction of all draws made that were inside it (the support's prior mass)."""
     ys, lls, drawn = [], [], 0
     while sum(len(v) for v in ys) < n:
         if drawn >= max_draws:
@@ -126,7 +126,8 @@ def _initial_cloud(lnlike_y, ndim, n, rng, max_draws):
         ok = np.isfinite(ll)
         ys.append(batch[ok])
         lls.append(ll[ok])
-    return np.concatenate(ys)[:n], np.concatenate(lls)[:n], drawn
+    found = sum(len(v) for v in ys)
+    return np.concatenate(ys)[:n], np.concatenate(lls)[:n], found / drawn, drawn
 
 
 def _metropolis_chains(lnlike_y, y, ll, weights, beta, n_chains, chain_length, scale,
@@ -140,7 +141,10 @@ def _metropolis_chains(lnlike_y, y, ll, weights, beta, n_chains, chain_length, s
     chol = _weighted_cholesky(y, weights)
     if kind == "de":
         reference = y[_systematic_resample(weights, n, rng)]
-    start = _systematic_resample(weights, n_chains, rng)
+    # systematic resampling of the cloud in random order: the states are stored step by
+    # step, and equal weights in that order would pick the same few chains every time
+    order = rng.permutation(n)
+    start = order[_systematic_resample(weights[order], n_chains, rng)]
     x, lx = y[start], ll[start]
     states, lnls, accepted = [x], [lx], 0
     log_target = -0.5 * np.einsum("ij,ij->i", x, x) + beta * lx
@@ -171,7 +175,7 @@ def run_tempered_smc(lnlike_y, ndim, rng, n_particles=DEFAULTS["n_particles"],
                      max_stages=DEFAULTS["max_stages"], proposal=DEFAULTS["proposal"],
                      final_chain_length=DEFAULTS["final_chain_length"],
                      final_chains=DEFAULTS["final_chains"], max_samples=DEFAULTS["max_samples"],
-                     max_prior_draws=400000):
+                     max_prior_draws=None):
     """Sample pi(y) proportional to N(y; 0, I) L(y) by waste-free tempered SMC.
 
     Parameters
@@ -195,8 +199,10 @@ def run_tempered_smc(lnlike_y, ndim, rng, n_particles=DEFAULTS["n_particles"],
         Acceptance rate the proposal's scale is adapted to, stage by stage.
     max_stages : int
         Tempering stages allowed before :class:`SMCError`.
-    max_prior_draws : int
-        Prior draws allowed to find the first cloud inside the support.
+    max_prior_draws : int, optional
+        Prior draws allowed to find the first cloud inside the support
+        (default 50 x the particles: a support of less than 2% of the prior
+        mass is an error).
     proposal : {"de", "rw"}
         Metropolis proposal: "de", differential evolution (the difference of
         two particles of the weighted cloud, scaled by 2.38 / sqrt(2 ndim) and
@@ -211,8 +217,8 @@ def run_tempered_smc(lnlike_y, ndim, rng, n_particles=DEFAULTS["n_particles"],
     final_chains : int, optional
         Chains of that final move (default: as many as in every stage).
     max_samples : int or None
-        Return at most this many draws: every chain's states thinned evenly
-        (its last state kept); ``None``: all states.
+        Return about this many draws (at least one per chain): every chain's
+        states thinned evenly, its last state kept; ``None``: all states.
 
     Returns
     -------
@@ -232,9 +238,9 @@ def run_tempered_smc(lnlike_y, ndim, rng, n_particles=DEFAULTS["n_particles"],
     """
     n_chains = max(2, int(n_particles) // int(chain_length))
     n_states = n_chains * int(chain_length)
-    y, ll, drawn = _initial_cloud(lnlike_y, ndim, n_states, rng, max_prior_draws)
-    ncall = drawn
-    logz = math.log(n_states / drawn) if drawn > n_states else 0.0
+    max_prior_draws = max_prior_draws or 50 * n_states
+    y, ll, inside, ncall = _initial_cloud(lnlike_y, ndim, n_states, rng, max_prior_draws)
+    logz = math.log(inside)  # the prior mass inside the likelihood's support
     logz_var = 0.0
     beta = 0.0
     scale = 2.38 / math.sqrt((2 if proposal == "de" else 1) * ndim)
@@ -254,13 +260,14 @@ def run_tempered_smc(lnlike_y, ndim, rng, n_particles=DEFAULTS["n_particles"],
         if len(betas) > max_stages:
             raise SMCError(
                 f"tempered SMC reached max_stages = {max_stages} at beta = {beta:.3g}: the "
-                "likelihood is too sharp for these settings; raise max_stages or n_particles")
+                "likelihood is too sharp for these settings; lower ess_fraction (larger "
+                "steps) or raise max_stages")
         new_beta = _next_beta(ll, beta, ess_fraction * len(y))
         lw = (new_beta - beta) * ll
         logz += logsumexp(lw) - math.log(len(y))
         weights = np.exp(lw - logsumexp(lw))
         # chi^2 of the weights over the independent lineages (the chains), not the states
-        logz_var += float(len(y) * np.sum(weights ** 2) - 1.0) / n_chains
+        logz_var += max(0.0, float(len(y) * np.sum(weights ** 2) - 1.0)) / n_chains
         beta = new_beta
         betas.append(beta)
         move(weights, chain_length, n_chains)
