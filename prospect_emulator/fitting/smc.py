@@ -223,8 +223,8 @@ def run_tempered_smc(lnlike_y, ndim, rng, n_particles=DEFAULTS["n_particles"],
     Returns
     -------
     dict
-        ``y`` (N, ndim) equally weighted posterior draws (whitened; N at
-        most ``max_samples``);
+        ``y`` (N, ndim) equally weighted posterior draws (whitened; N about
+        ``max_samples``, at least one per chain);
         ``lnlike`` (N,); ``logz`` (ln evidence) and ``logzerr`` (a rough
         standard error: the stages' weight variances over the number of
         chains);
