@@ -134,9 +134,8 @@ DEFAULT_SETTINGS = {
         "require_converged": False,
     },
     # fitting.smc.DEFAULTS (n_particles, chain_length, ess_fraction, target_acceptance,
-    # proposal, final_chain_length, final_chains, max_samples, max_stages) and the float32
-    # forward pass
-    # where within 1e-4 mag of float64
+    # proposal, final_chain_length, final_chains, max_samples, max_stages), and the float32
+    # forward pass where it is within 1e-4 mag of float64
     "smc": dict(_SMC_DEFAULTS, float32=True),
     "blackjax-nss": {
         "nlive": 500,             # live points
@@ -268,16 +267,16 @@ def sampler_settings(name, ndim=None, **settings):
                 floats=("ess_fraction", "target_acceptance"),
                 optional_ints=("final_chain_length", "final_chains", "max_samples"),
                 bools=("float32",))
-        checks = {"chain_length": int(out["chain_length"]) >= 2,
-                  "n_particles": int(out["n_particles"]) >= 2 * int(out["chain_length"]),
-                  "ess_fraction": 0 < float(out["ess_fraction"]) < 1,
-                  "target_acceptance": 0 < float(out["target_acceptance"]) < 1,
+        checks = {"chain_length": out["chain_length"] >= 2,  # numbers now (_coerce)
+                  "n_particles": out["n_particles"] >= 2 * out["chain_length"],
+                  "ess_fraction": 0 < out["ess_fraction"] < 1,
+                  "target_acceptance": 0 < out["target_acceptance"] < 1,
                   "proposal": out["proposal"] in ("rw", "de"),
-                  "max_stages": int(out["max_stages"]) >= 1,
+                  "max_stages": out["max_stages"] >= 1,
                   "final_chain_length": out["final_chain_length"] is None
-                  or int(out["final_chain_length"]) >= 2,
-                  "final_chains": out["final_chains"] is None or int(out["final_chains"]) >= 2,
-                  "max_samples": out["max_samples"] is None or int(out["max_samples"]) >= 1}
+                  or out["final_chain_length"] >= 2,
+                  "final_chains": out["final_chains"] is None or out["final_chains"] >= 2,
+                  "max_samples": out["max_samples"] is None or out["max_samples"] >= 1}
         _refuse_unless(checks, name, out,
                        "chain_length >= 2, n_particles >= 2 x chain_length, 0 < ess_fraction "
                        "< 1, 0 < target_acceptance < 1, proposal 'rw' or 'de', max_stages >= 1, "
