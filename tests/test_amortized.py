@@ -533,6 +533,9 @@ class TestCatalogue:
         assert main(["fit", catalog, "--out", str(tmp_path / "b"), "--amortized", posterior_path,
                      "--limit", "3"]) == 2
         assert "--limit applies to exact fits" in capsys.readouterr().err
+        assert main(["fit", catalog, "--out", str(tmp_path / "c"), "--amortized", posterior_path,
+                     "--sampler", "dynesty"]) == 2
+        assert "--sampler set(s) the exact fits" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ training

@@ -211,6 +211,15 @@ def _run_amortized(args, columns, executor, exact):
         raise EmulatorConfigurationError(
             "--limit applies to exact fits; an amortized fit samples the whole catalogue "
             "(give a smaller catalogue)")
+    from ..fitting.samplers import DEFAULT_SAMPLER
+    exact_options = [option for option, given in (
+        ("--sampler", args.sampler != DEFAULT_SAMPLER), ("--nlive", args.nlive is not None),
+        ("--n-effective", args.n_effective is not None),
+        ("--sampler-settings", args.sampler_settings is not None)) if given]
+    if exact_options and args.fallback == "none":
+        raise EmulatorConfigurationError(
+            f"{', '.join(exact_options)} set(s) the exact fits; with --amortized there are "
+            "none unless --fallback exact fits the objects out of support")
     from ..amortized import fit_catalog_amortized
     table = fit_catalog_amortized(
         args.catalog, args.amortized, args.out, n_samples=args.n_samples,
