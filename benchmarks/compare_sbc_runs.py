@@ -7,7 +7,9 @@ the parameter where it is, and the range of the width ratios.  A well-converged
 sampler should agree with a much longer run of another (or the same) algorithm to
 a fraction of a half-width.  Then, per compared folder, per parameter over the
 common mocks: the 68th percentile of |median difference| in reference
-half-widths and the median width ratio; and every run's pooled coverage of the
+half-widths and the median width ratio; per compared folder, the mean width
+ratio over all (mock, parameter) pairs (against a converged reference, below 1
+means intervals too narrow); and every run's pooled coverage of the
 68% and 95% intervals with its error (the spread of per-mock coverage over the
 mocks / sqrt(n), which allows for the correlation of one mock's parameters).
 
@@ -21,7 +23,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import emit, markdown_table  # noqa: E402
+from _common import emit, machine_lines, markdown_table  # noqa: E402
 
 
 def load(folder):
@@ -50,6 +52,8 @@ def main(argv=None):
     p.add_argument("reference", help="calibrate_sampler.py folder of the reference run")
     p.add_argument("others", nargs="+", help="folders of the runs compared with it")
     p.add_argument("--out")
+    p.add_argument("--title", help="a Markdown heading for the report, followed by the "
+                                   "machine line (the fits' seconds were measured there)")
     args = p.parse_args(argv)
     ref = load(args.reference)
     any_ref = next(iter(ref.values()))
@@ -69,7 +73,7 @@ def main(argv=None):
                          f"{b['hpd_rank']:.2f}" if b.get("hpd_rank") is not None else "-"])
     if not rows:
         raise SystemExit("no mock is fitted in both the reference and another folder")
-    summary = []
+    summary = ["", *width_summary(ref, {folder: load(folder) for folder in args.others})]
     for folder in args.others:
         summary += [""] + per_parameter_agreement(ref, load(folder), folder)
     summary += [""] + [f"- {folder}: {pooled_coverage(recs)}"
@@ -81,7 +85,8 @@ def main(argv=None):
                        f"{r['starts_disagree_halfwidths']:.2f} half-widths "
                        f"({r['starts_disagree_where']})"
                        for i, r in sorted(ref.items()) if "starts_disagree_halfwidths" in r)
-    lines = [f"Reference: {describe(any_ref)} ({args.reference})"
+    head = [f"# {args.title}", "", *machine_lines(), ""] if args.title else []
+    lines = [*head, f"Reference: {describe(any_ref)} ({args.reference})"
              + (f"; its hpd rank of the truth per mock: {ranks}" if ranks else "")
              + (f"; {starts}" if starts else ""),
              "",
@@ -89,6 +94,35 @@ def main(argv=None):
                               "where", "width / ref", "hpd rank of the truth"], rows,
                              "llrrlrr"), *summary]
     emit(lines, args.out)
+
+
+def width_summary(ref, others):
+    """Markdown lines: one row per compared run over the mocks it shares with the
+    reference: the mean over (mock, parameter) of its half-width / the reference's
+    (with its standard error), the lowest per-parameter mean, the rms of
+    |median difference| in reference half-widths, and the median calls and seconds
+    per fit.  Against a converged reference, a mean ratio below 1 is a sampler that
+    makes its intervals too narrow (and under-covers)."""
+    rows = []
+    for folder, other in others.items():
+        common = sorted(set(ref) & set(other))
+        ratio = np.array([np.asarray(other[i]["halfwidth"]) / np.asarray(ref[i]["halfwidth"])
+                          for i in common])
+        shift = np.array([np.subtract(other[i]["median"], ref[i]["median"])
+                          / np.asarray(ref[i]["halfwidth"]) for i in common])
+        per_parameter = ratio.mean(axis=0)
+        k = int(np.argmin(per_parameter))
+        rows.append([f"{describe(other[common[0]])} ({os.path.basename(folder.rstrip('/'))})",
+                     str(len(common)),
+                     f"{ratio.mean():.3f} +- {ratio.std(ddof=1) / np.sqrt(ratio.size):.3f}",
+                     f"{per_parameter[k]:.3f} ({ref[common[0]]['labels'][k]})",
+                     f"{np.sqrt(np.mean(shift ** 2)):.3f}",
+                     f"{np.median([other[i]['ncall'] for i in common]):.3g}",
+                     f"{np.median([other[i]['seconds'] for i in common]):.1f}"])
+    return ["Widths against the reference (mean over the common mocks and parameters):", "",
+            *markdown_table(["run", "mocks", "half-width / ref", "lowest parameter",
+                             "rms dmedian (ref half-widths)", "calls", "s per fit"],
+                            rows, "lrrlrrr")]
 
 
 def per_parameter_agreement(ref, other, folder):
