@@ -8,12 +8,19 @@ sampler should agree with a much longer run of another (or the same) algorithm t
 a fraction of a half-width.  Then, per compared folder, per parameter over the
 common mocks: the 68th percentile of |median difference| in reference
 half-widths and the median width ratio; per compared folder, the mean width
-ratio over all (mock, parameter) pairs (against a converged reference, below 1
-means intervals too narrow); and every run's pooled coverage of the
+ratio over all (mock, parameter) pairs (its error from the spread of the per-mock
+means; against a converged reference, below 1 means intervals too narrow), the
+lowest per-parameter mean, the rms median difference, calls and seconds per fit;
+and every run's pooled coverage of the
 68% and 95% intervals with its error (the spread of per-mock coverage over the
 mocks / sqrt(n), which allows for the correlation of one mock's parameters).
 
     python benchmarks/compare_sbc_runs.py runs/sbc_thorough runs/sbc_nss runs/sbc_ultranest
+    python benchmarks/compare_sbc_runs.py runs/smc_converged runs/smc_a runs/smc_b \
+        --title "Widths against a converged run" --note "..." --out widths.md
+
+Run labels show the sampler settings a run was given (``--sampler-settings``), not
+the defaults in force when it ran: say which those were with ``--note``.
 """
 import argparse
 import json
@@ -53,7 +60,13 @@ def main(argv=None):
     p.add_argument("others", nargs="+", help="folders of the runs compared with it")
     p.add_argument("--out")
     p.add_argument("--title", help="a Markdown heading for the report, followed by the "
-                                   "machine line (the fits' seconds were measured there)")
+                                   "machine line of the machine the report is made on (run it "
+                                   "where the fits ran)")
+    p.add_argument("--no-per-mock", action="store_true",
+                   help="leave out the table of every (mock, run) pair (hundreds of rows for "
+                        "300-mock runs); the summaries stay")
+    p.add_argument("--note", help="a paragraph after the heading (e.g. the defaults of the "
+                                  "time of each run, which the run labels do not show)")
     args = p.parse_args(argv)
     ref = load(args.reference)
     any_ref = next(iter(ref.values()))
@@ -86,13 +99,16 @@ def main(argv=None):
                        f"({r['starts_disagree_where']})"
                        for i, r in sorted(ref.items()) if "starts_disagree_halfwidths" in r)
     head = [f"# {args.title}", "", *machine_lines(), ""] if args.title else []
+    head += [args.note, ""] if args.note else []
     lines = [*head, f"Reference: {describe(any_ref)} ({args.reference})"
-             + (f"; its hpd rank of the truth per mock: {ranks}" if ranks else "")
+             + (f"; its hpd rank of the truth per mock: {ranks}"
+                if ranks and not args.no_per_mock else "")
              + (f"; {starts}" if starts else ""),
              "",
-             *markdown_table(["mock", "run", "calls", "max |dmedian| (ref half-widths)",
-                              "where", "width / ref", "hpd rank of the truth"], rows,
-                             "llrrlrr"), *summary]
+             *([] if args.no_per_mock else
+               markdown_table(["mock", "run", "calls", "max |dmedian| (ref half-widths)",
+                               "where", "width / ref", "hpd rank of the truth"], rows,
+                              "llrrlrr")), *summary]
     emit(lines, args.out)
 
 
@@ -106,6 +122,9 @@ def width_summary(ref, others):
     rows = []
     for folder, other in others.items():
         common = sorted(set(ref) & set(other))
+        if not common:
+            rows.append([folder, "0", "-", "-", "-", "-", "-"])
+            continue
         ratio = np.array([np.asarray(other[i]["halfwidth"]) / np.asarray(ref[i]["halfwidth"])
                           for i in common])
         shift = np.array([np.subtract(other[i]["median"], ref[i]["median"])
@@ -114,7 +133,7 @@ def width_summary(ref, others):
         k = int(np.argmin(per_parameter))
         rows.append([f"{describe(other[common[0]])} ({os.path.basename(folder.rstrip('/'))})",
                      str(len(common)),
-                     f"{ratio.mean():.3f} +- {ratio.std(ddof=1) / np.sqrt(ratio.size):.3f}",
+                     f"{ratio.mean():.3f} +- {_error_over_mocks(ratio.mean(axis=1))}",
                      f"{per_parameter[k]:.3f} ({ref[common[0]]['labels'][k]})",
                      f"{np.sqrt(np.mean(shift ** 2)):.3f}",
                      f"{np.median([other[i]['ncall'] for i in common]):.3g}",
@@ -125,10 +144,20 @@ def width_summary(ref, others):
                             rows, "lrrlrrr")]
 
 
+def _error_over_mocks(per_mock):
+    """Standard error of a mean over mocks (the parameters of one mock are correlated,
+    so the mocks, not the (mock, parameter) pairs, are the independent draws)."""
+    if len(per_mock) < 2:
+        return "nan"
+    return f"{np.std(per_mock, ddof=1) / np.sqrt(len(per_mock)):.3f}"
+
+
 def per_parameter_agreement(ref, other, folder):
     """Markdown lines: per parameter, the 68th percentile over the common mocks of
     |median - reference median| / reference half-width, and the median width ratio."""
     common = sorted(set(ref) & set(other))
+    if not common:
+        return [f"{folder}: no mock in common with the reference"]
     shift = np.array([np.abs(np.subtract(other[i]["median"], ref[i]["median"]))
                       / np.asarray(ref[i]["halfwidth"]) for i in common])
     ratio = np.array([np.asarray(other[i]["halfwidth"]) / np.asarray(ref[i]["halfwidth"])

@@ -69,9 +69,13 @@ def test_mcmc_reference_records_compare_with_the_fitted_folder(tmp_path):
     assert all(h > 0 for h in out["halfwidth"]) and out["ncall"] == 2 * 300 * 16
     assert out["settings"]["emulator_checksum"] == record["settings"]["emulator_checksum"]
 
-    compared = run("compare_sbc_runs.py", reference, fitted, "--out", tmp_path / "cmp.md")
+    compared = run("compare_sbc_runs.py", reference, fitted, "--out", tmp_path / "cmp.md",
+                   "--title", "Widths", "--note", "defaults of the time")
     assert compared.returncode == 0, compared.stderr
     text = (tmp_path / "cmp.md").read_text()
+    assert text.startswith("# Widths\n") and "defaults of the time" in text
+    ratios = np.divide(record["halfwidth"], out["halfwidth"])
+    assert f"| 1 | {ratios.mean():.3f} +- nan |" in text  # widths against the reference
     assert "Reference: emcee DE reference (300 steps x 16 walkers x 2 starts)" in text
     assert "mock 0: its two starts differ by up to" in text
     assert "| 0 | dynesty nlive 200 rwalk walks 25 |" in text

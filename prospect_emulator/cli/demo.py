@@ -87,7 +87,7 @@ def run(args):
         print(f"note: dynesty at these settings is over-confident for this {model.ndim}-parameter "
               "model: on 100 prior-drawn mocks its 68% intervals held the truth for 44% of the "
               "(mock, parameter) pairs (docs/samplers.md, 'Calibration'); read the intervals "
-              "above as too narrow. The default sampler, smc, is calibrated (65% / 93.5% for "
+              "above as too narrow. The default sampler, smc, is calibrated (66% / 93% for "
               "the 68% / 95% intervals) and about five times faster")
 
     names, labels, draws, truth_values = corner_columns(model, fit["samples"], fit["weights"],
