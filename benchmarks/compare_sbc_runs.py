@@ -70,9 +70,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     ref = load(args.reference)
     any_ref = next(iter(ref.values()))
+    others = {folder: load(folder) for folder in args.others}
     rows = []
-    for folder in args.others:
-        other = load(folder)
+    for folder, other in others.items():
         for i in sorted(set(ref) & set(other)):
             a, b = ref[i], other[i]
             if a["settings"].get("emulator_checksum") != b["settings"].get("emulator_checksum"):
@@ -86,11 +86,11 @@ def main(argv=None):
                          f"{b['hpd_rank']:.2f}" if b.get("hpd_rank") is not None else "-"])
     if not rows:
         raise SystemExit("no mock is fitted in both the reference and another folder")
-    summary = ["", *width_summary(ref, {folder: load(folder) for folder in args.others})]
-    for folder in args.others:
-        summary += [""] + per_parameter_agreement(ref, load(folder), folder)
+    summary = ["", *width_summary(ref, others)]
+    for folder, other in others.items():
+        summary += [""] + per_parameter_agreement(ref, other, folder)
     summary += [""] + [f"- {folder}: {pooled_coverage(recs)}"
-                       for folder, recs in ((f, load(f)) for f in [args.reference] + args.others)
+                       for folder, recs in [(args.reference, ref), *others.items()]
                        if all("in68" in r for r in recs.values())]
     ranks = ", ".join(f"{i}: {r['hpd_rank']:.2f}" for i, r in sorted(ref.items())
                       if r.get("hpd_rank") is not None)

@@ -16,7 +16,7 @@ Records are written in ``calibrate_sampler.py``'s format, so
 
 A diagnostic, not a sampler: it starts at the truth and proves nothing about
 mocks where its two ensembles disagree.  Nor is it a reference for the widths:
-on mocks 0-15 its half-widths were 0.91 +- 0.004 of a converged ``smc`` run's
+on mocks 0-15 its half-widths were 0.91 +- 0.01 of a converged ``smc`` run's
 (192,000 particles, chains of 960 states; ``docs/samplers/smc_widths.md``), although
 its two starts agreed to 0.06-0.34 half-widths: ensembles started in a small
 ball take far longer than 20,000 steps to spread to the posterior's width.

@@ -81,3 +81,6 @@ def test_mcmc_reference_records_compare_with_the_fitted_folder(tmp_path):
     assert "| 0 | dynesty nlive 200 rwalk walks 25 |" in text
     assert "68th pct \\|dmedian\\| (ref half-widths)" in text  # per parameter
     assert f"{reference}: 1 mocks, pooled coverage" in text
+    summary_only = run("compare_sbc_runs.py", reference, fitted, "--no-per-mock")
+    assert summary_only.returncode == 0, summary_only.stderr
+    assert "| 0 | dynesty" not in summary_only.stdout and "+- nan |" in summary_only.stdout

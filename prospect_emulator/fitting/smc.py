@@ -51,8 +51,8 @@ UNIT_EPS = 1e-16
 #: Default settings, chosen by the posterior widths of 16 prior-drawn mocks of the
 #: 14-parameter default model against a converged run (4x these particles and chain
 #: length, 8x the final move), by simulation-based calibration on 300 mocks and by
-#: seed-to-seed agreement on
-#: the example galaxy (docs/samplers.md, "The default: tempered SMC").
+#: seed-to-seed agreement on the example galaxy (docs/samplers.md, "The default:
+#: tempered SMC").
 DEFAULTS = {
     "n_particles": 48000,     # particles per tempering stage (every state kept: waste-free)
     "chain_length": 240,      # Metropolis states per resampled ancestor (200 chains)
