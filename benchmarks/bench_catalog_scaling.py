@@ -89,8 +89,8 @@ def measure(n_workers, catalog, warmup, tmp, emulator_path, nested_kwargs):
         started = time.perf_counter() - t0
         quiet = open(os.devnull, "w")
         fit_catalog(warmup, os.path.join(tmp, f"warmup{n_workers}"), emulator_path,
-                    nested_kwargs=nested_kwargs, sampler="dynesty", executor=executor, progress=False, seed=1,
-                    stream=quiet)
+                    nested_kwargs=nested_kwargs, sampler="dynesty", executor=executor,
+                    progress=False, seed=1, stream=quiet)
         warm = time.perf_counter() - t0 - started
         out = os.path.join(tmp, f"fits{n_workers}")
         t1 = time.perf_counter()
