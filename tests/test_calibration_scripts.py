@@ -84,3 +84,10 @@ def test_mcmc_reference_records_compare_with_the_fitted_folder(tmp_path):
     summary_only = run("compare_sbc_runs.py", reference, fitted, "--no-per-mock")
     assert summary_only.returncode == 0, summary_only.stderr
     assert "| 0 | dynesty" not in summary_only.stdout and "+- nan |" in summary_only.stdout
+    # a compared folder that shares no mock with the reference is named, not a crash
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "mock_0007.json").write_text(json.dumps(dict(record, index=7)))
+    partial = run("compare_sbc_runs.py", reference, fitted, elsewhere, "--no-per-mock")
+    assert partial.returncode == 0, partial.stderr
+    assert f"{elsewhere}: no mock in common with the reference" in partial.stdout
