@@ -267,6 +267,18 @@ class TestSettings:
         with pytest.raises(EmulatorConfigurationError, match="would ignore it"):
             sampler_settings("dynesty", ndim=3, slices=5)
 
+    def test_nested_kwargs_with_another_sampler_are_refused_for_one_fit_and_a_catalogue(
+            self, problem):
+        from prospect_emulator.fitting.catalog import catalog_sampler_settings
+        from prospect_emulator.fitting.run import fit_galaxy
+        model, obs, noise = problem
+        with pytest.raises(EmulatorConfigurationError, match="nested_kwargs are dynesty's"):
+            fit_galaxy(obs, model, noise, nested_kwargs={"nlive": 50}, sampler="smc")
+        with pytest.raises(EmulatorConfigurationError, match="sampler 'smc' takes sampler_settings"):
+            catalog_sampler_settings("smc", 3, nested_kwargs={"nlive": 50})
+        assert catalog_sampler_settings("dynesty", 3, nested_kwargs={"nlive": 50},
+                                        settings={"walks": 30})["nested_walks"] == 30
+
     def test_dynesty_short_names_are_fit_model_keywords(self):
         s = sampler_settings("dynesty", nlive=123, walks=50)
         assert s["nested_nlive_init"] == 123 and s["nested_walks"] == 50

@@ -707,17 +707,15 @@ def catalog_sampler_settings(sampler, ndim, nested_kwargs=None, settings=None):
         itself one of a pool of fits), ``nested_kwargs`` with another sampler
         than dynesty, an unknown setting, or too few live points.
     """
-    from .samplers import sampler_settings
+    from .samplers import merged_nested_kwargs, sampler_settings
     if sampler == "dynesty-pool":
         raise EmulatorConfigurationError(
             "sampler 'dynesty-pool' is not for catalogues: every Dask worker process already "
             "fits one object, so a pool inside each fit only competes for the same cores. Use "
             "--sampler dynesty (the objects run in parallel), or fit one galaxy with "
             "dynesty-pool")
-    if nested_kwargs and sampler != "dynesty":
-        raise EmulatorConfigurationError(
-            f"nested_kwargs are dynesty's settings; sampler {sampler!r} takes sampler_settings")
-    return sampler_settings(sampler, ndim=ndim, **dict(nested_kwargs or {}, **(settings or {})))
+    return sampler_settings(sampler, ndim=ndim,
+                            **merged_nested_kwargs(sampler, nested_kwargs, settings))
 
 
 def _run_tasks(todo, outdir, settings, executor, workers, attempts, progress, stream,

@@ -171,14 +171,8 @@ def fit_galaxy(obs, model, noise=None, nested_kwargs=None, results_path=None, ru
         unknown sampler or setting, ``nested_kwargs`` or ``sps`` given to a
         sampler that does not take them.
     """
-    from .samplers import run_sampler, write_sampler_results
-    settings = dict(sampler_settings or {})
-    if sampler in ("dynesty", "dynesty-pool"):
-        settings = dict(nested_kwargs or {}, **settings)
-    elif nested_kwargs:
-        raise EmulatorConfigurationError(
-            f"nested_kwargs are dynesty's settings; sampler {sampler!r} takes "
-            "sampler_settings=")
+    from .samplers import merged_nested_kwargs, run_sampler, write_sampler_results
+    settings = merged_nested_kwargs(sampler, nested_kwargs, sampler_settings)
     fit = run_sampler(sampler, model, obs, noise, seed=seed, sps=sps, **settings)
     samples, weights, lnprobability = fit["samples"], fit["weights"], fit["lnprobability"]
     quality = fit_quality(model, obs, noise, samples, weights, lnprobability=lnprobability,

@@ -182,6 +182,20 @@ def not_converged(message, settings, category, stacklevel):
 
 
 # -------------------------------------------------------------- settings
+def merged_nested_kwargs(name, nested_kwargs=None, settings=None):
+    """``settings`` with Prospector-style ``nested_kwargs`` under them (dynesty only).
+
+    Raises
+    ------
+    EmulatorConfigurationError
+        ``nested_kwargs`` given for a sampler other than dynesty.
+    """
+    if nested_kwargs and name not in ("dynesty", "dynesty-pool"):
+        raise EmulatorConfigurationError(
+            f"nested_kwargs are dynesty's settings; sampler {name!r} takes sampler_settings=")
+    return dict(nested_kwargs or {}, **(settings or {}))
+
+
 def sampler_settings(name, ndim=None, **settings):
     """The complete settings of sampler ``name``: the defaults updated by ``settings``.
 
