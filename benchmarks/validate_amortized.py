@@ -87,13 +87,16 @@ def train_or_load(args, catalog):
     return post
 
 
-def speed(post, obs, n_draws):
-    post.sample(obs, n_draws, seed=0, check_support=False)  # compile for these shapes
+def speed(post, obs, n_draws, importance_draws=None):
+    """(draws, draws with the support checks, galaxies/s without and with the checks)."""
+    post.sample(obs.rows(slice(0, 64)), n_draws, seed=0, check_support=False,
+                importance_draws=importance_draws)  # compile for these shapes
     t = time.perf_counter()
-    result = post.sample(obs, n_draws, seed=1, check_support=False)
+    result = post.sample(obs, n_draws, seed=1, check_support=False,
+                         importance_draws=importance_draws)
     flow_only = len(obs) / (time.perf_counter() - t)
     t = time.perf_counter()
-    checked = post.sample(obs, n_draws, seed=1)
+    checked = post.sample(obs, n_draws, seed=1, importance_draws=importance_draws)
     return result, checked, flow_only, len(obs) / (time.perf_counter() - t)
 
 
@@ -143,7 +146,7 @@ def calibration(post, result, test, n_draws, rng):
     return rows, numbers
 
 
-def support(post, test, n, rng, checked):
+def support(post, test, n, rng, checked, importance_draws=None):
     """Out-of-support recall on altered copies of in-distribution objects."""
     from prospect_emulator.amortized import Observations
     names = post.filter_names
@@ -161,7 +164,8 @@ def support(post, test, n, rng, checked):
     sets["two bands missing (untrained pattern)"] = (dropped, unc)
     flags = {}
     for label, (m, u) in sets.items():
-        r = post.sample(Observations(names, m, u, zred), 1000, seed=3)
+        r = post.sample(Observations(names, m, u, zred), 1000, seed=3,
+                        importance_draws=importance_draws)
         out[label] = (float(r.out_of_support.mean()), n)
         flags[label] = r.out_of_support
     # how many sigma (eq. 9's total, at the true flux) the 0.5 mag shift is
@@ -177,7 +181,7 @@ def support(post, test, n, rng, checked):
     return out, by_sigma
 
 
-def exact_agreement(post_path, catalog, mocks, run_dir, n_draws):
+def exact_agreement(post_path, catalog, mocks, run_dir, n_draws, importance_draws=None):
     """Amortized vs exact fit 1, against exact fit 1 vs fit 2, on the validation mocks
     (the exact fits of ``validate_posteriors.py``: dynesty, or ``--sampler smc``).
 
@@ -187,7 +191,8 @@ def exact_agreement(post_path, catalog, mocks, run_dir, n_draws):
     from validate_posteriors import COMPARED, PAPER_DIFF68, percentiles_of, q_statistic
     with tempfile.TemporaryDirectory() as tmp:
         table = fit_catalog_amortized(catalog, post_path, tmp, n_samples=n_draws,
-                                      progress=False, stream=open(os.devnull, "w"))
+                                      progress=False, stream=open(os.devnull, "w"),
+                                      importance_draws=importance_draws)
     amortized = {}
     for row in table:
         keys = {c.rsplit("_p", 1)[0] for c in table.colnames if c.endswith("_p50")}
@@ -278,6 +283,9 @@ def main(argv=None):
     p.add_argument("--validation-run", default=VALIDATION_RUN)
     p.add_argument("--recalibrate", action="store_true",
                    help="set the out-of-support limits again (held-out simulations, seed 99)")
+    p.add_argument("--importance-draws", type=int, default=None, metavar="N",
+                   help="validate the flow's draws reweighted by the exact likelihood: N flow "
+                        "draws per object, resampled to --n-draws")
     p.add_argument("--out-md", default=os.path.join(HERE, "..", "docs", "amortized.md"))
     p.add_argument("--note", default="", help="a line added under the machine description")
     args = p.parse_args(argv)
@@ -289,11 +297,15 @@ def main(argv=None):
         post = train_or_load(args, catalog)
         test = simulate(post.model, post.noise_model, args.n_test, seed=2024)
         obs = Observations(post.filter_names, test.maggies, test.maggies_unc, test.zred)
-        result, checked, rate, rate_checked = speed(post, obs, args.n_draws)
+        result, checked, rate, rate_checked = speed(post, obs, args.n_draws,
+                                                    args.importance_draws)
         cal_rows, cal = calibration(post, result, test, args.n_draws, rng)
-        oos, by_sigma = support(post, test, min(args.n_support, args.n_test), rng, checked)
+        oos, by_sigma = support(post, test, min(args.n_support, args.n_test), rng, checked,
+                                args.importance_draws)
         agree_rows, agree, table, exact = exact_agreement(args.posterior, catalog, mocks,
-                                                          args.validation_run, args.n_draws)
+                                                          args.validation_run, args.n_draws,
+                                                          args.importance_draws)
+    importance = args.importance_draws
     training = post.training
     train_min = (training.get("simulation_seconds", 0) + sum(training.get("epoch_seconds", []))) / 60
     n_flagged_mocks = int(np.sum(table["out_of_support"]))
@@ -307,9 +319,21 @@ def main(argv=None):
               f"{len(training.get('epoch_seconds', []))} epochs in **{train_min:.0f} min** "
               "(simulations included; target <= 60 min on 2 cores).", "",
               f"**Speed**: {args.n_test} galaxies x {args.n_draws} draws: **{rate:.0f} galaxies/s** "
-              f"(flow only; target >= 100), {rate_checked:.0f} galaxies/s with the out-of-support "
-              "checks (32 posterior-predictive emulator calls per object).", "",
-              f"## Calibration on {args.n_test} held-out simulations", "",
+              f"({'flow only' if importance is None else 'flow and importance weights'}; "
+              f"target >= 100), {rate_checked:.0f} galaxies/s with the out-of-support "
+              "checks (32 posterior-predictive emulator calls per object).", ""]
+    if importance is not None:
+        ess = result.importance_ess
+        limit = post.calibration.get("min_importance_ess", 30.0)
+        lines += [f"**Importance weights**: every object's posterior is {importance} flow draws "
+                  "reweighted by the exact likelihood (the emulator and eq. 9, as the exact "
+                  "fits) over the flow's density, resampled to "
+                  f"{args.n_draws} draws (`importance_draws={importance}`). Effective sample "
+                  f"size over the {len(ess)} held-out simulations: median {np.median(ess):.0f}, "
+                  f"5th percentile {np.percentile(ess, 5):.0f}, 1st {np.percentile(ess, 1):.1f}; "
+                  f"{np.mean(ess < limit):.3f} of them below the limit of {limit:g} (flagged "
+                  "out of support).", ""]
+    lines += [f"## Calibration on {args.n_test} held-out simulations", "",
               "Coverage of the central 68% and 95% credible intervals, the share of objects "
               "whose 68% interval is wider than the prior's, SBC rank histogram of the "
               f"truth among {args.n_draws} draws (20 bins; uniform if calibrated) and its chi^2 "

@@ -386,6 +386,101 @@ class TestOutOfSupport:
         assert any("one band off the SED" in " ".join(r) for r in after.reasons)
         assert posterior.calibration["band_z_threshold"] > 0
 
+# ------------------------------------------------------------------ importance weights
+class TestImportanceWeights:
+    """Flow draws reweighted by the exact likelihood (``importance_draws=``)."""
+
+    def test_weights_are_likelihood_times_prior_over_the_flow_density(self, posterior, held_out):
+        # each ingredient against an independent computation: Prospector's lnprobfn for the
+        # likelihood, the flow's own log_prob, the prior-normal coordinates of the draws
+        from prospect.fitting import lnprobfn
+        from prospect_emulator import EmulatedSpecModel, EmulatorNoiseModel
+        from prospect_emulator.amortized.importance import ExactLikelihoodWeights
+        i = 0
+        cond = posterior.conditions(held_out.maggies[:1], held_out.maggies_unc[:1],
+                                    held_out.mask[:1], held_out.zred[:1])
+        theta, ln_q, ln_prior = posterior._sample_theta(cond, held_out.zred[:1], 6, seed=3,
+                                                        log_density=True)
+        np.testing.assert_allclose(
+            ln_q[0], posterior.log_prob(theta[0], held_out.maggies[:1], held_out.maggies_unc[:1],
+                                        held_out.mask[:1], held_out.zred[:1]), atol=2e-3)
+        y = posterior.param_space.to_unbounded(theta[0])
+        np.testing.assert_allclose(ln_prior[0], -0.5 * (y * y).sum(axis=1), rtol=1e-9)
+        weights = ExactLikelihoodWeights(posterior.model, FILTERS, floor=posterior.floor,
+                                         float32=False)
+        mask = held_out.mask[i]
+        ln_like = weights.ln_likelihood(theta[0], held_out.maggies[i], held_out.maggies_unc[i],
+                                        mask)
+        from sedpy.observate import load_filters
+        model = EmulatedSpecModel.from_emulator("parametric", zred=None)
+        obs = {"filters": load_filters(FILTERS), "maggies": np.where(mask, held_out.maggies[i], 0.0),
+               "maggies_unc": np.where(mask, held_out.maggies_unc[i], 1.0), "phot_mask": mask,
+               "spectrum": None, "wavelength": None}
+        noise = EmulatorNoiseModel(model, floor=posterior.floor)
+        expected = [lnprobfn(t, model=model, obs=obs, sps=None, noise=(None, noise), nested=True)
+                    for t in theta[0]]
+        np.testing.assert_allclose(ln_like, expected, rtol=1e-10)
+
+    def test_effective_sample_size_and_systematic_resampling(self):
+        from prospect_emulator.amortized.importance import (effective_sample_size,
+                                                            systematic_resample)
+        assert effective_sample_size(np.zeros(50)) == pytest.approx(50)
+        assert effective_sample_size(np.array([0.0, -np.inf, -np.inf])) == pytest.approx(1)
+        assert effective_sample_size(np.log([1.0, 1.0, 2.0])) == pytest.approx(16 / 6)
+        ln_w = np.log([0.1, 0.0 + 1e-300, 0.6, 0.3])
+        pick = systematic_resample(ln_w, 1000, np.random.default_rng(0))
+        np.testing.assert_array_equal(np.bincount(pick, minlength=4), [100, 0, 600, 300])
+
+    def test_reweighted_draws_agree_with_an_exact_fit(self, posterior, held_out):
+        """Where the weights are many, the reweighted draws are the exact posterior's: the
+        percentiles of an exact fit (smc, the same likelihood) of the same object."""
+        from prospect_emulator import EmulatedSpecModel, EmulatorNoiseModel
+        from prospect_emulator.fitting.run import fit_galaxy, posterior_samples
+        rows = slice(0, 40)
+        result = posterior.sample(as_obs(held_out, rows), 2000, seed=4, check_support=False,
+                                  importance_draws=8000)
+        assert result.importance_draws == 8000 and result.importance_ess.shape == (40,)
+        i = int(np.argmax(result.importance_ess))
+        assert result.importance_ess[i] > 300
+        model = EmulatedSpecModel.from_emulator("parametric", zred=float(held_out.zred[i]))
+        from sedpy.observate import load_filters
+        mask = held_out.mask[i]
+        obs = {"filters": load_filters(FILTERS), "maggies": np.where(mask, held_out.maggies[i], 0.0),
+               "maggies_unc": np.where(mask, held_out.maggies_unc[i], 1.0), "phot_mask": mask,
+               "spectrum": None, "wavelength": None}
+        fit = fit_galaxy(obs, model, EmulatorNoiseModel(model, floor=posterior.floor), seed=2)
+        exact = posterior_samples(fit["samples"], fit["weights"], n=4000, seed=2)
+        for j, name in enumerate(model.theta_labels()):
+            k = result.theta_names.index(name)
+            lo, mid, hi = np.percentile(exact[:, j], [16, 50, 84])
+            got = np.percentile(result.samples[i, :, k], [16, 50, 84])
+            half = (hi - lo) / 2
+            assert abs(got[1] - mid) < 0.3 * half, (name, got, (lo, mid, hi))
+            assert abs((got[2] - got[0]) / 2 / half - 1) < 0.25, (name, got, (lo, mid, hi))
+
+    def test_few_effective_draws_flag_the_object_with_the_reason(self, posterior, held_out):
+        obs = as_obs(held_out, slice(0, 5))
+        # 20 draws can never have the 30 effective ones the default limit asks for
+        result = posterior.sample(obs, 100, seed=1, check_support=False, importance_draws=20)
+        assert (result.importance_ess <= 20).all()
+        assert result.out_of_support.all()
+        assert "importance weights: effective sample size" in result.reasons[0][0]
+        plain = posterior.sample(obs, 100, seed=1, check_support=False)
+        assert plain.importance_draws is None and np.isnan(plain.importance_ess).all()
+
+    def test_a_logit_posterior_or_no_draws_is_a_clear_error(self, posterior_path, posterior,
+                                                             held_out, tmp_path):
+        with pytest.raises(EmulatorConfigurationError, match="positive number of flow draws"):
+            posterior.sample(as_obs(held_out, slice(0, 2)), 10, importance_draws=0)
+        old = str(tmp_path / "old.h5")
+        shutil.copy(posterior_path, old)
+        with h5py.File(old, "r+") as f:
+            del f.attrs["parameter_coordinates"]
+        with pytest.raises(EmulatorConfigurationError, match="prior-normal coordinates"):
+            AmortizedPosterior.load(old).sample(as_obs(held_out, slice(0, 2)), 10,
+                                                importance_draws=100)
+
+
 # ------------------------------------------------------------------ catalogues
 class TestCatalogue:
     def test_summary_table_and_samples_file(self, posterior_path, catalog, tmp_path):
@@ -536,6 +631,23 @@ class TestCatalogue:
         assert main(["fit", catalog, "--out", str(tmp_path / "c"), "--amortized", posterior_path,
                      "--sampler", "dynesty"]) == 2
         assert "--sampler set(s) the exact fits" in capsys.readouterr().err
+        assert main(["fit", catalog, "--out", str(tmp_path / "d"), "--importance-draws",
+                     "100"]) == 2
+        assert "--importance-draws applies to --amortized fits only" in capsys.readouterr().err
+
+    def test_fit_command_with_importance_weights(self, posterior_path, catalog, tmp_path):
+        from astropy.table import Table
+        from prospect_emulator.cli.main import main
+        small = str(tmp_path / "small.ecsv")
+        Table.read(catalog)[:6].write(small)
+        out = str(tmp_path / "is")
+        assert main(["fit", small, "--out", out, "--amortized", posterior_path, "--n-samples",
+                     "100", "--importance-draws", "400", "--no-progress"]) == 0
+        table = Table.read(os.path.join(out, "summary.ecsv"))
+        assert set(table["method"]) == {"amortized+importance"}
+        assert np.all((table["importance_ess"] >= 1) & (table["importance_ess"] <= 400))
+        few = table["importance_ess"] < 30
+        assert np.array_equal(np.asarray(table["out_of_support"])[few], np.ones(few.sum(), bool))
 
 
 # ------------------------------------------------------------------ training

@@ -137,7 +137,9 @@ def _percentiles(values):
 def summary_row(result, i, derived, derived_names):
     """The summary row (JSON-able dict) of object ``i`` of an :class:`AmortizedSamples`."""
     row = {"id": str(result.ids[i]), "zred": float(result.zred[i]),
-           "status": str(result.status[i]), "method": "amortized", "error": str(result.error[i]),
+           "status": str(result.status[i]),
+           "method": "amortized" if result.importance_draws is None else "amortized+importance",
+           "importance_ess": float(result.importance_ess[i]), "error": str(result.error[i]),
            "out_of_support": bool(result.out_of_support[i]),
            "support_reasons": "; ".join(result.reasons[i]),
            "chi2": float(result.chi2_best[i]),
@@ -157,7 +159,7 @@ def summary_row(result, i, derived, derived_names):
 def fit_catalog_amortized(table_or_path, posterior, out_dir, n_samples=1000, seed=0,
                           columns=None, n_derived=None, chunk_size=2000, progress=True,
                           executor=None, emulator=None, fallback=None, exact_settings=None,
-                          stream=None):
+                          stream=None, importance_draws=None):
     """Amortized posteriors of a whole catalogue: summary table and samples.
 
     The catalogue is cut into chunks of ``chunk_size`` objects, one task each
@@ -203,12 +205,18 @@ def fit_catalog_amortized(table_or_path, posterior, out_dir, n_samples=1000, see
         ``sampler_settings``, ``floor``, ``seed``, ...).
     stream : file, optional
         Where notes and progress go (default ``sys.stderr``).
+    importance_draws : int, optional
+        Reweight this many flow draws per object by the exact likelihood and
+        resample (:meth:`AmortizedPosterior.sample`); objects with too few
+        effective draws are flagged out of support (and fitted exactly with
+        ``fallback="exact"``).  Default: the flow's own draws.
 
     Returns
     -------
     astropy.table.Table
         The summary: ``id``, ``zred``, ``status`` (ok/failed), ``method``
-        ("amortized" or "exact"), ``error``, ``out_of_support`` and
+        ("amortized", "amortized+importance" or "exact"), ``importance_ess``,
+        ``error``, ``out_of_support`` and
         ``support_reasons``, ``chi2`` (best posterior-predictive chi^2, or the
         exact fit's best-fit chi^2), ``chi2_per_band``, ``chi2_pvalue``,
         ``n_bands``, ``n_masked``, ``masked_bands``, ``seconds`` (per object),
@@ -251,7 +259,7 @@ def fit_catalog_amortized(table_or_path, posterior, out_dir, n_samples=1000, see
         try:
             results, seconds = _sample_chunks(obs, posterior, ref, sha, folder.path, n_samples,
                                               n_derived, seed, chunk_size, executor, progress,
-                                              stream)
+                                              stream, importance_draws)
             rows = [row for result in results for row in result["rows"]]
             derived_names = next((r["derived_names"] for r in results if r["derived_names"]), [])
             for row in rows:
@@ -275,7 +283,7 @@ def fit_catalog_amortized(table_or_path, posterior, out_dir, n_samples=1000, see
 
 
 def _sample_chunks(obs, posterior, ref, sha, out_dir, n_samples, n_derived, seed, chunk_size,
-                   executor, progress, stream):
+                   executor, progress, stream, importance_draws=None):
     """Every chunk's result (reused from its file or sampled); seconds per object."""
     from ..fitting.executor import terminate_as_interrupt
     from ..progress import Progress
@@ -285,14 +293,14 @@ def _sample_chunks(obs, posterior, ref, sha, out_dir, n_samples, n_derived, seed
     tasks, results = {}, {}
     for k, start in enumerate(range(0, len(obs), chunk_size)):
         part = obs.rows(slice(start, start + chunk_size))
-        key = chunk_key(part, seed + k, n_samples, n_derived, sha)
+        key = chunk_key(part, seed + k, n_samples, n_derived, sha, importance_draws)
         path = os.path.join(chunk_dir, f"chunk-{k:06d}.h5")
         done = read_chunk(path, key) if sha != "in-memory" else None
         if done is not None:
             results[k] = done
         else:
             tasks[f"amortized-chunk-{k:06d}"] = (k, (part, ref, path, seed + k, n_samples,
-                                                     n_derived, key))
+                                                     n_derived, key, importance_draws))
     n_reused = sum(len(r["rows"]) for r in results.values())
     if n_reused:
         print(f"fit: {n_reused} objects in {len(results)} chunk(s) sampled by an earlier run",
@@ -338,7 +346,8 @@ def _sample_here(args):
 def _failed_chunk(obs, reason):
     """The result of a chunk whose task failed: every object failed with the reason."""
     rows = [{"id": str(oid), "zred": float(z), "status": "failed", "method": "amortized",
-             "error": reason, "out_of_support": False, "support_reasons": "",
+             "importance_ess": np.nan, "error": reason, "out_of_support": False,
+             "support_reasons": "",
              "chi2": np.nan, "chi2_per_band": np.nan, "chi2_pvalue": np.nan, "n_bands": 0,
              "n_masked": 0, "masked_bands": "", "percentiles": {}}
             for oid, z in zip(obs.ids, obs.zred)]
@@ -431,8 +440,11 @@ def _summary_table(rows, posterior, derived_names, n_samples):
     fixed = {"id": (None, "object identifier"),
              "zred": ("", "redshift (given, conditions the flow)"),
              "status": (None, "ok, or failed (reason in 'error')"),
-             "method": (None, "which path produced the row: amortized, or exact (the fallback "
-                              "for objects out of the flow's support)"),
+             "method": (None, "which path produced the row: amortized (the flow's draws), "
+                              "amortized+importance (flow draws reweighted by the exact "
+                              "likelihood), or exact (the fallback for objects out of support)"),
+             "importance_ess": ("", "effective sample size of the importance weights "
+                                    "(amortized+importance; NaN otherwise)"),
              "error": (None, "why the object could not be sampled or fitted (object and field)"),
              "out_of_support": (None, "outside what the flow was trained on (see support_reasons)"),
              "support_reasons": (None, "why the object is out of support ('; '-separated)"),

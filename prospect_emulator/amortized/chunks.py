@@ -29,11 +29,14 @@ CHUNK_FORMAT = "prospect-emulator-amortized-chunk"
 _WORKER_POSTERIOR = {}
 
 
-def chunk_key(obs, seed, n_samples, n_derived, posterior_sha256):
+def chunk_key(obs, seed, n_samples, n_derived, posterior_sha256, importance_draws=None):
     """Hash of everything a chunk's result depends on (hex string)."""
     h = hashlib.sha256()
-    h.update(json.dumps([posterior_sha256, int(seed), int(n_samples), int(n_derived),
-                         list(obs.filter_names), list(obs.ids)]).encode())
+    settings = [posterior_sha256, int(seed), int(n_samples), int(n_derived),
+                list(obs.filter_names), list(obs.ids)]
+    if importance_draws is not None:
+        settings.append(["importance_draws", int(importance_draws)])
+    h.update(json.dumps(settings).encode())
     for arr in (obs.maggies, obs.maggies_unc, obs.zred):
         h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
     return h.hexdigest()
@@ -58,7 +61,8 @@ def _posterior(ref):
     return _WORKER_POSTERIOR[key]
 
 
-def sample_chunk(obs, posterior_ref, path, seed, n_samples, n_derived, key):
+def sample_chunk(obs, posterior_ref, path, seed, n_samples, n_derived, key,
+                 importance_draws=None):
     """Sample one chunk's posteriors and write its file; the task of an amortized catalogue.
 
     Parameters
@@ -76,6 +80,9 @@ def sample_chunk(obs, posterior_ref, path, seed, n_samples, n_derived, key):
         Draws per object; how many of them get derived quantities.
     key : str
         :func:`chunk_key` of the inputs, stored in the file for resuming.
+    importance_draws : int, optional
+        Flow draws per object reweighted by the exact likelihood
+        (:meth:`AmortizedPosterior.sample`); default: the flow's own draws.
 
     Returns
     -------
@@ -84,7 +91,8 @@ def sample_chunk(obs, posterior_ref, path, seed, n_samples, n_derived, key):
     """
     from .catalog import derived_samples, summary_row
     posterior = _posterior(posterior_ref)
-    result = posterior.sample(obs, n_samples, seed=seed, on_bad="flag")
+    result = posterior.sample(obs, n_samples, seed=seed, on_bad="flag",
+                              importance_draws=importance_draws)
     derived = []
     for i in range(len(obs)):
         draws = result.samples[i, :n_derived]

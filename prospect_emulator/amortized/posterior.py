@@ -167,6 +167,12 @@ class AmortizedSamples:
         Best posterior-predictive chi^2 of ``n_ppc`` draws with eq. 9's total
         sigma, and its p-value for a chi^2 with n_bands degrees of freedom.
     n_bands : ndarray of int
+    importance_draws : int or None
+        Flow draws per object reweighted by the exact likelihood (None: the
+        samples are the flow's own draws).
+    importance_ess : ndarray
+        Effective sample size of each object's importance weights (NaN
+        without importance weighting).
     """
 
     def __init__(self, **fields):
@@ -245,6 +251,7 @@ class AmortizedPosterior:
         self._band_emulator = self.emulator.select(self.filter_names)
         self.zred_range = redshift_range_of(model)
         self._sampler = None
+        self._weights = None
 
     # ----------------------------------------------------------- conditions
     def conditions(self, maggies, maggies_unc, mask, zred):
@@ -253,7 +260,7 @@ class AmortizedPosterior:
         s = self.standardisation
         return ((c - s["cond_mean"]) / s["cond_std"]).astype(np.float32)
 
-    def _sample_theta(self, cond, zred, n_samples, seed):
+    def _sample_theta(self, cond, zred, n_samples, seed, log_density=False):
         """Posterior draws of the full parameter vector of every object.
 
         Objects go to the flow in chunks of :data:`ROWS_PER_CALL` draws (a
@@ -275,12 +282,20 @@ class AmortizedPosterior:
         n_samples : int
             Draws per object.
         seed : int
+        log_density : bool
+            Also return, per draw, ln q of the flow and ln of the prior, both
+            as densities of the unbounded coordinates (:class:`ParameterSpace`;
+            up to constants that are the same for every draw of an object).
+            Only for prior-normal coordinates, where the prior is a standard
+            normal.
 
         Returns
         -------
         ndarray, shape (n_objects, n_samples, ndim)
             Draws of the model's free parameters, in their own units (the
             prior's: e.g. log10 solar masses for ``logmass``).
+        ln_q, ln_prior : ndarray, shape (n_objects, n_samples)
+            With ``log_density=True`` only.
         """
         import concurrent.futures
 
@@ -288,11 +303,20 @@ class AmortizedPosterior:
         import jax
 
         from ..fitting.executor import usable_cpu_count
+        if log_density and self.param_space.coordinates != "prior-normal":
+            raise EmulatorConfigurationError(
+                "importance weights need a posterior in prior-normal coordinates; this one "
+                f"is in {self.param_space.coordinates!r} coordinates (train a new one)")
         if self._sampler is None:
-            self._sampler = eqx.filter_jit(
-                lambda flow, key, c, n: flow.sample(key, (n,), condition=c))
+            self._sampler = {
+                False: eqx.filter_jit(lambda flow, key, c, n: flow.sample(key, (n,), condition=c)),
+                True: eqx.filter_jit(
+                    lambda flow, key, c, n: flow.sample_and_log_prob(key, (n,), condition=c))}
+        sampler = self._sampler[bool(log_density)]
         s = self.standardisation
         out = np.empty((len(cond), n_samples, len(self.param_space.theta_names)))
+        ln_q = np.empty((len(cond), n_samples)) if log_density else None
+        ln_prior = np.empty((len(cond), n_samples)) if log_density else None
         key = jax.random.key(int(seed))
         per_call = max(1, ROWS_PER_CALL // max(n_samples, 1))
         chunk = min(1 << (per_call.bit_length() - 1), 1 << max(len(cond) - 1, 0).bit_length())
@@ -303,11 +327,17 @@ class AmortizedPosterior:
             n_real = len(part)
             if n_real < chunk:
                 part = np.concatenate([part, np.repeat(part[-1:], chunk - n_real, axis=0)])
+            drawn = sampler(self.flow, jax.random.fold_in(key, k), part, int(n_samples))
+            if log_density:
+                drawn, lq = drawn
+                rows = slice(starts[k], starts[k] + n_real)
+                ln_q[rows] = np.asarray(lq, dtype=np.float64)[:, :n_real].T
             # a float64 copy (never JAX's read-only buffer), scaled in place
-            y = np.array(self._sampler(self.flow, jax.random.fold_in(key, k), part,
-                                       int(n_samples)), dtype=np.float64)[:, :n_real]
+            y = np.array(drawn, dtype=np.float64)[:, :n_real]
             y *= s["theta_std"]  # (n_samples, n_real, n_inferred)
             y += s["theta_mean"]
+            if log_density:  # the prior: a standard normal of the unstandardised y
+                ln_prior[rows] = -0.5 * np.einsum("sij,sij->is", y, y)
             theta = self.param_space.full_theta(self.param_space.from_unbounded(y),
                                                 zred[starts[k]:starts[k] + n_real])
             out[starts[k]:starts[k] + n_real] = np.swapaxes(theta, 0, 1)
@@ -320,7 +350,7 @@ class AmortizedPosterior:
         elif threads > 1:
             with concurrent.futures.ThreadPoolExecutor(threads) as pool:
                 list(pool.map(draw, range(1, len(starts))))  # re-raises a chunk's error
-        return out
+        return (out, ln_q, ln_prior) if log_density else out
 
     def log_prob(self, theta, maggies, maggies_unc, mask, zred):
         """ln q of full theta rows (n, ndim) in the flow's standardised unbounded
@@ -375,7 +405,7 @@ class AmortizedPosterior:
 
     # ----------------------------------------------------------- sampling
     def sample(self, data, n_samples=1000, seed=0, on_bad="raise", check_support=True,
-               columns=None, zred=None):
+               columns=None, zred=None, importance_draws=None):
         """Posterior samples for every object of a catalogue or obs.
 
         Parameters
@@ -399,6 +429,16 @@ class AmortizedPosterior:
         columns : CatalogColumns, optional
         zred : float or array, optional
             Redshift(s) for obs dictionaries without ``obs["zred"]``.
+        importance_draws : int, optional
+            Reweight this many flow draws per object by the exact likelihood
+            (the emulator and eq. 9, as the exact fits) over the flow's density
+            and resample ``n_samples`` of them
+            (:mod:`~prospect_emulator.amortized.importance`): draws of the
+            exact posterior wherever the flow's draws cover it, at the cost of
+            ``importance_draws`` emulator calls per object.  Objects whose
+            weights have an effective sample size below
+            ``calibration["min_importance_ess"]`` (default 30) are flagged out
+            of support.  Default: the flow's own draws.
 
         Returns
         -------
@@ -432,10 +472,18 @@ class AmortizedPosterior:
         n = len(obs)
         good = np.array([i not in errors for i in range(n)], dtype=bool)
         theta = np.full((n, int(n_samples), len(self.param_space.theta_names)), np.nan)
+        ess = np.full(n, np.nan)
         if good.any():
             cond = self.conditions(maggies[good], unc[good], mask[good], obs.zred[good])
-            theta[good] = self._sample_theta(cond, obs.zred[good], int(n_samples), seed)
+            if importance_draws is None:
+                theta[good] = self._sample_theta(cond, obs.zred[good], int(n_samples), seed)
+            else:
+                theta[good], ess[good] = self._importance_sample(
+                    cond, obs.zred[good], maggies[good], unc[good], mask[good], int(n_samples),
+                    importance_draws, seed)
         reasons = [[] for _ in range(n)]
+        if importance_draws is not None:
+            self._importance_reasons(ess, good, int(importance_draws), reasons)
         chi2 = np.full(n, np.nan)
         pvalue = np.full(n, np.nan)
         if check_support and good.any():
@@ -448,7 +496,28 @@ class AmortizedPosterior:
             out_of_support=np.array([bool(r) for r in reasons]), reasons=reasons,
             masked_bands=self._masked_reasons(self.filter_names, maggies, unc, mask),
             chi2_best=chi2, chi2_pvalue=pvalue, n_bands=mask.sum(axis=1),
-            filter_names=list(self.filter_names))
+            filter_names=list(self.filter_names), importance_ess=ess,
+            importance_draws=None if importance_draws is None else int(importance_draws))
+
+    # ----------------------------------------------------------- importance
+    def _importance_sample(self, cond, zred, maggies, unc, mask, n_samples, n_draws, seed):
+        """(samples, effective sample sizes) of flow draws reweighted by the exact likelihood."""
+        from .importance import ExactLikelihoodWeights
+        if int(n_draws) < 1:
+            raise EmulatorConfigurationError(
+                f"importance_draws={n_draws!r}: give a positive number of flow draws per object")
+        if self._weights is None:
+            self._weights = ExactLikelihoodWeights(self.model, self.filter_names, floor=self.floor)
+        theta, ln_q, ln_prior = self._sample_theta(cond, zred, int(n_draws), seed,
+                                                   log_density=True)
+        return self._weights.resample(theta, ln_q, ln_prior, maggies, unc, mask, n_samples, seed)
+
+    def _importance_reasons(self, ess, good, n_draws, reasons):
+        limit = float(self.calibration.get("min_importance_ess", 30.0))
+        for i in np.nonzero(good & ~(ess >= limit))[0]:
+            reasons[i].append(
+                f"importance weights: effective sample size {ess[i]:.0f} of {n_draws} flow "
+                f"draws (limit {limit:g}): the flow's draws do not cover the exact posterior")
 
     # ----------------------------------------------------------- support
     def posterior_predictive_chi2(self, theta, maggies, unc, mask, seed=0):

@@ -70,6 +70,9 @@ def add_arguments(parser):
                         help="the emulator it was trained with (default: the one it records)")
     sample.add_argument("--n-samples", type=_positive_int, default=1000)
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--importance-draws", type=_positive_int, default=None, metavar="N",
+                        help="reweight N flow draws per object by the exact likelihood and "
+                             "resample --n-samples of them (see fit --importance-draws)")
     sample.add_argument("--quiet", action="store_true")
     _catalog_arguments(sample)
 
@@ -100,7 +103,7 @@ def run(args):
     table = fit_catalog_amortized(args.catalog, args.posterior, args.out,
                                   n_samples=args.n_samples, seed=args.seed,
                                   columns=_columns(args), progress=not args.quiet,
-                                  emulator=args.emulator)
+                                  emulator=args.emulator, importance_draws=args.importance_draws)
     n_oos = int(sum(table["out_of_support"])) if len(table) else 0
     n_failed = int(sum(s != "ok" for s in table["status"])) if len(table) else 0
     print(f"amortize sample: {len(table)} objects, {n_failed} failed, {n_oos} out of support; "

@@ -122,6 +122,12 @@ def add_arguments(parser):
                            help="posterior draws per object (default 1000)")
     amortized.add_argument("--chunk-size", type=int, default=2000,
                            help="objects per task (default 2000)")
+    amortized.add_argument("--importance-draws", type=int, default=None, metavar="N",
+                           help="reweight N flow draws per object by the exact likelihood and "
+                                "resample --n-samples of them (exact-posterior draws where the "
+                                "flow covers the posterior; N emulator calls per object); "
+                                "objects with too few effective draws are flagged out of "
+                                "support")
     resume = parser.add_argument_group("resuming")
     resume.add_argument("--retry-failed", action="store_true",
                         help="fit again the objects whose earlier fit failed")
@@ -188,6 +194,9 @@ def run(args):
             return _run_amortized(args, columns, executor, exact)
         if args.fallback != "none":
             raise EmulatorConfigurationError("--fallback applies to --amortized fits only")
+        if args.importance_draws is not None:
+            raise EmulatorConfigurationError(
+                "--importance-draws applies to --amortized fits only")
         emulator = SHIPPED_EMULATORS.get(args.emulator, args.emulator) or DEFAULT_EMULATOR_PATH
         table = fit_catalog(args.catalog, args.out, emulator, columns, limit=args.limit,
                             progress=not args.no_progress, executor=executor, **exact)
@@ -226,7 +235,7 @@ def _run_amortized(args, columns, executor, exact):
         seed=0 if args.seed is None else args.seed, columns=columns,
         chunk_size=args.chunk_size, progress=not args.no_progress, executor=executor,
         emulator=args.emulator, fallback=None if args.fallback == "none" else args.fallback,
-        exact_settings=exact)
+        exact_settings=exact, importance_draws=args.importance_draws)
     return report(table, args.out)
 
 

@@ -203,6 +203,35 @@ class VectorisedLikelihood:
         self._base_var = unc * unc + (self.noise.floor * phot) ** 2
         self._base_var_sel = self._base_var[self._sel]
 
+    def for_photometry(self, maggies, maggies_unc, phot_mask=None):
+        """The same likelihood for another object's photometry in the same filters.
+
+        Shares the model, priors, transforms, noise model and (float32 or
+        float64) emulator with this one, so that making it costs only the
+        observed-side terms: the way to evaluate many objects of a catalogue.
+
+        Parameters
+        ----------
+        maggies, maggies_unc : array_like, shape (n_filters,)
+            Fluxes and 1-sigma uncertainties (maggies) in ``obs["filters"]``'s order.
+        phot_mask : array_like of bool, shape (n_filters,), optional
+            Bands used (default: all).
+
+        Returns
+        -------
+        VectorisedLikelihood
+        """
+        import copy
+        other = copy.copy(self)
+        other.obs = dict(self.obs, maggies=np.asarray(maggies, dtype=float),
+                         maggies_unc=np.asarray(maggies_unc, dtype=float))
+        if phot_mask is None:
+            other.obs.pop("phot_mask", None)
+        else:
+            other.obs["phot_mask"] = np.asarray(phot_mask, dtype=bool)
+        other._build_obs_terms()
+        return other
+
     @property
     def float64_emulator(self):
         """The float64 emulator restricted to the obs filters (what the
