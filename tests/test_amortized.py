@@ -458,10 +458,16 @@ class TestImportanceWeights:
             assert abs(got[1] - mid) < 0.3 * half, (name, got, (lo, mid, hi))
             assert abs((got[2] - got[0]) / 2 / half - 1) < 0.25, (name, got, (lo, mid, hi))
 
-    def test_few_effective_draws_flag_the_object_with_the_reason(self, posterior, held_out):
+    def test_few_effective_draws_flag_the_object_with_the_reason(self, posterior, held_out,
+                                                                 monkeypatch):
+        from prospect_emulator.amortized import posterior as posterior_module
+        monkeypatch.setattr(posterior_module, "IMPORTANCE_ROWS_PER_BLOCK", 40)  # 2 objects
         obs = as_obs(held_out, slice(0, 5))
         # 20 draws can never have the 30 effective ones the default limit asks for
         result = posterior.sample(obs, 100, seed=1, check_support=False, importance_draws=20)
+        again = posterior.sample(obs, 100, seed=1, check_support=False, importance_draws=20)
+        assert np.array_equal(result.samples, again.samples)
+        assert np.isfinite(result.samples).all()
         assert (result.importance_ess <= 20).all()
         assert result.out_of_support.all()
         assert "importance weights: effective sample size" in result.reasons[0][0]

@@ -49,6 +49,10 @@ SCHEMA_VERSION = 2
 #: (their activations leave the caches; ``benchmarks/validate_amortized.py``).
 ROWS_PER_CALL = 4096
 
+#: Flow draws (objects x importance draws) reweighted at a time: bounds the memory of
+#: ``importance_draws`` (~130 MB of parameter vectors for the 14-parameter model).
+IMPORTANCE_ROWS_PER_BLOCK = 1 << 20
+
 
 class AmortizedInputError(EmulatorConfigurationError):
     """An object cannot get an amortized posterior: the message names the object and field."""
@@ -508,9 +512,19 @@ class AmortizedPosterior:
                 f"importance_draws={n_draws!r}: give a positive number of flow draws per object")
         if self._weights is None:
             self._weights = ExactLikelihoodWeights(self.model, self.filter_names, floor=self.floor)
-        theta, ln_q, ln_prior = self._sample_theta(cond, zred, int(n_draws), seed,
-                                                   log_density=True)
-        return self._weights.resample(theta, ln_q, ln_prior, maggies, unc, mask, n_samples, seed)
+        n_draws = int(n_draws)
+        samples = np.empty((len(cond), n_samples, len(self.param_space.theta_names)))
+        ess = np.empty(len(cond))
+        block = max(1, IMPORTANCE_ROWS_PER_BLOCK // n_draws)
+        for b, start in enumerate(range(0, len(cond), block)):
+            rows = slice(start, start + block)
+            block_seed = int(np.random.SeedSequence([int(seed), b]).generate_state(1)[0])
+            theta, ln_q, ln_prior = self._sample_theta(cond[rows], zred[rows], n_draws,
+                                                       block_seed, log_density=True)
+            samples[rows], ess[rows] = self._weights.resample(
+                theta, ln_q, ln_prior, maggies[rows], unc[rows], mask[rows], n_samples,
+                block_seed)
+        return samples, ess
 
     def _importance_reasons(self, ess, good, n_draws, reasons):
         limit = float(self.calibration.get("min_importance_ess", 30.0))
