@@ -464,8 +464,8 @@ class TestImportanceWeights:
         monkeypatch.setattr(posterior_module, "IMPORTANCE_ROWS_PER_BLOCK", 40)  # 2 objects
         obs = as_obs(held_out, slice(0, 5))
         # 20 draws can never have the 30 effective ones the default limit asks for
-        result = posterior.sample(obs, 100, seed=1, check_support=False, importance_draws=20)
-        again = posterior.sample(obs, 100, seed=1, check_support=False, importance_draws=20)
+        result = posterior.sample(obs, 20, seed=1, check_support=False, importance_draws=20)
+        again = posterior.sample(obs, 20, seed=1, check_support=False, importance_draws=20)
         assert np.array_equal(result.samples, again.samples)
         assert np.isfinite(result.samples).all()
         assert (result.importance_ess <= 20).all()
@@ -474,10 +474,35 @@ class TestImportanceWeights:
         plain = posterior.sample(obs, 100, seed=1, check_support=False)
         assert plain.importance_draws is None and np.isnan(plain.importance_ess).all()
 
-    def test_a_logit_posterior_or_no_draws_is_a_clear_error(self, posterior_path, posterior,
-                                                             held_out, tmp_path):
-        with pytest.raises(EmulatorConfigurationError, match="positive number of flow draws"):
+    def test_an_object_no_draw_of_which_has_a_finite_likelihood_fails_with_the_reason(
+            self, posterior, held_out, monkeypatch):
+        from prospect_emulator.amortized.importance import ExactLikelihoodWeights
+        outside = ExactLikelihoodWeights.ln_likelihood
+
+        def second_object_outside(self, theta, maggies, maggies_unc, mask):
+            lnl = outside(self, theta, maggies, maggies_unc, mask)
+            is_second = np.array_equal(maggies, held_out.maggies[1], equal_nan=True)
+            return np.full_like(lnl, -np.inf) if is_second else lnl
+
+        monkeypatch.setattr(ExactLikelihoodWeights, "ln_likelihood", second_object_outside)
+        obs = as_obs(held_out, slice(0, 3))
+        with pytest.raises(AmortizedInputError, match="'row1': none of its 200 flow draws"):
+            posterior.sample(obs, 100, importance_draws=200)
+        result = posterior.sample(obs, 100, importance_draws=200, on_bad="flag")
+        assert list(result.status) == ["ok", "failed", "ok"]
+        assert "finite likelihood" in result.error[1] and np.isnan(result.samples[1]).all()
+        assert np.isfinite(result.samples[[0, 2]]).all()
+
+    def test_a_logit_posterior_or_too_few_draws_is_a_clear_error(self, posterior_path,
+                                                                  posterior, held_out, tmp_path):
+        with pytest.raises(EmulatorConfigurationError, match="at least as many flow draws"):
             posterior.sample(as_obs(held_out, slice(0, 2)), 10, importance_draws=0)
+        with pytest.raises(EmulatorConfigurationError, match=r"n_samples=100\)"):
+            posterior.sample(as_obs(held_out, slice(0, 2)), 100, importance_draws=50)
+        with pytest.raises(EmulatorConfigurationError, match="floor 0.1 and covariance=False"):
+            fit_catalog_amortized(as_obs(held_out, slice(0, 2)).as_table(), posterior,
+                                  str(tmp_path / "f"), n_samples=10, importance_draws=100,
+                                  exact_settings={"floor": 0.1})
         old = str(tmp_path / "old.h5")
         shutil.copy(posterior_path, old)
         with h5py.File(old, "r+") as f:

@@ -178,7 +178,9 @@ def fit_catalog_amortized(table_or_path, posterior, out_dir, n_samples=1000, see
         Gets ``summary.ecsv`` (one row per object) and ``samples.h5``
         (``samples`` (n_objects, n_samples, n_theta), ``theta_names``, ``ids``,
         ``zred``, ``status``, ``out_of_support``, ``method``, and
-        ``derived/<name>`` (n_objects, n_derived)).  One run at a time owns it.
+        ``derived/<name>`` (n_objects, n_derived); attributes ``seed`` and
+        ``importance_draws``, -1 for the flow's own draws).  One run at a time
+        owns it.
     n_samples : int
         Posterior draws per object.
     seed : int
@@ -247,6 +249,8 @@ def fit_catalog_amortized(table_or_path, posterior, out_dir, n_samples=1000, see
         posterior = AmortizedPosterior.load(path, emulator=emulator)
         sha = file_sha256(path)
         ref = {"path": path, "sha256": sha, "emulator": emulator}
+    if importance_draws is not None:
+        _check_importance_settings(posterior, importance_draws, n_samples, exact_settings)
     obs = read_catalog_arrays(table_or_path, columns=columns)
     n_derived = int(n_samples if n_derived is None else min(n_derived, n_samples))
     chunk_size = int(chunk_size)
@@ -268,8 +272,9 @@ def fit_catalog_amortized(table_or_path, posterior, out_dir, n_samples=1000, see
                 _exact_fallback(obs, rows, posterior, emulator, folder.path, executor,
                                 dict(exact_settings or {}), progress, stream)
             _write_samples(folder.path, obs, posterior, results, rows, seed, n_samples,
-                           n_derived, derived_names)
+                           n_derived, derived_names, importance_draws)
             table = _summary_table(rows, posterior, derived_names, n_samples)
+            table.meta["importance_draws"] = importance_draws
             with atomic_path(os.path.join(folder.path, "summary.ecsv"),
                              suffix=f".partial-{os.getpid()}") as tmp:
                 table.write(tmp, format="ascii.ecsv", overwrite=True)
@@ -280,6 +285,20 @@ def fit_catalog_amortized(table_or_path, posterior, out_dir, n_samples=1000, see
             import shutil
             shutil.rmtree(os.path.join(folder.path, "chunks"), ignore_errors=True)
     return table
+
+
+def _check_importance_settings(posterior, importance_draws, n_samples, exact_settings):
+    """Refuse importance weights the posterior cannot give, or that would target another
+    likelihood than the exact fallback's."""
+    posterior.check_importance_draws(importance_draws, n_samples)
+    settings = exact_settings or {}
+    floor = settings.get("floor")
+    if settings.get("covariance") or (floor is not None and floor != posterior.floor):
+        raise EmulatorConfigurationError(
+            f"the importance weights use eq. 9 with this posterior's floor ({posterior.floor:g}) "
+            f"and diagonal emulator errors; the exact fits were asked for floor {floor} and "
+            f"covariance={bool(settings.get('covariance'))}, another likelihood. Drop "
+            "--floor/--covariance (or importance_draws)")
 
 
 def _sample_chunks(obs, posterior, ref, sha, out_dir, n_samples, n_derived, seed, chunk_size,
@@ -320,7 +339,7 @@ def _sample_chunks(obs, posterior, ref, sha, out_dir, n_samples, n_derived, seed
             for key, value in outcomes:
                 k, args = tasks[key]
                 if not isinstance(value, dict):  # the chunk's task failed: its objects too
-                    value = _failed_chunk(args[0], f"{key} failed: {value}")
+                    value = _failed_chunk(args[0], f"{key} failed: {value}", importance_draws)
                     stream.write(f"fit: {value['rows'][0]['error']} (the next run samples it "
                                  "again)\n")
                 results[k] = value
@@ -343,9 +362,10 @@ def _sample_here(args):
         return f"{type(err).__name__}: {err}"
 
 
-def _failed_chunk(obs, reason):
+def _failed_chunk(obs, reason, importance_draws=None):
     """The result of a chunk whose task failed: every object failed with the reason."""
-    rows = [{"id": str(oid), "zred": float(z), "status": "failed", "method": "amortized",
+    method = "amortized" if importance_draws is None else "amortized+importance"
+    rows = [{"id": str(oid), "zred": float(z), "status": "failed", "method": method,
              "importance_ess": np.nan, "error": reason, "out_of_support": False,
              "support_reasons": "",
              "chi2": np.nan, "chi2_per_band": np.nan, "chi2_pvalue": np.nan, "n_bands": 0,
@@ -394,7 +414,7 @@ def _exact_fallback(obs, rows, posterior, emulator, out_dir, executor, settings,
 
 
 def _write_samples(out_dir, obs, posterior, results, rows, seed, n_samples, n_derived,
-                   derived_names):
+                   derived_names, importance_draws=None):
     """``samples.h5``: every chunk's draws in one file (atomically)."""
     import h5py
     names = posterior.param_space.theta_names
@@ -404,6 +424,7 @@ def _write_samples(out_dir, obs, posterior, results, rows, seed, n_samples, n_de
         f.attrs["format"] = "prospect-emulator-amortized-samples"
         f.attrs["posterior_emulator_checksum"] = posterior.emulator.checksum
         f.attrs["seed"] = int(seed)
+        f.attrs["importance_draws"] = -1 if importance_draws is None else int(importance_draws)
         f.attrs["theta_names"] = json.dumps(names)
         f["ids"] = np.array(obs.ids, dtype="S")
         f["theta_names"] = np.array(names, dtype="S")
@@ -444,7 +465,7 @@ def _summary_table(rows, posterior, derived_names, n_samples):
                               "amortized+importance (flow draws reweighted by the exact "
                               "likelihood), or exact (the fallback for objects out of support)"),
              "importance_ess": ("", "effective sample size of the importance weights "
-                                    "(amortized+importance; NaN otherwise)"),
+                                    "(when they were used; NaN otherwise)"),
              "error": (None, "why the object could not be sampled or fitted (object and field)"),
              "out_of_support": (None, "outside what the flow was trained on (see support_reasons)"),
              "support_reasons": (None, "why the object is out of support ('; '-separated)"),
@@ -457,7 +478,9 @@ def _summary_table(rows, posterior, derived_names, n_samples):
              "seconds": ("s", "wall time per object (amortized: the run's total / objects)"),
              "exact_file": (None, "Prospector results of the exact fit (method exact)")}
     for name, (unit, description) in fixed.items():
-        values = [r.get(name, "") if name == "exact_file" else r[name] for r in rows]
+        # chunks written before importance weights existed have no importance_ess
+        values = [r.get(name, "") if name == "exact_file" else
+                  r.get(name, np.nan) if name == "importance_ess" else r[name] for r in rows]
         table[name] = Column(values, unit=unit, description=description,
                              dtype=str if unit is None and name != "out_of_support" else None)
     summary_names = [k for k in posterior.param_space.theta_names if k != "zred"]

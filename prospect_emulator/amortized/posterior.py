@@ -176,7 +176,9 @@ class AmortizedSamples:
         samples are the flow's own draws).
     importance_ess : ndarray
         Effective sample size of each object's importance weights (NaN
-        without importance weighting).
+        without importance weighting and for objects that failed before it;
+        0 for an object none of whose draws has a finite likelihood, which
+        then fails).
     """
 
     def __init__(self, **fields):
@@ -307,10 +309,6 @@ class AmortizedPosterior:
         import jax
 
         from ..fitting.executor import usable_cpu_count
-        if log_density and self.param_space.coordinates != "prior-normal":
-            raise EmulatorConfigurationError(
-                "importance weights need a posterior in prior-normal coordinates; this one "
-                f"is in {self.param_space.coordinates!r} coordinates (train a new one)")
         if self._sampler is None:
             self._sampler = {
                 False: eqx.filter_jit(lambda flow, key, c, n: flow.sample(key, (n,), condition=c)),
@@ -439,10 +437,12 @@ class AmortizedPosterior:
             and resample ``n_samples`` of them
             (:mod:`~prospect_emulator.amortized.importance`): draws of the
             exact posterior wherever the flow's draws cover it, at the cost of
-            ``importance_draws`` emulator calls per object.  Objects whose
-            weights have an effective sample size below
-            ``calibration["min_importance_ess"]`` (default 30) are flagged out
-            of support.  Default: the flow's own draws.
+            ``importance_draws`` emulator calls per object (at least
+            ``n_samples``).  Objects whose weights have an effective sample
+            size below ``calibration["min_importance_ess"]`` (default 30) are
+            flagged out of support (also with ``check_support=False``); an
+            object none of whose draws has a finite likelihood cannot be
+            sampled (see ``on_bad``).  Default: the flow's own draws.
 
         Returns
         -------
@@ -453,6 +453,9 @@ class AmortizedPosterior:
         AmortizedInputError
             Filters the posterior was not trained on (always), and bad objects
             with ``on_bad="raise"``.
+        EmulatorConfigurationError
+            ``importance_draws`` below ``n_samples``, or with a posterior
+            that is not in prior-normal coordinates.
 
         Notes
         -----
@@ -464,6 +467,8 @@ class AmortizedPosterior:
         """
         if on_bad not in ("raise", "flag"):
             raise EmulatorConfigurationError(f"on_bad={on_bad!r}; allowed: 'raise', 'flag'")
+        if importance_draws is not None:
+            self.check_importance_draws(importance_draws, n_samples)
         obs = as_observations(data, columns=columns, zred=zred)
         maggies, unc = self._check_filters(obs)
         mask = valid_bands(maggies, unc)
@@ -485,6 +490,7 @@ class AmortizedPosterior:
                 theta[good], ess[good] = self._importance_sample(
                     cond, obs.zred[good], maggies[good], unc[good], mask[good], int(n_samples),
                     importance_draws, seed)
+                self._no_finite_weight(obs, good, ess, int(importance_draws), errors, on_bad)
         reasons = [[] for _ in range(n)]
         if importance_draws is not None:
             self._importance_reasons(ess, good, int(importance_draws), reasons)
@@ -504,12 +510,27 @@ class AmortizedPosterior:
             importance_draws=None if importance_draws is None else int(importance_draws))
 
     # ----------------------------------------------------------- importance
+    def check_importance_draws(self, importance_draws, n_samples):
+        """Refuse importance weights this posterior cannot give (before any sampling).
+
+        Raises
+        ------
+        EmulatorConfigurationError
+            ``importance_draws`` not an integer >= ``n_samples``, or a posterior
+            whose flow is not in prior-normal coordinates.
+        """
+        if self.param_space.coordinates != "prior-normal":
+            raise EmulatorConfigurationError(
+                "importance weights need a posterior in prior-normal coordinates; this one "
+                f"is in {self.param_space.coordinates!r} coordinates (train a new one)")
+        if int(importance_draws) != importance_draws or importance_draws < max(int(n_samples), 1):
+            raise EmulatorConfigurationError(
+                f"importance_draws={importance_draws!r}: give at least as many flow draws per "
+                f"object as samples returned (n_samples={n_samples})")
+
     def _importance_sample(self, cond, zred, maggies, unc, mask, n_samples, n_draws, seed):
         """(samples, effective sample sizes) of flow draws reweighted by the exact likelihood."""
         from .importance import ExactLikelihoodWeights
-        if int(n_draws) < 1:
-            raise EmulatorConfigurationError(
-                f"importance_draws={n_draws!r}: give a positive number of flow draws per object")
         if self._weights is None:
             self._weights = ExactLikelihoodWeights(self.model, self.filter_names, floor=self.floor)
         n_draws = int(n_draws)
@@ -518,13 +539,27 @@ class AmortizedPosterior:
         block = max(1, IMPORTANCE_ROWS_PER_BLOCK // n_draws)
         for b, start in enumerate(range(0, len(cond), block)):
             rows = slice(start, start + block)
-            block_seed = int(np.random.SeedSequence([int(seed), b]).generate_state(1)[0])
+            sequence = np.random.SeedSequence([int(seed) % 2 ** 63, b])
+            block_seed = int(sequence.generate_state(1)[0])
             theta, ln_q, ln_prior = self._sample_theta(cond[rows], zred[rows], n_draws,
                                                        block_seed, log_density=True)
             samples[rows], ess[rows] = self._weights.resample(
                 theta, ln_q, ln_prior, maggies[rows], unc[rows], mask[rows], n_samples,
                 block_seed)
         return samples, ess
+
+    @staticmethod
+    def _no_finite_weight(obs, good, ess, n_draws, errors, on_bad):
+        """Objects none of whose importance draws has a finite likelihood: failed (or raised)."""
+        for i in np.nonzero(good)[0][ess[good] == 0]:
+            errors[i] = (f"object {obs.ids[i]!r}: none of its {n_draws} flow draws has a finite "
+                         "likelihood (all outside the emulator's training range): its "
+                         "photometry is not one the emulator can fit")
+            good[i] = False
+        if on_bad == "raise" and any(ess[i] == 0 for i in errors):
+            first = [errors[i] for i in sorted(errors) if ess[i] == 0][:5]
+            raise AmortizedInputError("; ".join(first) + ". Use on_bad='flag' to sample the "
+                                      "other objects.")
 
     def _importance_reasons(self, ess, good, n_draws, reasons):
         limit = float(self.calibration.get("min_importance_ess", 30.0))

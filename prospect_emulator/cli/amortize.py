@@ -5,21 +5,12 @@
 
 JAX is imported only when a sub-command runs, never to build the parser.
 """
-import argparse
 import sys
 
 from ..errors import EmulatorConfigurationError
-
-
-from .fit import add_catalog_column_options as _catalog_arguments  # noqa: E402
-from .fit import catalog_columns as _columns  # noqa: E402
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text}")
-    return value
+from .fit import add_catalog_column_options as _catalog_arguments
+from .fit import catalog_columns as _columns
+from .fit import positive_int as _positive_int
 
 
 def add_arguments(parser):

@@ -17,6 +17,14 @@ def nonnegative_floor(text):
     return value
 
 
+def positive_int(text):
+    """argparse type of a count: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text}")
+    return value
+
+
 def json_object(text):
     """argparse type: a JSON object (the sampler's settings)."""
     import json
@@ -122,7 +130,7 @@ def add_arguments(parser):
                            help="posterior draws per object (default 1000)")
     amortized.add_argument("--chunk-size", type=int, default=2000,
                            help="objects per task (default 2000)")
-    amortized.add_argument("--importance-draws", type=int, default=None, metavar="N",
+    amortized.add_argument("--importance-draws", type=positive_int, default=None, metavar="N",
                            help="reweight N flow draws per object by the exact likelihood and "
                                 "resample --n-samples of them (exact-posterior draws where the "
                                 "flow covers the posterior; N emulator calls per object); "
