@@ -5,7 +5,11 @@ Mocks are drawn from the fitting prior of a shipped emulator's model (the model
 the training range) and simulated with exactly the likelihood's own noise model:
 Gaussian in flux with the variance of ``EmulatorNoiseModel(model, floor=0)`` at the
 true parameters (observational sigma = ``--obs-mag`` mag of the true flux, plus the
-emulator's eq.-9 term).  Each mock is fitted with Prospector + dynesty at the given
+emulator's eq.-9 term).  With ``--depth-mag M`` the observational sigma is instead
+that of a survey with 5-sigma depth M (AB) in every band, the same for every mock:
+uncertainties that do not depend on the truth, as the likelihood assumes (it takes
+the given uncertainties as fixed, while 0.1 mag of the *true* flux tells the fit
+the true flux level).  Each mock is fitted with Prospector + dynesty at the given
 settings; for every (mock, parameter) the script records the rank of the truth among
 equal-weight posterior draws (SBC) and whether the 68% and 95% central intervals hold
 it.  Coverage must be 68% +- 5 and 95% +- 3 per parameter and pooled (issue 13).
@@ -72,7 +76,7 @@ def mock_indices(args):
     return args.mocks if args.mocks else range(args.n_mocks)
 
 
-def make_mock(emulator, index, seed, obs_mag, filters):
+def make_mock(emulator, index, seed, obs_mag, filters, depth_mag=None):
     """Truth, redshift and simulated photometry of mock ``index`` (reproducible)."""
     from prospect_emulator import EmulatorNoiseModel
     from prospect_emulator.fitting.run import make_obs
@@ -89,7 +93,10 @@ def make_mock(emulator, index, seed, obs_mag, filters):
             break
         except ValueError:
             continue
-    sigma_obs = flux * (np.log(10) / 2.5 * obs_mag)
+    if depth_mag is None:
+        sigma_obs = flux * (np.log(10) / 2.5 * obs_mag)
+    else:  # 5-sigma depth in AB mag -> 1-sigma in maggies, whatever the truth
+        sigma_obs = np.full(len(flux), 10 ** (-0.4 * depth_mag) / 5)
     obs = make_obs(filters, flux, sigma_obs)
     noise = EmulatorNoiseModel(model, floor=0.0)
     noise.compute(phot_unc=obs["maggies_unc"], phot=obs["maggies"], mask=obs["phot_mask"])
@@ -195,7 +202,7 @@ def conditional_cdf_at_truth(emulator, mock, filters):
 
 def check_recipe(args, filters):
     """``--check-recipe``: coverage of the exact 1-D conditional posteriors."""
-    mocks = [make_mock(args.emulator, i, args.seed, args.obs_mag, filters)
+    mocks = [make_mock(args.emulator, i, args.seed, args.obs_mag, filters, args.depth_mag)
              for i in mock_indices(args)]
     results = [conditional_cdf_at_truth(args.emulator, mock, filters) for mock in mocks]
     cdf = np.array([r[0] for r in results])
@@ -207,8 +214,10 @@ def check_recipe(args, filters):
              f"Exact 1-D conditional posteriors (the other parameters at the truth; "
              f"two passes of {CONDITIONAL_GRID} points of the prior's CDF, the second over the "
              f"posterior's part of it) of {len(mocks)} mocks of emulator "
-             f"{args.emulator}, {len(filters)} bands, {args.obs_mag} mag observational noise, "
-             f"seed {args.seed}: no sampler involved.", "",
+             f"{args.emulator}, {len(filters)} bands, "
+             + (f"{args.obs_mag} mag observational noise, " if args.depth_mag is None else
+                f"observational noise of a 5-sigma depth of {args.depth_mag} AB mag, ")
+             + f"seed {args.seed}: no sampler involved.", "",
              "| parameter | 68% coverage | 95% coverage | fewest effective grid points |",
              "|---|---:|---:|---:|"]
     for j, label in enumerate(list(labels) + ["pooled"]):
@@ -269,8 +278,9 @@ def report(out):
                                               if s.get("sampler_settings") else []))
                                + ")")
              + f"; {len(s['filters'])} bands, "
-             f"{s['obs_mag']} mag observational noise; "
-             f"median {np.median([r['ncall'] for r in records]):.3g} likelihood calls and "
+             + (f"{s['obs_mag']} mag observational noise; " if s.get("depth_mag") is None
+                else f"observational noise of a 5-sigma depth of {s['depth_mag']} AB mag; ")
+             + f"median {np.median([r['ncall'] for r in records]):.3g} likelihood calls and "
              f"{np.median([r['seconds'] for r in records]):.1f} s per fit", "",
              "| parameter | 68% coverage | 95% coverage | rank histogram chi2 (10 bins, 9 dof) |",
              "|---|---:|---:|---:|"]
@@ -333,7 +343,11 @@ def main():
                         help="fit only these mock indices (e.g. to compare samplers on the "
                              "mocks another run got wrong); default: 0 .. n-mocks - 1")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--obs-mag", type=float, default=0.1)
+    parser.add_argument("--obs-mag", type=float, default=0.1,
+                        help="observational sigma in mag of the true flux (default 0.1)")
+    parser.add_argument("--depth-mag", type=float, default=None, metavar="M",
+                        help="instead: the sigma of a 5-sigma depth of M AB mag in every band, "
+                             "independent of the truth")
     parser.add_argument("--nlive", type=int, default=None,
                         help="live points (dynesty: default 200; others: their own default)")
     parser.add_argument("--n-effective", type=int, default=None,
@@ -366,6 +380,7 @@ def main():
         settings = {"sampler": args.sampler, "nlive": args.nlive, "n_effective": args.n_effective,
                     "sample": args.sample,
                     "walks": args.walks, "filters": filters, "obs_mag": args.obs_mag,
+                    "depth_mag": args.depth_mag,
                     "emulator": args.emulator,
                     "emulator_checksum": fitting_model(args.emulator, None).emulator.checksum}
         if args.sampler_settings:
@@ -374,7 +389,8 @@ def main():
                              "--walks, --nlive, --n-effective)")
             settings["sampler_settings"] = args.sampler_settings
         todo = [i for i in mock_indices(args) if not _done(args.out, i, settings)]
-        tasks = [(args.emulator, make_mock(args.emulator, i, args.seed, args.obs_mag, filters),
+        tasks = [(args.emulator, make_mock(args.emulator, i, args.seed, args.obs_mag, filters,
+                                           args.depth_mag),
                   settings, args.seed) for i in todo]
         with concurrent.futures.ProcessPoolExecutor(args.workers) as pool:
             futures = [pool.submit(fit_mock, task) for task in tasks]

@@ -91,3 +91,21 @@ def test_mcmc_reference_records_compare_with_the_fitted_folder(tmp_path):
     partial = run("compare_sbc_runs.py", reference, fitted, elsewhere, "--no-per-mock")
     assert partial.returncode == 0, partial.stderr
     assert f"{elsewhere}: no mock in common with the reference" in partial.stdout
+
+
+def test_mocks_of_a_survey_depth_have_uncertainties_that_do_not_depend_on_the_truth():
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        from calibrate_sampler import make_mock
+    finally:
+        sys.path.remove(BENCHMARKS)
+    from prospect_emulator.data import COSMOS_FILTERS
+    filters = list(COSMOS_FILTERS)
+    deep = [make_mock("parametric", i, 1, 0.1, filters, depth_mag=27.0) for i in range(2)]
+    sigma = 10 ** (-0.4 * 27.0) / 5  # maggies: 5 sigma at 27 AB
+    for mock in deep:
+        np.testing.assert_allclose(mock["maggies_unc"], sigma)
+    assert deep[0]["theta"] != deep[1]["theta"]
+    relative = make_mock("parametric", 0, 1, 0.1, filters)  # 0.1 mag of the true flux
+    assert relative["theta"] == deep[0]["theta"]
+    assert np.ptp(relative["maggies_unc"]) > 0
