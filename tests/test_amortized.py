@@ -423,12 +423,12 @@ class TestImportanceWeights:
 
     def test_effective_sample_size_and_systematic_resampling(self):
         from prospect_emulator.amortized.importance import (effective_sample_size,
-                                                            systematic_resample)
+                                                            resample_by_ln_weights)
         assert effective_sample_size(np.zeros(50)) == pytest.approx(50)
         assert effective_sample_size(np.array([0.0, -np.inf, -np.inf])) == pytest.approx(1)
         assert effective_sample_size(np.log([1.0, 1.0, 2.0])) == pytest.approx(16 / 6)
         ln_w = np.log([0.1, 0.0 + 1e-300, 0.6, 0.3])
-        pick = systematic_resample(ln_w, 1000, np.random.default_rng(0))
+        pick = resample_by_ln_weights(ln_w, 1000, np.random.default_rng(0))
         np.testing.assert_array_equal(np.bincount(pick, minlength=4), [100, 0, 600, 300])
 
     def test_reweighted_draws_agree_with_an_exact_fit(self, posterior, held_out):

@@ -24,7 +24,7 @@ not cover it: such objects are flagged (see
 """
 import numpy as np
 
-__all__ = ["ExactLikelihoodWeights", "effective_sample_size", "systematic_resample"]
+__all__ = ["ExactLikelihoodWeights", "effective_sample_size", "resample_by_ln_weights"]
 
 
 def effective_sample_size(ln_weights):
@@ -49,8 +49,9 @@ def effective_sample_size(ln_weights):
         return np.where(total > 0, total ** 2 / (w * w).sum(axis=-1), 0.0)
 
 
-def systematic_resample(ln_weights, n, rng):
-    """Indices of ``n`` draws resampled in proportion to their weights (systematic resampling).
+def resample_by_ln_weights(ln_weights, n, rng):
+    """Indices of ``n`` draws resampled in proportion to their weights (systematic
+    resampling, :func:`~prospect_emulator.fitting.smc.systematic_resample`).
 
     Parameters
     ----------
@@ -64,13 +65,10 @@ def systematic_resample(ln_weights, n, rng):
     ndarray of int, shape (n,)
         Positions in the m draws, in random order.
     """
+    from ..fitting.smc import systematic_resample
     ln_weights = np.asarray(ln_weights, dtype=float)
     w = np.exp(ln_weights - np.max(ln_weights))
-    cdf = np.cumsum(w)
-    cdf /= cdf[-1]
-    points = (rng.random() + np.arange(n)) / n
-    index = np.minimum(np.searchsorted(cdf, points, side="right"), len(w) - 1)
-    return rng.permutation(index)
+    return rng.permutation(systematic_resample(w / w.sum(), n, rng))
 
 
 class ExactLikelihoodWeights:
@@ -148,6 +146,6 @@ class ExactLikelihoodWeights:
             if not np.isfinite(ln_w).any():
                 continue
             ess[i] = effective_sample_size(ln_w)
-            pick = systematic_resample(ln_w, int(n_samples), np.random.default_rng([seed, i]))
+            pick = resample_by_ln_weights(ln_w, int(n_samples), np.random.default_rng([seed, i]))
             out[i] = theta[i][pick]
         return out, ess

@@ -39,7 +39,8 @@ from scipy.special import logsumexp, ndtr
 
 from ..errors import EmulatorError
 
-__all__ = ["run_tempered_smc", "SMCError", "whitened_to_unit", "DEFAULTS"]
+__all__ = ["run_tempered_smc", "SMCError", "whitened_to_unit", "systematic_resample",
+           "DEFAULTS"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +95,8 @@ def _next_beta(lnlike, beta, n_target):
     return beta + max(lo, 1e-12)
 
 
-def _systematic_resample(weights, n, rng):
-    """``n`` ancestor indices by systematic resampling of normalised ``weights``."""
+def systematic_resample(weights, n, rng):
+    """``n`` indices (ascending) by systematic resampling of normalised ``weights``."""
     positions = (rng.uniform() + np.arange(n)) / n
     cumulative = np.cumsum(weights)
     cumulative[-1] = 1.0
@@ -142,11 +143,11 @@ def _metropolis_chains(lnlike_y, y, ll, weights, beta, n_chains, chain_length, s
     n = len(y)
     chol = _weighted_cholesky(y, weights)
     if kind == "de":
-        reference = y[_systematic_resample(weights, n, rng)]
+        reference = y[systematic_resample(weights, n, rng)]
     # systematic resampling of the cloud in random order: the states are stored step by
     # step, and equal weights in that order would pick the same few chains every time
     order = rng.permutation(n)
-    start = order[_systematic_resample(weights[order], n_chains, rng)]
+    start = order[systematic_resample(weights[order], n_chains, rng)]
     x, lx = y[start], ll[start]
     states, lnls, accepted = [x], [lx], 0
     log_target = -0.5 * np.einsum("ij,ij->i", x, x) + beta * lx
