@@ -384,7 +384,99 @@ class TestOutOfSupport:
         after = posterior.sample(Observations(FILTERS, maggies, unc, zred), 200, seed=5)
         assert after.out_of_support.mean() >= before.out_of_support.mean() + 0.25
         assert any("one band off the SED" in " ".join(r) for r in after.reasons)
+        # the reason names the band (the shifted one: sdss_i0) and where the residual was taken
+        named = [r for rs in after.reasons for r in rs if "one band off the SED" in r]
+        assert sum(FILTERS[3] in r for r in named) >= 0.8 * len(named)
+        assert all("at the best fit near the posterior draws" in r for r in named)
         assert posterior.calibration["band_z_threshold"] > 0
+        assert posterior.calibration["support_fit"] == "refined"
+
+    def test_a_file_calibrated_at_the_best_draw_keeps_its_statistic(self, posterior, held_out):
+        """Limits calibrated before ``support_fit`` existed were set on the best draw's
+        residuals; such a file is checked the same way, not against the refined fit."""
+        old = AmortizedPosterior(posterior.flow, posterior.hyperparameters, posterior.model,
+                                 posterior.noise_model, posterior.standardisation,
+                                 posterior.floor, calibration={
+                                     k: v for k, v in posterior.calibration.items()
+                                     if k != "support_fit"},
+                                 coordinates=posterior.param_space.coordinates)
+        maggies = held_out.maggies[:40].copy()
+        maggies[:, 3] *= 10 ** (0.4 * 3.0)
+        obs = Observations(FILTERS, maggies, held_out.maggies_unc[:40], held_out.zred[:40])
+        theta = posterior.sample(obs, 64, seed=1, check_support=False).samples
+        args = (theta, maggies, held_out.maggies_unc[:40], held_out.mask[:40])
+        at_draw = old.posterior_predictive_chi2(*args, seed=2)
+        refined = posterior.posterior_predictive_chi2(*args, seed=2)
+        # the same best draws, then moved to the best fits (chi^2 + |y|^2 minimised: the chi^2
+        # of one object may rise a little where the prior pulls)
+        assert np.sum(refined[0]) < np.sum(at_draw[0])
+        assert not np.allclose(refined[2], at_draw[2])
+        reasons = [r for rs in old.sample(obs, 64, seed=1).reasons for r in rs]
+        assert any("at the best posterior-predictive draw" in r for r in reasons)
+
+
+# ------------------------------------------------------------------ the refined best fit
+class TestBestFitRefinement:
+    """``refine_best_fit``: every object's best draw moved to the nearby best fit."""
+
+    def test_chi2_and_residuals_are_the_exact_paths_at_the_refined_point(self, held_out):
+        from prospect_emulator import EmulatorNoiseModel
+        from prospect_emulator.amortized.refine import refine_best_fit
+        from prospect_emulator.fitting.run import make_obs
+        model = parametric_model()
+        rows = np.nonzero(held_out.mask.all(axis=1))[0][:6]
+        rng = np.random.default_rng(4)
+        # start from prior draws at the objects' redshifts: far from their best fits
+        start = model.prior_transform(rng.random((len(rows), model.ndim)))
+        iz = model.theta_index["zred"].start
+        start[:, iz] = held_out.zred[rows]
+        emu = model.emulator.select(FILTERS)
+        start = start[np.isfinite(emu.predict_maggies(emulator_inputs(model, start), check=False)
+                                  ).all(axis=1)]
+        rows = rows[:len(start)]
+        maggies, unc = held_out.maggies[rows], held_out.maggies_unc[rows]
+        theta, chi2, resid, leverage = refine_best_fit(
+            model, emu, start, maggies, unc, held_out.mask[rows], held_out.zred[rows], floor=0.0)
+        space = ParameterSpace(model, "prior-normal")
+        for i in range(len(rows)):
+            # independent: Prospector's predict and the exact fits' noise model (floor 0)
+            obs = make_obs(FILTERS, maggies[i], unc[i])
+            noise = EmulatorNoiseModel(model, floor=0.0)
+
+            def exact_chi2(th):
+                flux = model.predict(th, obs=obs)[1]
+                noise.compute(phot_unc=obs["maggies_unc"], phot=obs["maggies"],
+                              mask=obs["phot_mask"])
+                return flux, float(np.sum((maggies[i] - flux) ** 2 / noise.Sigma))
+
+            flux, c2 = exact_chi2(theta[i])
+            assert chi2[i] == pytest.approx(c2, rel=1e-8)
+            np.testing.assert_allclose(resid[i] * np.sqrt(noise.Sigma), maggies[i] - flux,
+                                       rtol=1e-8, atol=1e-14)
+            assert theta[i, iz] == held_out.zred[rows[i]]  # the redshift stays the object's
+            # the objective chi2 + |y|^2 fell from the start's
+            y0, y1 = space.to_unbounded(start[i:i + 1])[0], space.to_unbounded(theta[i:i + 1])[0]
+            assert chi2[i] + y1 @ y1 < exact_chi2(start[i])[1] + y0 @ y0
+        # leverages of a fit of len(y) parameters with a unit-normal prior on each
+        assert np.all((leverage >= 0) & (leverage < 1))
+        assert np.all(leverage.sum(axis=1) <= len(space.inferred) + 1e-9)
+
+    def test_in_distribution_residuals_are_those_of_a_fit_not_of_the_flow(self, posterior,
+                                                                           held_out):
+        """The tiny test flow scatters its draws widely; at the refined fit an ordinary
+        object's largest band residual is what a fit of 8 bands leaves (a few sigma)."""
+        posterior_at_draw = AmortizedPosterior(
+            posterior.flow, posterior.hyperparameters, posterior.model, posterior.noise_model,
+            posterior.standardisation, posterior.floor,
+            calibration=dict(posterior.calibration, support_fit="best-draw"),
+            coordinates=posterior.param_space.coordinates)
+        theta = posterior.sample(as_obs(held_out), 200, seed=3, check_support=False).samples
+        args = (theta, held_out.maggies, held_out.maggies_unc, held_out.mask)
+        _, _, z_draw, _ = posterior_at_draw.posterior_predictive_chi2(*args, seed=1)
+        _, _, z_fit, worst = posterior.posterior_predictive_chi2(*args, seed=1)
+        assert np.quantile(z_fit, 0.95) < 4.0
+        assert np.quantile(z_fit, 0.95) < np.quantile(z_draw, 0.95)
+        assert np.all((worst >= 0) & (worst < len(FILTERS)))
 
 # ------------------------------------------------------------------ importance weights
 class TestImportanceWeights:

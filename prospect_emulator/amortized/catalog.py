@@ -219,8 +219,9 @@ def fit_catalog_amortized(table_or_path, posterior, out_dir, n_samples=1000, see
         The summary: ``id``, ``zred``, ``status`` (ok/failed), ``method``
         ("amortized", "amortized+importance" or "exact"), ``importance_ess``,
         ``error``, ``out_of_support`` and
-        ``support_reasons``, ``chi2`` (best posterior-predictive chi^2, or the
-        exact fit's best-fit chi^2), ``chi2_per_band``, ``chi2_pvalue``,
+        ``support_reasons``, ``chi2`` (amortized: at the best fit near the
+        posterior draws, :meth:`AmortizedPosterior.posterior_predictive_chi2`;
+        exact: the fit's best-fit chi^2), ``chi2_per_band``, ``chi2_pvalue``,
         ``n_bands``, ``n_masked``, ``masked_bands``, ``seconds`` (per object),
         ``exact_file`` (results of exact fits), then
         ``<quantity>_p16/_p50/_p84`` of every free parameter (but ``zred``,
@@ -469,8 +470,9 @@ def _summary_table(rows, posterior, derived_names, n_samples):
              "error": (None, "why the object could not be sampled or fitted (object and field)"),
              "out_of_support": (None, "outside what the flow was trained on (see support_reasons)"),
              "support_reasons": (None, "why the object is out of support ('; '-separated)"),
-             "chi2": ("", "amortized: best posterior-predictive chi^2 of the draws; exact: chi^2 "
-                          "of the best fit (eq. 9 sigma)"),
+             "chi2": ("", "amortized: chi^2 at the best fit near the posterior draws (files "
+                          "calibrated before support_fit: at the best draw); exact: chi^2 of "
+                          "the best fit (eq. 9 sigma)"),
              "chi2_per_band": ("", "chi2 / n_bands"),
              "chi2_pvalue": ("", "p-value of chi2 for n_bands degrees of freedom (amortized)"),
              "n_bands": ("", "bands used"), "n_masked": ("", "bands treated as missing"),

@@ -168,8 +168,10 @@ class AmortizedSamples:
     masked_bands : list of list of str
         Bands treated as missing (NaN flux, uncertainty <= 0, not observed).
     chi2_best, chi2_pvalue : ndarray
-        Best posterior-predictive chi^2 of ``n_ppc`` draws with eq. 9's total
-        sigma, and its p-value for a chi^2 with n_bands degrees of freedom.
+        chi^2 with eq. 9's total sigma at the best fit near the best of
+        ``n_ppc`` posterior draws (at that draw itself for files calibrated
+        before ``support_fit``), and its p-value for a chi^2 with n_bands
+        degrees of freedom.
     n_bands : ndarray of int
     importance_draws : int or None
         Flow draws per object reweighted by the exact likelihood (None: the
@@ -230,8 +232,14 @@ class AmortizedPosterior:
     floor : float
         Eq. 9's fractional SPS floor used in the simulations.
     calibration : dict, optional
-        ``chi2_pvalue_threshold`` (flag objects whose best posterior-predictive
-        chi^2 has a smaller p-value), ``uncertainty_z_threshold``.
+        ``chi2_pvalue_threshold`` (flag objects whose chi^2 at the best fit has
+        a smaller p-value), ``band_z_threshold`` (flag objects with a
+        larger one-band residual), ``uncertainty_z_threshold``, ``n_ppc`` and
+        ``support_fit``: where the chi^2 and the residuals are taken,
+        ``"refined"`` (the best fit near the best of ``n_ppc`` draws,
+        :func:`~prospect_emulator.amortized.refine.refine_best_fit`; set by
+        :meth:`calibrate` from this version) or ``"best-draw"`` (that draw
+        itself: the limits of files calibrated before).
     training : dict, optional
         Seed, number of simulations, epochs, losses (recorded in the file).
     coordinates : {"prior-normal", "logit"}
@@ -570,22 +578,30 @@ class AmortizedPosterior:
 
     # ----------------------------------------------------------- support
     def posterior_predictive_chi2(self, theta, maggies, unc, mask, seed=0):
-        """Best chi^2 over ``n_ppc`` posterior draws per object, its p-value, and the
-        largest normalised residual of one band at that draw.
+        """Best chi^2 per object, its p-value, and the largest normalised residual
+        of one band there.
 
+        The best of ``n_ppc`` posterior draws per object; with
+        ``calibration["support_fit"] == "refined"`` then moved to the nearby best
+        fit (:func:`~prospect_emulator.amortized.refine.refine_best_fit`,
+        ~15 emulator rows per step, a few steps per object), where an ordinary
+        object's residuals are those of a fit and not the flow's scatter.
         chi^2 uses eq. 9's total variance: the observed uncertainty, the
-        emulator's error and the floor, at the draw's model flux.
+        emulator's error and the floor, at the model flux.
 
         Returns
         -------
         best : ndarray (n,)
-            The smallest chi^2 of the draws.
+            The smallest chi^2.
         pvalue : ndarray (n,)
             Its p-value for as many degrees of freedom as bands.
         max_band_z : ndarray (n,)
-            max over bands of |observed - model| / sigma at that draw: one
-            band far off the SED (a wrong zero point, a blended neighbour)
-            stands out here before it moves the chi^2 of many bands.
+            max over bands of |observed - model| / sigma there: one band far
+            off the SED (a wrong zero point, a blended neighbour) stands out
+            here before it moves the chi^2 of many bands.
+        worst_band : ndarray of int (n,)
+            The band of that residual (-1 where no draw is inside the
+            training range).
         """
         from scipy.stats import chi2 as chi2_dist
         from .simulate import _emulator_flux_sigma, _inside_training_range
@@ -609,10 +625,22 @@ class AmortizedPosterior:
         chi2 = np.where(np.isfinite(chi2), chi2, np.inf)
         at = chi2.argmin(axis=1)
         best = chi2[np.arange(n_obj), at]
-        with np.errstate(invalid="ignore"):
-            max_z = np.sqrt(np.nanmax(resid2[np.arange(n_obj), at], axis=1))
-        max_z = np.where(np.isfinite(best), max_z, np.inf)
-        return best, chi2_dist.sf(best, mask.sum(axis=1)), max_z
+        resid2 = resid2[np.arange(n_obj), at]
+        if self.calibration.get("support_fit", "best-draw") == "refined":
+            from .refine import refine_best_fit
+            start = theta[np.arange(n_obj), pick[at]]
+            fits = np.isfinite(best)
+            if fits.any():
+                iz = self.param_space.zred_index
+                zred = start[fits, iz] if iz is not None else np.zeros(int(fits.sum()))
+                _, best[fits], resid, _ = refine_best_fit(
+                    self.model, self._band_emulator, start[fits], maggies[fits], unc[fits],
+                    mask[fits], zred, floor=self.floor)
+                resid2[fits] = resid * resid
+        resid2 = np.where(np.isfinite(resid2), resid2, -1.0)
+        worst_band = np.where(np.isfinite(best), resid2.argmax(axis=1), -1)
+        max_z = np.where(np.isfinite(best), np.sqrt(resid2.max(axis=1).clip(0.0)), np.inf)
+        return best, chi2_dist.sf(best, mask.sum(axis=1)), max_z, worst_band
 
     def _support_checks(self, theta, maggies, unc, mask, good, reasons, chi2, pvalue, seed):
         nm = self.noise_model
@@ -620,8 +648,11 @@ class AmortizedPosterior:
         trained = nm.is_trained_pattern(mask[idx])
         z, offset = nm.uncertainty_zscores(maggies[idx], unc[idx], mask[idx])
         zmax = float(self.calibration["uncertainty_z_threshold"])
-        best, p, band_z = self.posterior_predictive_chi2(theta[idx], maggies[idx], unc[idx],
-                                                         mask[idx], seed=seed)
+        best, p, band_z, worst = self.posterior_predictive_chi2(theta[idx], maggies[idx],
+                                                                unc[idx], mask[idx], seed=seed)
+        where = ("at the best fit near the posterior draws"
+                 if self.calibration.get("support_fit") == "refined"
+                 else "at the best posterior-predictive draw")
         chi2[idx], pvalue[idx] = best, p
         threshold = float(self.calibration["chi2_pvalue_threshold"])
         band_limit = float(self.calibration.get("band_z_threshold", np.inf))
@@ -638,12 +669,12 @@ class AmortizedPosterior:
                     f"the noise model's typical value at this flux ({z[j, b]:+.1f} sigma)")
             if p[j] < threshold:
                 reasons[i].append(
-                    f"photometry off the simulations' support: best posterior-predictive "
+                    f"photometry off the simulations' support: {where}, "
                     f"chi2 = {best[j]:.1f} for {int(mask[i].sum())} bands (p = {p[j]:.2g} < "
                     f"{threshold:.2g}, the calibrated limit)")
             if band_z[j] > band_limit:
                 reasons[i].append(
-                    f"one band off the SED: at the best posterior-predictive draw a band is "
+                    f"one band off the SED: {where}, {self.filter_names[worst[j]]} is "
                     f"{band_z[j]:.1f} sigma from the model (calibrated limit {band_limit:.1f})")
 
     def calibrate(self, sims, n_samples=200, false_flag_rate=0.05, seed=1):
@@ -652,7 +683,9 @@ class AmortizedPosterior:
         The chi^2 p-value limit, the one-band residual limit and the
         uncertainty z-score limit (at least 4) are each set so that a third of
         ``false_flag_rate`` of the simulations would be flagged by it
-        (together at most ``false_flag_rate``).  Returns the p-value limit.
+        (together at most ``false_flag_rate``); the chi^2 and the residuals are
+        taken at the refined best fit (``calibration["support_fit"] =
+        "refined"``).  Returns the p-value limit.
         """
         quantile = float(false_flag_rate) / 3
         z, _ = self.noise_model.uncertainty_zscores(sims.maggies, sims.maggies_unc, sims.mask)
@@ -662,9 +695,10 @@ class AmortizedPosterior:
         if len(worst):
             self.calibration["uncertainty_z_threshold"] = max(
                 4.0, float(np.quantile(worst, 1 - quantile)))
+        self.calibration["support_fit"] = "refined"
         result = self.sample(_sims_as_observations(sims, self.filter_names), n_samples,
                              seed=seed, check_support=False)
-        _, p, band_z = self.posterior_predictive_chi2(result.samples, sims.maggies,
+        _, p, band_z, _ = self.posterior_predictive_chi2(result.samples, sims.maggies,
                                                       sims.maggies_unc, sims.mask, seed=seed)
         self.calibration["chi2_pvalue_threshold"] = float(np.quantile(p, quantile))
         finite = band_z[np.isfinite(band_z)]
