@@ -29,7 +29,7 @@ from .simulate import ParameterSpace, _emulator_flux_sigma, _inside_training_ran
 __all__ = ["refine_best_fit", "studentized_residuals"]
 
 DIFFERENCE_STEP = 1e-4   # forward-difference step in whitened prior coordinates
-MAX_STEPS = 20           # Levenberg-Marquardt steps
+MAX_STEPS = 8            # Levenberg-Marquardt steps per object
 INITIAL_DAMPING = 1e-2
 MAX_REFUSED = 8          # refused steps in a row that end an object's refinement
 
