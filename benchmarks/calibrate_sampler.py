@@ -148,7 +148,10 @@ def fit_mock(args):
     if not np.isfinite(lp_truth):  # cannot happen for a mock drawn inside the prior: say so
         print(f"mock {mock['index']}: ln posterior at the truth is {lp_truth}; "
               "left out of the joint coverage", file=sys.stderr)
-    return dict(mock, settings=settings, ncall=fit["ncall"], seconds=time.time() - t0,
+    # every setting the sampler ran with, defaults included (``settings`` holds those given)
+    resolved = json.loads(json.dumps(fit["settings"], default=str))
+    return dict(mock, settings=settings, resolved_settings=resolved, ncall=fit["ncall"],
+                seconds=time.time() - t0,
                 lnpost_truth=lp_truth, lnpost_max=float(np.max(lp_samples)),
                 hpd_rank=float(np.sum(w[lp_samples > lp_truth])) if np.isfinite(lp_truth)
                 else None,

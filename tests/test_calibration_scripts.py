@@ -109,3 +109,21 @@ def test_mocks_of_a_survey_depth_have_uncertainties_that_do_not_depend_on_the_tr
     relative = make_mock("parametric", 0, 1, 0.1, filters)  # 0.1 mag of the true flux
     assert relative["theta"] == deep[0]["theta"]
     assert np.ptp(relative["maggies_unc"]) > 0
+
+
+def test_a_calibration_record_holds_every_setting_the_sampler_ran_with(tmp_path):
+    """``settings`` holds what the command line gave (and must match to resume a folder);
+    ``resolved_settings`` what the sampler ran with, its defaults included."""
+    done = run("calibrate_sampler.py", "--emulator", "parametric", "--sampler", "smc",
+               "--mocks", 0, "--workers", 1, "--sampler-settings",
+               '{"n_particles": 2000, "chain_length": 50, "final_chain_length": 50}',
+               "--out", tmp_path)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "mock_0000.json").read_text())
+    assert record["settings"]["sampler_settings"] == {
+        "n_particles": 2000, "chain_length": 50, "final_chain_length": 50}
+    from prospect_emulator.fitting.samplers import DEFAULT_SETTINGS
+    resolved = record["resolved_settings"]
+    assert set(DEFAULT_SETTINGS["smc"]) <= set(resolved)
+    assert resolved["n_particles"] == 2000
+    assert resolved["ess_fraction"] == DEFAULT_SETTINGS["smc"]["ess_fraction"]

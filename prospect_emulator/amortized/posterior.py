@@ -190,6 +190,14 @@ class AmortizedSamples:
         return len(self.ids)
 
 
+def _raise_bad(messages):
+    """Raise :class:`AmortizedInputError` for objects that cannot be sampled (the first
+    five named), saying how to sample the others."""
+    more = f" (and {len(messages) - 5} more)" if len(messages) > 5 else ""
+    raise AmortizedInputError("; ".join(messages[:5]) + more +
+                              ". Use on_bad='flag' to sample the other objects.")
+
+
 def _emulator_source(emulator):
     """How to find the emulator again: the shipped name, or its path."""
     from ..data import SHIPPED_EMULATORS
@@ -482,10 +490,7 @@ class AmortizedPosterior:
         mask = valid_bands(maggies, unc)
         errors = self._bad_objects(obs, maggies, unc, mask)
         if errors and on_bad == "raise":
-            first = sorted(errors)[:5]
-            more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-            raise AmortizedInputError("; ".join(errors[i] for i in first) + more +
-                                      ". Use on_bad='flag' to sample the other objects.")
+            _raise_bad([errors[i] for i in sorted(errors)])
         n = len(obs)
         good = np.array([i not in errors for i in range(n)], dtype=bool)
         theta = np.full((n, int(n_samples), len(self.param_space.theta_names)), np.nan)
@@ -565,9 +570,7 @@ class AmortizedPosterior:
                          "photometry is not one the emulator can fit")
             good[i] = False
         if on_bad == "raise" and any(ess[i] == 0 for i in errors):
-            first = [errors[i] for i in sorted(errors) if ess[i] == 0][:5]
-            raise AmortizedInputError("; ".join(first) + ". Use on_bad='flag' to sample the "
-                                      "other objects.")
+            _raise_bad([errors[i] for i in sorted(errors) if ess[i] == 0])
 
     def _importance_reasons(self, ess, good, n_draws, reasons):
         limit = float(self.calibration.get("min_importance_ess", 30.0))
