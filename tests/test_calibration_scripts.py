@@ -127,3 +127,25 @@ def test_a_calibration_record_holds_every_setting_the_sampler_ran_with(tmp_path)
     assert set(DEFAULT_SETTINGS["smc"]) <= set(resolved)
     assert resolved["n_particles"] == 2000
     assert resolved["ess_fraction"] == DEFAULT_SETTINGS["smc"]["ess_fraction"]
+
+
+def test_importance_reference_agrees_with_an_smc_fit_of_the_same_mock(tmp_path):
+    """The sampler-free reference (importance sampling from a defensive mixture) and a
+    sampler's fit of the same mock (the parametric model, 5 parameters) give the same
+    posterior within the reference's own precision."""
+    fitted, reference = tmp_path / "smc", tmp_path / "importance"
+    done = run("calibrate_sampler.py", "--emulator", "parametric", "--sampler", "smc",
+               "--mocks", 0, "--workers", 1, "--out", fitted)
+    assert done.returncode == 0, done.stderr
+    done = run("importance_reference.py", fitted, "--mocks", 0, "--draws", 100000,
+               "--workers", 1, "--out", reference)
+    assert done.returncode == 0, done.stderr
+    assert "1/1: mock 0" in done.stdout
+    smc = json.loads((fitted / "mock_0000.json").read_text())
+    ref = json.loads((reference / "mock_0000.json").read_text())
+    assert ref["theta"] == smc["theta"] and ref["maggies"] == smc["maggies"]
+    assert ref["importance_ess"] > 2000 and ref["largest_weight"] < 0.01
+    half = np.asarray(ref["halfwidth"])
+    assert np.all(np.abs(np.subtract(smc["median"], ref["median"])) < 0.3 * half)
+    np.testing.assert_allclose(smc["halfwidth"], half, rtol=0.2)
+    assert ref["settings"]["emulator_checksum"] == smc["settings"]["emulator_checksum"]

@@ -190,6 +190,13 @@ class AmortizedSamples:
         return len(self.ids)
 
 
+#: The uncertainty check's range of true fluxes, in sigma of the observed flux
+#: (:meth:`ObservationalNoiseModel.uncertainty_zscores`), set by
+#: :meth:`AmortizedPosterior.calibrate` (files calibrated before it was recorded: 0, the
+#: uncertainty judged at the observed flux).
+UNCERTAINTY_FLUX_RANGE_SIGMA = 3.0
+
+
 def _raise_bad(messages):
     """Raise :class:`AmortizedInputError` for objects that cannot be sampled (the first
     five named), saying how to sample the others."""
@@ -242,7 +249,9 @@ class AmortizedPosterior:
     calibration : dict, optional
         ``chi2_pvalue_threshold`` (flag objects whose chi^2 at the best fit has
         a smaller p-value), ``band_z_threshold`` (flag objects with a
-        larger one-band residual), ``uncertainty_z_threshold``, ``n_ppc`` and
+        larger one-band residual), ``uncertainty_z_threshold`` and
+        ``uncertainty_flux_range_sigma`` (the uncertainty check, see
+        :meth:`ObservationalNoiseModel.uncertainty_zscores`), ``n_ppc`` and
         ``support_fit``: where the chi^2 and the residuals are taken,
         ``"refined"`` (the best fit near the best of ``n_ppc`` draws,
         :func:`~prospect_emulator.amortized.refine.refine_best_fit`; set by
@@ -649,7 +658,8 @@ class AmortizedPosterior:
         nm = self.noise_model
         idx = np.nonzero(good)[0]
         trained = nm.is_trained_pattern(mask[idx])
-        z, offset = nm.uncertainty_zscores(maggies[idx], unc[idx], mask[idx])
+        flux_range = float(self.calibration.get("uncertainty_flux_range_sigma", 0.0))
+        z, offset = nm.uncertainty_zscores(maggies[idx], unc[idx], mask[idx], flux_range)
         zmax = float(self.calibration["uncertainty_z_threshold"])
         best, p, band_z, worst = self.posterior_predictive_chi2(theta[idx], maggies[idx],
                                                                 unc[idx], mask[idx], seed=seed)
@@ -669,7 +679,9 @@ class AmortizedPosterior:
             for b in off:
                 reasons[i].append(
                     f"uncertainty of {self.filter_names[b]} is {10 ** offset[j, b]:.3g}x "
-                    f"the noise model's typical value at this flux ({z[j, b]:+.1f} sigma)")
+                    f"the noise model's typical value at this flux"
+                    + (f" (the most typical true flux within {flux_range:g} sigma of it)"
+                       if flux_range else "") + f" ({z[j, b]:+.1f} sigma)")
             if p[j] < threshold:
                 reasons[i].append(
                     f"photometry off the simulations' support: {where}, "
@@ -688,10 +700,14 @@ class AmortizedPosterior:
         ``false_flag_rate`` of the simulations would be flagged by it
         (together at most ``false_flag_rate``); the chi^2 and the residuals are
         taken at the refined best fit (``calibration["support_fit"] =
-        "refined"``).  Returns the p-value limit.
+        "refined"``) and the uncertainties' z profiled over true fluxes within
+        :data:`UNCERTAINTY_FLUX_RANGE_SIGMA` sigma of the observed one.
+        Returns the p-value limit.
         """
         quantile = float(false_flag_rate) / 3
-        z, _ = self.noise_model.uncertainty_zscores(sims.maggies, sims.maggies_unc, sims.mask)
+        self.calibration["uncertainty_flux_range_sigma"] = UNCERTAINTY_FLUX_RANGE_SIGMA
+        z, _ = self.noise_model.uncertainty_zscores(sims.maggies, sims.maggies_unc, sims.mask,
+                                                    UNCERTAINTY_FLUX_RANGE_SIGMA)
         with np.errstate(invalid="ignore"):
             worst = np.nanmax(np.where(np.isfinite(z), np.abs(z), np.nan), axis=1)
         worst = worst[np.isfinite(worst)]

@@ -189,14 +189,46 @@ class ObservationalNoiseModel:
         masks = np.atleast_2d(np.asarray(masks, dtype=bool))
         return np.array([m.tobytes() in self._pattern_keys for m in masks])
 
-    def uncertainty_zscores(self, maggies, maggies_unc, masks):
-        """Per band (NaN for missing bands): z = (log10 unc - median) / scatter
-        (scatter at least :attr:`MIN_SCATTER_DEX`) and log10 unc - median (dex),
-        the median and scatter taken at the band's observed flux."""
-        med, scat = self._median_and_scatter(np.where(masks, maggies, np.nan))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            offset = np.log10(maggies_unc) - med
-        z = offset / np.maximum(scat, self.MIN_SCATTER_DEX)
+    #: True fluxes tried per band by :meth:`uncertainty_zscores` (evenly over its range).
+    PROFILE_POINTS = 25
+
+    def uncertainty_zscores(self, maggies, maggies_unc, masks, flux_range_sigma=0.0):
+        """Per band (NaN for missing bands): how atypical the uncertainty is, z, and
+        log10 unc - median (dex).
+
+        The noise model gives uncertainties as a function of the *true* flux.
+        With ``flux_range_sigma`` = 0, z = (log10 unc - median) / scatter at the
+        observed flux (scatter at least :attr:`MIN_SCATTER_DEX`).  Otherwise z
+        is profiled over the unknown true flux f within ``flux_range_sigma``
+        uncertainties of the observed flux F:
+
+            |z| = min_f sqrt(((F - f) / unc)^2 + ((log10 unc - median(f)) / scatter(f))^2)
+
+        (the sign and the offset are those at the minimising f).  At low
+        signal-to-noise the observed flux can lie far below the true one in the
+        log, where the typical uncertainty is orders of magnitude smaller: an
+        ordinary faint object would look out of support at its observed flux,
+        and a limit calibrated on simulations would then depend on how many
+        such objects they hold.  An inflated uncertainty stays atypical: to make
+        it typical the true flux would have to lie many of its own sigmas away.
+        """
+        masks = np.asarray(masks, dtype=bool)
+        maggies = np.where(masks, maggies, np.nan)
+        unc = np.asarray(maggies_unc, dtype=float)
+        steps = (np.linspace(-1.0, 1.0, self.PROFILE_POINTS) * float(flux_range_sigma)
+                 if flux_range_sigma else np.zeros(1))
+        z = offset = None
+        for step in steps:
+            med, scat = self._median_and_scatter(maggies + step * unc)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                off = np.log10(unc) - med
+            zz = off / np.maximum(scat, self.MIN_SCATTER_DEX)
+            zz = np.where(zz < 0, -1.0, 1.0) * np.sqrt(zz * zz + step * step)
+            if z is None:
+                z, offset = zz, off
+            else:
+                closer = np.abs(zz) < np.abs(z)
+                z, offset = np.where(closer, zz, z), np.where(closer, off, offset)
         return np.where(masks, z, np.nan), np.where(masks, offset, np.nan)
 
     # ------------------------------------------------------------- storage
