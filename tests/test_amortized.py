@@ -799,6 +799,19 @@ class TestCatalogue:
 
 
 # ------------------------------------------------------------------ training
+def test_the_sampling_speed_benchmark_runs_on_a_posterior_file(posterior_path):
+    """``benchmarks/bench_amortized_sampling.py``: flow-only galaxies/s for A/B runs."""
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "benchmarks", "bench_amortized_sampling.py")
+    done = subprocess.run([sys.executable, script, posterior_path, "--n-objects", "40",
+                           "--n-draws", "50", "--repeats", "1"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip().splitlines()[-1]
+    assert line.startswith("flow only, 40 galaxies x 50 draws: ")
+    assert float(line.split(": ")[1].split()[0]) > 0
+
+
 class TestTraining:
     @pytest.mark.slow  # three short trainings, each compiling its step (~10-30 s shared)
     def test_interrupted_training_resumes_to_the_same_flow(self, catalog, tmp_path, monkeypatch):
