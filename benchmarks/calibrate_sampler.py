@@ -71,6 +71,21 @@ def mock_likelihood(emulator, mock, filters, nested=False):
     return VectorisedLikelihood(model, obs, EmulatorNoiseModel(model, floor=0.0), nested=nested)
 
 
+def reference_record(record, result, sampler, source, seconds):
+    """A reference posterior of a calibration mock (``mcmc_reference.py``,
+    ``importance_reference.py``) as a record in this script's format: the mock's
+    truth and photometry, ``result`` (median, halfwidth, in68, in95, ...), the mock's
+    noise and emulator settings with ``sampler`` and the ``source`` folder."""
+    settings = {key: record["settings"][key] for key in
+                ("filters", "obs_mag", "depth_mag", "emulator", "emulator_checksum")
+                if key in record["settings"]}
+    settings.update(sampler=sampler, source=source)
+    out = {key: record[key] for key in ("index", "zred", "theta", "maggies", "maggies_unc",
+                                        "labels")}
+    out.update(result, settings=settings, seconds=seconds)
+    return out
+
+
 def mock_indices(args):
     """The mocks a run handles: ``--mocks`` or 0 .. ``--n-mocks`` - 1."""
     return args.mocks if args.mocks else range(args.n_mocks)

@@ -40,7 +40,7 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal, multivariate_t
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from calibrate_sampler import mock_likelihood  # noqa: E402
+from calibrate_sampler import mock_likelihood, reference_record  # noqa: E402
 
 from prospect_emulator.fileio import atomic_path  # noqa: E402
 
@@ -130,15 +130,8 @@ def run_one(task):
         record = json.load(f)
     t0 = time.time()
     result = reference(record, n_draws, seed)
-    settings = {key: record["settings"][key] for key in
-                ("filters", "obs_mag", "depth_mag", "emulator", "emulator_checksum")
-                if key in record["settings"]}
-    settings.update(sampler=f"importance reference ({n_draws} draws of a defensive mixture "
-                            "around an smc pilot)", source=folder)
-    out = {key: record[key] for key in ("index", "zred", "theta", "maggies", "maggies_unc",
-                                        "labels")}
-    out.update(result, settings=settings, seconds=time.time() - t0)
-    return out
+    return reference_record(record, result, f"importance reference ({n_draws} draws of a "
+                            "defensive mixture around an smc pilot)", folder, time.time() - t0)
 
 
 def main(argv=None):

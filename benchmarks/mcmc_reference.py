@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from calibrate_sampler import mock_likelihood  # noqa: E402
+from calibrate_sampler import mock_likelihood, reference_record  # noqa: E402
 
 from prospect_emulator.fileio import atomic_path  # noqa: E402
 
@@ -90,14 +90,9 @@ def main(argv=None):
             record = json.load(f)
         t0 = time.time()
         result = reference(record, args.steps, args.walkers, args.seed)
-        settings = {key: record["settings"][key] for key in
-                    ("filters", "obs_mag", "emulator", "emulator_checksum")
-                    if key in record["settings"]}
-        settings.update(sampler=f"emcee DE reference ({args.steps} steps x {args.walkers} "
-                                f"walkers x 2 starts)", source=args.folder)
-        out = {key: record[key] for key in ("index", "zred", "theta", "maggies", "maggies_unc",
-                                            "labels")}
-        out.update(result, settings=settings, seconds=time.time() - t0)
+        out = reference_record(record, result, f"emcee DE reference ({args.steps} steps x "
+                               f"{args.walkers} walkers x 2 starts)", args.folder,
+                               time.time() - t0)
         with atomic_path(os.path.join(args.out, f"mock_{i:04d}.json")) as tmp, open(tmp, "w") as f:
             json.dump(out, f)
         print(f"mock {i}: {out['seconds']:.0f} s; the two starts differ by at most "
