@@ -502,6 +502,11 @@ class TestBestFitRefinement:
         assert np.quantile(z_fit, 0.95) < 4.0
         assert np.quantile(z_fit, 0.95) < np.quantile(z_draw, 0.95)
         assert np.all((worst >= 0) & (worst < len(FILTERS)))
+        # an object none of whose draws the emulator can predict: no fit, no band named
+        theta[0] = np.nan
+        best, pvalue, z_fit, worst = posterior.posterior_predictive_chi2(*args, seed=1)
+        assert best[0] == np.inf and pvalue[0] == 0 and z_fit[0] == np.inf and worst[0] == -1
+        assert np.isfinite(best[1:]).all()
 
 # ------------------------------------------------------------------ importance weights
 class TestImportanceWeights:

@@ -687,7 +687,7 @@ class AmortizedPosterior:
                     f"photometry off the simulations' support: {where}, "
                     f"chi2 = {best[j]:.1f} for {int(mask[i].sum())} bands (p = {p[j]:.2g} < "
                     f"{threshold:.2g}, the calibrated limit)")
-            if band_z[j] > band_limit:
+            if band_z[j] > band_limit and worst[j] >= 0:  # (no draw in range: chi2 says so)
                 reasons[i].append(
                     f"one band off the SED: {where}, {self.filter_names[worst[j]]} is "
                     f"{band_z[j]:.1f} sigma from the model (calibrated limit {band_limit:.1f})")
@@ -718,7 +718,7 @@ class AmortizedPosterior:
         result = self.sample(_sims_as_observations(sims, self.filter_names), n_samples,
                              seed=seed, check_support=False)
         _, p, band_z, _ = self.posterior_predictive_chi2(result.samples, sims.maggies,
-                                                      sims.maggies_unc, sims.mask, seed=seed)
+                                                         sims.maggies_unc, sims.mask, seed=seed)
         self.calibration["chi2_pvalue_threshold"] = float(np.quantile(p, quantile))
         finite = band_z[np.isfinite(band_z)]
         if len(finite):
