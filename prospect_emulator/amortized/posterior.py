@@ -645,7 +645,7 @@ class AmortizedPosterior:
             if fits.any():
                 iz = self.param_space.zred_index
                 zred = start[fits, iz] if iz is not None else np.zeros(int(fits.sum()))
-                _, best[fits], resid, _ = refine_best_fit(
+                _, best[fits], resid = refine_best_fit(
                     self.model, self._band_emulator, start[fits], maggies[fits], unc[fits],
                     mask[fits], zred, floor=self.floor)
                 resid2[fits] = resid * resid

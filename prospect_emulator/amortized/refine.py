@@ -26,7 +26,7 @@ import numpy as np
 
 from .simulate import ParameterSpace, _emulator_flux_sigma, _inside_training_range, emulator_inputs
 
-__all__ = ["refine_best_fit", "studentized_residuals"]
+__all__ = ["refine_best_fit"]
 
 DIFFERENCE_STEP = 1e-4   # forward-difference step in whitened prior coordinates
 MAX_STEPS = 8            # Levenberg-Marquardt steps per object
@@ -134,9 +134,6 @@ def refine_best_fit(model, band_emulator, theta_start, maggies, maggies_unc, mas
         Photometric chi^2 there (inf where the start is outside the training range).
     residuals : ndarray, shape (n, n_filters)
         (observed - model) / sigma there, 0 in masked bands.
-    leverage : ndarray, shape (n, n_filters)
-        Diagonal of the hat matrix J (J^T J + I)^-1 J^T of the linearised fit at the
-        refined point (0 <= h < 1): how much of a band's own deviation the fit absorbs.
     """
     mask = np.asarray(mask, dtype=bool)
     phot = _Photometry(model, band_emulator, maggies, maggies_unc, mask, zred, floor)
@@ -168,16 +165,4 @@ def refine_best_fit(model, band_emulator, theta_start, maggies, maggies_unc, mas
         refused[idx[~better]] += 1
         # converged: no gain worth a step (0.01 in chi^2), or MAX_REFUSED steps refused in a row
         active[idx[(better & (gain < 1e-2)) | (refused[idx] >= MAX_REFUSED)]] = False
-    leverage = np.zeros_like(resid)
-    ok = np.flatnonzero(np.isfinite(obj))
-    if ok.size:
-        jac = _jacobian(phot, y[ok], ok, sigma[ok])
-        normal = np.einsum("nbi,nbj->nij", jac, jac) + eye
-        leverage[ok] = np.einsum("nbi,nij,nbj->nb", jac, np.linalg.inv(normal), jac)
-    return phot.theta(y, objects), chi2, resid, np.clip(leverage, 0.0, 1.0 - 1e-9)
-
-
-def studentized_residuals(residuals, leverage):
-    """Residuals over their own standard deviation, r / sqrt(1 - h): each band's residual
-    on the same footing whether the fit can absorb much of it (high leverage) or not."""
-    return residuals / np.sqrt(1.0 - leverage)
+    return phot.theta(y, objects), chi2, resid
