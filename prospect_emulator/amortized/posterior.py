@@ -616,42 +616,28 @@ class AmortizedPosterior:
             training range).
         """
         from scipy.stats import chi2 as chi2_dist
-        from .simulate import _emulator_flux_sigma, _inside_training_range
+        from .refine import PhotometryResiduals, refine
         n_obj, n_samples, ndim = theta.shape
         k = min(int(self.calibration["n_ppc"]), n_samples)
         rng = np.random.default_rng(seed)
         pick = rng.choice(n_samples, size=k, replace=False)
-        draws = theta[:, pick].reshape(-1, ndim)
-        x = emulator_inputs(self.model, draws)
-        inside = _inside_training_range(self._band_emulator, x)
-        flux = np.full((len(x), len(self.filter_names)), np.nan)
-        sig_emul = np.zeros_like(flux)
-        if inside.any():
-            flux[inside] = self._band_emulator.predict_maggies(x[inside], check=False)
-            sig_emul[inside] = _emulator_flux_sigma(self._band_emulator, x[inside], flux[inside])
-        flux = flux.reshape(n_obj, k, -1)
-        sig_emul = sig_emul.reshape(n_obj, k, -1)
-        var = unc[:, None] ** 2 + sig_emul ** 2 + (self.floor * flux) ** 2
-        resid2 = np.where(mask[:, None], (maggies[:, None] - flux) ** 2 / var, 0.0)
-        chi2 = resid2.sum(axis=2)
-        chi2 = np.where(np.isfinite(chi2), chi2, np.inf)
+        iz = self.param_space.zred_index
+        zred = theta[:, 0, iz] if iz is not None else np.zeros(n_obj)
+        phot = PhotometryResiduals(self.model, self._band_emulator, maggies, unc, mask, zred,
+                                   self.floor)
+        chi2, resid, _ = phot.residuals(theta[:, pick].reshape(-1, ndim),
+                                        np.repeat(np.arange(n_obj), k))
+        chi2 = chi2.reshape(n_obj, k)
         at = chi2.argmin(axis=1)
         best = chi2[np.arange(n_obj), at]
-        resid2 = resid2[np.arange(n_obj), at]
+        resid2 = resid.reshape(n_obj, k, -1)[np.arange(n_obj), at] ** 2
         if self.calibration.get("support_fit", "best-draw") == "refined":
-            from .refine import refine_best_fit
-            start = theta[np.arange(n_obj), pick[at]]
-            fits = np.isfinite(best)
-            if fits.any():
-                iz = self.param_space.zred_index
-                zred = start[fits, iz] if iz is not None else np.zeros(int(fits.sum()))
-                _, best[fits], resid = refine_best_fit(
-                    self.model, self._band_emulator, start[fits], maggies[fits], unc[fits],
-                    mask[fits], zred, floor=self.floor)
+            fits = np.flatnonzero(np.isfinite(best))
+            if fits.size:
+                _, best[fits], resid = refine(phot, theta[fits, pick[at[fits]]], fits)
                 resid2[fits] = resid * resid
-        resid2 = np.where(np.isfinite(resid2), resid2, -1.0)
         worst_band = np.where(np.isfinite(best), resid2.argmax(axis=1), -1)
-        max_z = np.where(np.isfinite(best), np.sqrt(resid2.max(axis=1).clip(0.0)), np.inf)
+        max_z = np.where(np.isfinite(best), np.sqrt(resid2.max(axis=1)), np.inf)
         return best, chi2_dist.sf(best, mask.sum(axis=1)), max_z, worst_band
 
     def _support_checks(self, theta, maggies, unc, mask, good, reasons, chi2, pvalue, seed):

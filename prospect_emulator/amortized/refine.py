@@ -26,7 +26,7 @@ import numpy as np
 
 from .simulate import ParameterSpace, _emulator_flux_sigma, _inside_training_range, emulator_inputs
 
-__all__ = ["refine_best_fit"]
+__all__ = ["PhotometryResiduals", "refine", "refine_best_fit"]
 
 DIFFERENCE_STEP = 1e-4   # forward-difference step in whitened prior coordinates
 MAX_STEPS = 8            # Levenberg-Marquardt steps per object
@@ -34,16 +34,31 @@ INITIAL_DAMPING = 1e-2
 MAX_REFUSED = 8          # refused steps in a row that end an object's refinement
 
 
-class _Photometry:
-    """Model fluxes, eq.-9 sigmas and objectives of whitened rows for a set of objects."""
+class PhotometryResiduals:
+    """Model fluxes, eq.-9 sigmas and normalised residuals of parameter rows, for a set of
+    objects' photometry: the posterior-predictive check's draws and the refinement's steps.
+
+    Parameters
+    ----------
+    model : EmulatedSpecModel
+        The posterior's model (priors, transforms; redshift free).
+    band_emulator : Emulator
+        Its emulator restricted to the photometry's bands (in their order).
+    maggies, unc : ndarray, shape (n_objects, n_filters)
+        Photometry and uncertainties (maggies); masked bands are ignored.
+    mask : ndarray of bool, shape (n_objects, n_filters)
+    zred : ndarray, shape (n_objects,)
+    floor : float
+        Eq. 9's fractional floor (of the model flux).
+    """
 
     def __init__(self, model, band_emulator, maggies, unc, mask, zred, floor):
         self.model = model
         self.space = ParameterSpace(model, "prior-normal")
         self.emulator = band_emulator
-        self.observed = np.where(mask, maggies, 0.0)
-        self.unc = np.where(mask, unc, 1.0)
-        self.mask = mask
+        self.mask = np.asarray(mask, dtype=bool)
+        self.observed = np.where(self.mask, maggies, 0.0)
+        self.unc = np.where(self.mask, unc, 1.0)
         self.zred = np.asarray(zred, dtype=float)
         self.floor = float(floor)
 
@@ -51,33 +66,36 @@ class _Photometry:
         """Full parameter rows of whitened rows ``y`` (n, n_inferred) of ``objects``."""
         return self.space.full_theta(self.space.from_unbounded(y), self.zred[objects])
 
-    def flux(self, y, objects):
-        """(flux (n, n_filters) maggies, emulator inputs, inside the training range (n,))."""
-        x = emulator_inputs(self.model, self.theta(y, objects))
+    def flux(self, theta):
+        """(flux (n, n_filters) maggies, emulator inputs, inside the training range (n,))
+        of parameter rows ``theta`` (n, ndim)."""
+        x = emulator_inputs(self.model, theta)
         inside = _inside_training_range(self.emulator, x)
-        flux = np.full((len(y), self.emulator.n_filters), np.nan)
+        flux = np.full((len(x), self.emulator.n_filters), np.nan)
         if inside.any():
             flux[inside] = self.emulator.predict_maggies(x[inside], check=False)
         return flux, x, inside
 
-    def sigma(self, flux, x, objects):
-        """Eq. 9's total sigma (maggies) at model fluxes ``flux`` of rows ``x``."""
-        emul = _emulator_flux_sigma(self.emulator, x, flux)
-        return np.sqrt(self.unc[objects] ** 2 + emul ** 2 + (self.floor * flux) ** 2)
-
-    def objective(self, y, objects):
-        """(chi2 + |y|^2, chi2, normalised residuals, sigma) of rows ``y``; inf outside the
-        training range."""
-        flux, x, inside = self.flux(y, objects)
-        n = len(y)
-        resid = np.zeros((n, self.emulator.n_filters))
+    def residuals(self, theta, objects):
+        """(chi2, normalised residuals, sigma) of parameter rows ``theta`` (n, ndim) of
+        ``objects`` (n,): residuals (observed - model) / sigma with eq. 9's total sigma at
+        the model flux, 0 in masked bands and outside the training range (chi2 inf there)."""
+        flux, x, inside = self.flux(theta)
+        resid = np.zeros((len(theta), self.emulator.n_filters))
         sigma = np.ones_like(resid)
         if inside.any():
-            sigma[inside] = self.sigma(flux[inside], x[inside], objects[inside])
-            resid[inside] = np.where(self.mask[objects[inside]],
-                                     (self.observed[objects[inside]] - flux[inside])
-                                     / sigma[inside], 0.0)
+            on = objects[inside]
+            emul = _emulator_flux_sigma(self.emulator, x[inside], flux[inside])
+            sigma[inside] = np.sqrt(self.unc[on] ** 2 + emul ** 2
+                                    + (self.floor * flux[inside]) ** 2)
+            resid[inside] = np.where(self.mask[on],
+                                     (self.observed[on] - flux[inside]) / sigma[inside], 0.0)
         chi2 = np.where(inside, np.sum(resid * resid, axis=1), np.inf)
+        return chi2, resid, sigma
+
+    def objective(self, y, objects):
+        """(chi2 + |y|^2, chi2, normalised residuals, sigma) of whitened rows ``y``."""
+        chi2, resid, sigma = self.residuals(self.theta(y, objects), objects)
         return chi2 + np.sum(y * y, axis=1), chi2, resid, sigma
 
 
@@ -87,7 +105,8 @@ def _jacobian(phot, y, objects, sigma):
     n, d = y.shape
     steps = np.repeat(y[:, None, :], d + 1, axis=1)
     steps[:, 1:, :] += DIFFERENCE_STEP * np.eye(d)
-    flux, _, inside = phot.flux(steps.reshape(-1, d), np.repeat(objects, d + 1))
+    rows = phot.theta(steps.reshape(-1, d), np.repeat(objects, d + 1))
+    flux, _, inside = phot.flux(rows)
     flux = flux.reshape(n, d + 1, -1)
     inside = inside.reshape(n, d + 1)
     sign = np.ones((n, d))
@@ -96,7 +115,7 @@ def _jacobian(phot, y, objects, sigma):
         rows, cols = np.nonzero(redo)
         back = y[rows].copy()
         back[np.arange(len(rows)), cols] -= DIFFERENCE_STEP
-        flux_back, _, ok = phot.flux(back, objects[rows])
+        flux_back, _, ok = phot.flux(phot.theta(back, objects[rows]))
         flux[rows, cols + 1] = np.where(ok[:, None], flux_back, np.nan)
         sign[rows, cols] = -1.0
     dflux = (flux[:, 1:, :] - flux[:, :1, :]) * (sign / DIFFERENCE_STEP)[:, :, None]
@@ -135,9 +154,14 @@ def refine_best_fit(model, band_emulator, theta_start, maggies, maggies_unc, mas
     residuals : ndarray, shape (n, n_filters)
         (observed - model) / sigma there, 0 in masked bands.
     """
-    mask = np.asarray(mask, dtype=bool)
-    phot = _Photometry(model, band_emulator, maggies, maggies_unc, mask, zred, floor)
-    objects = np.arange(len(theta_start))
+    phot = PhotometryResiduals(model, band_emulator, maggies, maggies_unc, mask, zred, floor)
+    return refine(phot, theta_start, np.arange(len(theta_start)), max_steps)
+
+
+def refine(photometry, theta_start, objects, max_steps=MAX_STEPS):
+    """:func:`refine_best_fit` for rows of ``objects`` of a :class:`PhotometryResiduals`
+    (the same returns, one row per entry of ``objects``)."""
+    phot = photometry
     y = phot.space.to_unbounded(np.asarray(theta_start, dtype=float))
     obj, chi2, resid, sigma = phot.objective(y, objects)
     damping = np.full(len(y), INITIAL_DAMPING)
@@ -148,12 +172,12 @@ def refine_best_fit(model, band_emulator, theta_start, maggies, maggies_unc, mas
         idx = np.flatnonzero(active)
         if not idx.size:
             break
-        jac = _jacobian(phot, y[idx], idx, sigma[idx])
+        jac = _jacobian(phot, y[idx], objects[idx], sigma[idx])
         normal = np.einsum("nbi,nbj->nij", jac, jac) + eye
         gradient = np.einsum("nbi,nb->ni", jac, resid[idx]) + y[idx]
         lhs = normal + damping[idx, None, None] * normal * eye
         trial = y[idx] - np.linalg.solve(lhs, gradient[:, :, None])[:, :, 0]
-        t_obj, t_chi2, t_resid, t_sigma = phot.objective(trial, idx)
+        t_obj, t_chi2, t_resid, t_sigma = phot.objective(trial, objects[idx])
         better = t_obj < obj[idx]
         gain = obj[idx] - np.where(better, t_obj, obj[idx])
         take = idx[better]
