@@ -130,19 +130,11 @@ def refine_best_fit(model, band_emulator, theta_start, maggies, maggies_unc, mas
 
     Parameters
     ----------
-    model : EmulatedSpecModel
-        The posterior's model (priors, transforms; redshift free).
-    band_emulator : Emulator
-        Its emulator restricted to the photometry's bands (in their order).
+    model, band_emulator, maggies, maggies_unc, mask, zred, floor
+        As :class:`PhotometryResiduals` (``maggies_unc`` its ``unc``), one row per object.
     theta_start : ndarray, shape (n, ndim)
         Starting parameter rows (e.g. each object's best posterior draw), inside
         the training range.
-    maggies, maggies_unc : ndarray, shape (n, n_filters)
-        Photometry and uncertainties (maggies); masked bands are ignored.
-    mask : ndarray of bool, shape (n, n_filters)
-    zred : ndarray, shape (n,)
-    floor : float
-        Eq. 9's fractional floor.
     max_steps : int
 
     Returns
