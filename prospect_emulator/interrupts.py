@@ -6,12 +6,19 @@ terminal (SIGHUP) are turned into ``KeyboardInterrupt`` inside
 on disk and the workers a run started are stopped.  Worker processes forked
 inside the block inherit the handlers: :func:`restore_default_termination`
 gives them back the default (die on SIGTERM), which pools rely on to stop them.
+
+Code that waits on a pool of processes uses :func:`stop_at_safe_points`
+instead: there a ``KeyboardInterrupt`` raised by a signal handler at an
+arbitrary bytecode can land inside :mod:`concurrent.futures`' own locking
+(``wait()`` takes every future's lock in a loop), leave a lock held, and the
+pool's shutdown then waits for it forever.
 """
 import contextlib
 import signal
 import threading
 
-__all__ = ["terminate_as_interrupt", "restore_default_termination", "TERMINATION_SIGNALS"]
+__all__ = ["terminate_as_interrupt", "stop_at_safe_points", "StopRequest",
+           "restore_default_termination", "TERMINATION_SIGNALS"]
 
 #: The signals :func:`terminate_as_interrupt` turns into ``KeyboardInterrupt``.
 TERMINATION_SIGNALS = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None))
@@ -37,6 +44,55 @@ def terminate_as_interrupt():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+class StopRequest:
+    """A stop asked for by a signal inside :func:`stop_at_safe_points`.
+
+    Attributes
+    ----------
+    signal_name : str or None
+        ``"SIGINT"``, ``"SIGTERM"`` or ``"SIGHUP"`` once one arrived, else ``None``.
+    """
+
+    def __init__(self):
+        self.signal_name = None
+        self.raised = False
+
+    def raise_if_asked(self):
+        """Raise ``KeyboardInterrupt("signal NAME")`` if a stop signal has arrived."""
+        if self.signal_name is not None:
+            self.raised = True
+            raise KeyboardInterrupt(f"signal {self.signal_name}")
+
+
+@contextlib.contextmanager
+def stop_at_safe_points():
+    """Inside the block Ctrl-C, SIGTERM and SIGHUP only record a stop.
+
+    Yields a :class:`StopRequest`; the code raises the stop as
+    ``KeyboardInterrupt`` where it is safe to (``stop.raise_if_asked()``:
+    between waits on a pool, between models), and leaving the block raises a
+    stop not raised yet.  Outside the main thread nothing is recorded (Python
+    delivers signals there only) and the block runs as it is.
+    """
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def record(signum, frame):
+        if stop.signal_name is None:
+            stop.signal_name = signal.Signals(signum).name
+
+    previous = {sig: signal.signal(sig, record) for sig in (signal.SIGINT,) + TERMINATION_SIGNALS}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not stop.raised:
+        stop.raise_if_asked()
 
 
 def restore_default_termination():

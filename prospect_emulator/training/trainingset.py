@@ -64,7 +64,7 @@ from .._version import __version__
 from ..errors import EmulatorConfigurationError, EmulatorError, EmulatorFileError
 from ..fileio import atomic_path, open_hdf5
 from ..interrupts import (TERMINATION_SIGNALS, restore_default_termination,
-                          terminate_as_interrupt)
+                          stop_at_safe_points)
 from ..progress import Progress
 from ..runtime.magnitudes import ARSINH_A, ARSINH_MU0, maggies_to_arsinh_mags
 from ..definition.presets import SPS_KINDS, TrainingSetConfig, get_preset, load_config
@@ -919,6 +919,10 @@ def _describe_dead_workers(exits):
     return "; ".join((cause or codes).values()) or "exit status unknown"
 
 
+#: Longest wait (s) on the worker pool before a stop signal is acted on.
+SAFE_POINT_INTERVAL_S = 0.25
+
+
 class _WorkerPool:
     """Worker processes computing chunks; a dead worker fails the run instead of hanging it.
 
@@ -960,13 +964,21 @@ class _WorkerPool:
         """
         return self.shared.get_obj().value
 
-    def results(self, timeout, on_wait):
-        """Yield results as they complete; call ``on_wait()`` every ``timeout`` s meanwhile."""
+    def results(self, stop, on_wait):
+        """Yield results as they complete; call ``on_wait()`` meanwhile.
+
+        A stop signal is raised (``stop``, a :class:`~prospect_emulator.interrupts.StopRequest`)
+        only between waits, never inside ``concurrent.futures``' locking, at most
+        :data:`SAFE_POINT_INTERVAL_S` after it arrived.
+        """
         import concurrent.futures
         from concurrent.futures.process import BrokenProcessPool
         while self.futures:
+            stop.raise_if_asked()
             done, self.futures = concurrent.futures.wait(
-                self.futures, timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED)
+                self.futures, timeout=SAFE_POINT_INTERVAL_S,
+                return_when=concurrent.futures.FIRST_COMPLETED)
+            stop.raise_if_asked()
             if not done:
                 on_wait()
                 continue
@@ -1004,10 +1016,12 @@ def _compute_and_store(out, tasks, bounds, computer, config, filter_specs, sps_k
     import h5py
     computed, worker_seconds = 0, 0.0
     pool = None
-    with terminate_as_interrupt():
+    with stop_at_safe_points() as stop:
         if workers == 1 or len(tasks) == 1:
-            counter = _LocalCounter()
-            counter._callback = lambda: bar.update(counter.value)
+            def after_each_model():  # a safe point for a stop signal
+                stop.raise_if_asked()
+                bar.update(counter.value)
+            counter = _LocalCounter(after_each_model)
             results = _local_results(tasks, computer, counter)
             count = lambda: counter.value  # noqa: E731
         else:
@@ -1017,7 +1031,7 @@ def _compute_and_store(out, tasks, bounds, computer, config, filter_specs, sps_k
                                sps_kind)
             pool.submit_all(tasks)
             count = pool.rows_computed
-            results = pool.results(bar.interval, lambda: bar.update(count()))
+            results = pool.results(stop, lambda: bar.update(count()))
         failed = False
         try:
             with h5py.File(out, "r+") as f:
