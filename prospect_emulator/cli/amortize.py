@@ -37,6 +37,10 @@ def add_arguments(parser):
     train.add_argument("--flow-layers", type=_positive_int, default=8)
     train.add_argument("--nn-width", type=_positive_int, default=128)
     train.add_argument("--nn-depth", type=_positive_int, default=2)
+    train.add_argument("--knots", type=_positive_int, default=None,
+                       help="knots of each rational-quadratic spline (default: the package's, "
+                            "amortized.flow.DEFAULT_HYPERPARAMETERS; sampling time grows with "
+                            "them, docs/amortized.md)")
     train.add_argument("--redshifts", choices=["catalog", "prior"], default="catalog",
                        help="simulated redshifts from the catalogue's (KDE) or from the prior")
     train.add_argument("--coordinates", choices=["prior-normal", "logit"], default="prior-normal",
@@ -84,6 +88,8 @@ def run(args):
                                     learning_rate=args.learning_rate, patience=args.patience)
         hyper = {"kind": args.kind, "flow_layers": args.flow_layers, "nn_width": args.nn_width,
                  "nn_depth": args.nn_depth}
+        if args.knots is not None:
+            hyper["knots"] = args.knots
         train_amortized_posterior(args.emulator, args.catalog, args.n_sims, out=args.out,
                                   seed=args.seed, hyperparameters=hyper, settings=settings,
                                   redshifts=args.redshifts, floor=args.floor,
