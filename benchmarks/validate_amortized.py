@@ -308,7 +308,7 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--flow-layers", type=int, default=8)
     p.add_argument("--nn-width", type=int, default=96)
-    p.add_argument("--knots", type=int, default=8)
+    p.add_argument("--knots", type=int, default=4)
     p.add_argument("--coordinates", default="prior-normal", choices=["prior-normal", "logit"],
                    help="the flow's parameter coordinates (when it is trained here)")
     p.add_argument("--n-test", type=int, default=2000, help="held-out simulations")

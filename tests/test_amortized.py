@@ -800,6 +800,19 @@ class TestCatalogue:
         assert np.array_equal(np.asarray(table["out_of_support"])[few], np.ones(few.sum(), bool))
 
 
+def test_the_flow_architecture_benchmark_times_every_variant():
+    """``benchmarks/bench_flow_architecture.py``: sampling cost per draw by architecture."""
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "benchmarks", "bench_flow_architecture.py")
+    done = subprocess.run([sys.executable, script, "--draws", "20", "--repeats", "1",
+                           "--dim", "5", "--cond-dim", "12", "--nn-width", "16"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    timed = [line for line in done.stdout.splitlines() if line.endswith("us per draw")]
+    assert len(timed) == 6 and timed[0].startswith("base ")
+    assert all(float(line.split()[-4]) > 0 for line in timed)
+
+
 # ------------------------------------------------------------------ training
 def test_the_sampling_speed_benchmark_runs_on_a_posterior_file(posterior_path):
     """``benchmarks/bench_amortized_sampling.py``: flow-only galaxies/s for A/B runs."""
