@@ -40,7 +40,7 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal, multivariate_t
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from calibrate_sampler import mock_likelihood, reference_record  # noqa: E402
+from calibrate_sampler import mock_indices, mock_likelihood, reference_record  # noqa: E402
 
 from prospect_emulator.fileio import atomic_path  # noqa: E402
 
@@ -146,7 +146,7 @@ def main(argv=None):
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    indices = args.mocks if args.mocks else range(args.n_mocks)
+    indices = mock_indices(args)
     todo = [i for i in indices
             if not os.path.exists(os.path.join(args.out, f"mock_{i:04d}.json"))]
     print(f"importance reference: {len(indices) - len(todo)} mocks done before, "
