@@ -38,12 +38,19 @@ def terminate_as_interrupt():
     def interrupt(signum, frame):
         raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in TERMINATION_SIGNALS}
+    with _handled_by(interrupt, TERMINATION_SIGNALS):
+        yield
+
+
+@contextlib.contextmanager
+def _handled_by(handler, signals):
+    """Inside the block ``handler`` handles ``signals``; the previous handlers after it."""
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 class StopRequest:
@@ -85,12 +92,8 @@ def stop_at_safe_points():
         if stop.signal_name is None:
             stop.signal_name = signal.Signals(signum).name
 
-    previous = {sig: signal.signal(sig, record) for sig in (signal.SIGINT,) + TERMINATION_SIGNALS}
-    try:
+    with _handled_by(record, (signal.SIGINT,) + TERMINATION_SIGNALS):
         yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if not stop.raised:
         stop.raise_if_asked()
 
