@@ -20,7 +20,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import machine_lines  # noqa: E402
 
-VARIANTS = [{}, {"knots": 8}, {"knots": 6}, {"nn_width": 64}, {"flow_layers": 6}, {"nn_depth": 1}]
+VARIANTS = [{}, {"invert": True}, {"knots": 8}, {"knots": 6}, {"nn_width": 64}, {"flow_layers": 6},
+            {"nn_depth": 1}]
 
 
 def main(argv=None):
@@ -35,12 +36,12 @@ def main(argv=None):
     warnings.simplefilter("ignore")
     import equinox as eqx
     import jax
-    from prospect_emulator.amortized.flow import DEFAULT_HYPERPARAMETERS, build_flow
+    from prospect_emulator.amortized.flow import build_flow, resolved_hyperparameters
     sample = eqx.filter_jit(lambda flow, key, c, n: flow.sample(key, (n,), condition=c))
     cond = np.random.default_rng(0).normal(size=(4, args.cond_dim)).astype(np.float32)
     key = jax.random.key(0)
     print("\n".join(machine_lines()))
-    base = dict(DEFAULT_HYPERPARAMETERS, nn_width=args.nn_width)
+    base = resolved_hyperparameters({"nn_width": args.nn_width})
     print(f"base: {base}")
     for change in VARIANTS:
         flow = build_flow(dict(base, **change), args.dim, args.cond_dim)

@@ -6,6 +6,7 @@ uncertainties from a sky term per band (with a depth that varies object to objec
 of the flux, and bands missing as in a real survey (u sometimes, the three near-IR bands
 together for 30% of objects).
 """
+import json
 import os
 import shutil
 import subprocess
@@ -212,6 +213,39 @@ class TestPosteriorFile:
         with h5py.File(old, "r+") as f:
             del f.attrs["parameter_coordinates"]
         assert AmortizedPosterior.load(old).param_space.coordinates == "logit"
+
+    def test_files_without_a_recorded_invert_are_read_with_flowjax_default(
+            self, posterior, posterior_path, held_out, tmp_path):
+        # files written before ``invert`` was stored were built with flowjax's invert=True;
+        # the same weights in the other direction are another posterior
+        assert posterior.hyperparameters["invert"] is False   # a coupling flow's default
+        versions = {}
+        for name, change in [("true", True), ("unrecorded", None)]:
+            path = str(tmp_path / f"{name}.h5")
+            shutil.copy(posterior_path, path)
+            with h5py.File(path, "r+") as f:
+                hyper = json.loads(f.attrs["hyperparameters"])
+                hyper.pop("invert")
+                if change is not None:
+                    hyper["invert"] = change
+                f.attrs["hyperparameters"] = json.dumps(hyper)
+            again = AmortizedPosterior.load(path)
+            assert again.hyperparameters["invert"] is True
+            versions[name] = again.sample(as_obs(held_out, slice(0, 5)), 50, seed=3,
+                                          check_support=False).samples
+        now = posterior.sample(as_obs(held_out, slice(0, 5)), 50, seed=3,
+                               check_support=False).samples
+        assert np.array_equal(versions["true"], versions["unrecorded"])
+        assert not np.allclose(versions["true"], now)
+
+    def test_unknown_flow_hyperparameters_are_an_error_listing_the_allowed(self):
+        from prospect_emulator.amortized.flow import resolved_hyperparameters
+        assert resolved_hyperparameters({})["invert"] is False
+        assert resolved_hyperparameters({"kind": "maf"})["invert"] is True
+        with pytest.raises(ValueError, match="unknown flow hyperparameter.*knots"):
+            resolved_hyperparameters({"knot": 4})
+        with pytest.raises(ValueError, match="allowed: coupling, maf"):
+            resolved_hyperparameters({"kind": "realnvp"})
 
     def test_file_holds_no_pickle_only_numbers_and_strings(self, posterior_path):
         kinds = set()
@@ -809,7 +843,7 @@ def test_the_flow_architecture_benchmark_times_every_variant():
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     timed = [line for line in done.stdout.splitlines() if line.endswith("us per draw")]
-    assert len(timed) == 6 and timed[0].startswith("base ")
+    assert len(timed) == 7 and timed[0].startswith("base ")
     assert all(float(line.split()[-4]) > 0 for line in timed)
 
 

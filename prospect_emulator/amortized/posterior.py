@@ -781,7 +781,7 @@ class AmortizedPosterior:
         import h5py
         from ..fileio import open_hdf5
         from ..runtime.fileformat import load_emulator
-        from .flow import build_flow, flow_with_arrays
+        from .flow import INVERT_BEFORE_IT_WAS_STORED, build_flow, flow_with_arrays
         with open_hdf5(path) as f:
             a = f.attrs
             if a.get("format") != FILE_FORMAT:
@@ -793,6 +793,7 @@ class AmortizedPosterior:
                     f"{path} has schema version {int(a['schema_version'])}; this version of "
                     f"prospect-emulator reads up to {SCHEMA_VERSION}")
             hyper = json.loads(a["hyperparameters"])
+            hyper.setdefault("invert", INVERT_BEFORE_IT_WAS_STORED)  # older files
             dim, cond_dim = int(a["dim"]), int(a["cond_dim"])
             checksum, source = str(a["emulator_checksum"]), str(a["emulator_source"])
             free_params = json.loads(a["free_params"])

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import EmulatorConfigurationError, EmulatorFileError
 from ..fileio import atomic_path
-from .flow import DEFAULT_HYPERPARAMETERS, build_flow, flow_arrays, flow_with_arrays
+from .flow import build_flow, flow_arrays, flow_with_arrays, resolved_hyperparameters
 from .simulate import ObservationalNoiseModel, ParameterSpace, flow_conditions, simulate
 
 __all__ = ["train_amortized_posterior", "TrainingSettings"]
@@ -200,7 +200,7 @@ def train_amortized_posterior(emulator, catalog, n_sims, out=None, seed=0, hyper
     if redshifts not in ("catalog", "prior"):
         raise EmulatorConfigurationError(f"redshifts={redshifts!r}; allowed: 'catalog', 'prior'")
     settings = settings or TrainingSettings()
-    hyper = dict(DEFAULT_HYPERPARAMETERS, **(hyperparameters or {}))
+    hyper = resolved_hyperparameters(hyperparameters or {})
     model = build_model(emulator)
     emu = model.emulator
     obs = read_catalog_arrays(catalog, columns=columns, filter_names=emu.filter_names)

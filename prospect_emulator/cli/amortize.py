@@ -35,7 +35,9 @@ def add_arguments(parser):
     train.add_argument("--kind", choices=["coupling", "maf"], default="coupling",
                        help="flow: RQS coupling (fast sampling; default) or masked autoregressive")
     train.add_argument("--flow-layers", type=_positive_int, default=8)
-    train.add_argument("--nn-width", type=_positive_int, default=128)
+    train.add_argument("--nn-width", type=_positive_int, default=None,
+                       help="nodes per hidden layer of the flow's networks (default: the "
+                            "package's, amortized.flow.DEFAULT_HYPERPARAMETERS)")
     train.add_argument("--nn-depth", type=_positive_int, default=2)
     train.add_argument("--knots", type=_positive_int, default=None,
                        help="knots of each rational-quadratic spline (default: the package's, "
@@ -86,10 +88,9 @@ def run(args):
             os.remove(args.out + ".checkpoint.h5")
         settings = TrainingSettings(max_epochs=args.epochs, batch_size=args.batch_size,
                                     learning_rate=args.learning_rate, patience=args.patience)
-        hyper = {"kind": args.kind, "flow_layers": args.flow_layers, "nn_width": args.nn_width,
-                 "nn_depth": args.nn_depth}
-        if args.knots is not None:
-            hyper["knots"] = args.knots
+        hyper = {"kind": args.kind, "flow_layers": args.flow_layers, "nn_depth": args.nn_depth}
+        hyper.update({k: v for k, v in (("nn_width", args.nn_width), ("knots", args.knots))
+                      if v is not None})
         train_amortized_posterior(args.emulator, args.catalog, args.n_sims, out=args.out,
                                   seed=args.seed, hyperparameters=hyper, settings=settings,
                                   redshifts=args.redshifts, floor=args.floor,
