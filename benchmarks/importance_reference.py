@@ -94,7 +94,8 @@ class DefensiveMixture:
 def reference(record, n_draws, seed):
     """Weighted draws of the mock's posterior and their quantiles."""
     from prospect_emulator.fitting.quality import weighted_quantiles
-    from prospect_emulator.fitting.smc import run_tempered_smc, whitened_to_unit
+    from prospect_emulator.fitting.smc import (effective_sample_size, run_tempered_smc,
+                                               whitened_to_unit)
     like = mock_likelihood(record["settings"]["emulator"], record, record["settings"]["filters"],
                            nested=True)
 
@@ -114,7 +115,7 @@ def reference(record, n_draws, seed):
         thetas.append(like.prior_transform(whitened_to_unit(y)))
     theta, lw = np.concatenate(thetas), np.concatenate(ln_weights)
     w = np.exp(lw - lw.max())
-    ess = float(w.sum() ** 2 / (w * w).sum())
+    ess = float(effective_sample_size(lw))
     q = weighted_quantiles(theta, w, [0.025, 0.16, 0.5, 0.84, 0.975])
     truth = np.asarray(record["theta"])
     return {"median": q[2].tolist(), "halfwidth": (0.5 * (q[3] - q[1])).tolist(),

@@ -24,29 +24,9 @@ not cover it: such objects are flagged (see
 """
 import numpy as np
 
+from ..fitting.smc import effective_sample_size  # Kish's, one home (re-exported)
+
 __all__ = ["ExactLikelihoodWeights", "effective_sample_size", "resample_by_ln_weights"]
-
-
-def effective_sample_size(ln_weights):
-    """Kish's effective sample size of each row of ln-weights.
-
-    Parameters
-    ----------
-    ln_weights : ndarray, shape (..., n)
-        Unnormalised ln-weights; -inf for draws of zero weight.
-
-    Returns
-    -------
-    ndarray, shape (...)
-        ``(sum w)^2 / sum w^2``, between 1 and n (0 where every weight is zero).
-    """
-    ln_weights = np.asarray(ln_weights, dtype=float)
-    top = np.max(ln_weights, axis=-1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    w = np.exp(ln_weights - top)
-    total = w.sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, total ** 2 / (w * w).sum(axis=-1), 0.0)
 
 
 def resample_by_ln_weights(ln_weights, n, rng):

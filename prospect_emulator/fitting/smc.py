@@ -40,7 +40,7 @@ from scipy.special import logsumexp, ndtr
 from ..errors import EmulatorError
 
 __all__ = ["run_tempered_smc", "SMCError", "whitened_to_unit", "systematic_resample",
-           "DEFAULTS"]
+           "effective_sample_size", "DEFAULTS"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +82,8 @@ def _next_beta(lnlike, beta, n_target):
     effective sample size of at least ``n_target`` (bisection on beta' - beta)."""
     centred = lnlike - lnlike.max()
 
-    def ess(delta):  # (sum w)^2 / sum w^2; w = exp(delta x centred) <= 1: no overflow
-        w = np.exp(delta * centred)
-        return float(w.sum() ** 2 / np.dot(w, w))
+    def ess(delta):
+        return float(effective_sample_size(delta * centred))
 
     if ess(1.0 - beta) >= n_target:
         return 1.0
@@ -93,6 +92,28 @@ def _next_beta(lnlike, beta, n_target):
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if ess(mid) >= n_target else (lo, mid)
     return beta + max(lo, 1e-12)
+
+
+def effective_sample_size(ln_weights):
+    """Kish's effective sample size of each row of ln-weights.
+
+    Parameters
+    ----------
+    ln_weights : ndarray, shape (..., n)
+        Unnormalised ln-weights; -inf for draws of zero weight.
+
+    Returns
+    -------
+    ndarray, shape (...)
+        ``(sum w)^2 / sum w^2``, between 1 and n (0 where every weight is zero).
+    """
+    ln_weights = np.asarray(ln_weights, dtype=float)
+    top = np.max(ln_weights, axis=-1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    w = np.exp(ln_weights - top)
+    total = w.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, total ** 2 / (w * w).sum(axis=-1), 0.0)
 
 
 def systematic_resample(weights, n, rng):
