@@ -20,7 +20,9 @@ __all__ = ["DEFAULT_HYPERPARAMETERS", "build_flow", "flow_arrays", "flow_with_ar
 #: whole catalogue must be fast) or "maf" (masked autoregressive flow as in
 #: SEDflow; fast densities, sampling needs one pass per parameter).  The splines'
 #: knots set most of the sampling cost (``benchmarks/bench_flow_architecture.py``):
-#: 4 knots draw 1.38x faster than 8 with the same pooled coverage (docs/amortized.md).
+#: 4 knots draw 1.38x faster than 8 with the same pooled coverage, and drawing
+#: through the splines' forward direction (``invert=False``) another ~1.5x
+#: (``benchmarks/bench_amortized_sampling.py``, docs/limitations.md).
 #: ``invert`` is flowjax's: which direction of the bijection is the cheap one.
 #: ``False`` makes the splines' forward evaluation draw the samples (a coupling
 #: flow then samples ~1.3x faster, and evaluates densities no slower, on one core);
