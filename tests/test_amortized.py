@@ -247,6 +247,16 @@ class TestPosteriorFile:
         with pytest.raises(ValueError, match="allowed: coupling, maf"):
             resolved_hyperparameters({"kind": "realnvp"})
 
+    def test_a_file_with_unknown_flow_hyperparameters_is_refused(self, posterior_path,
+                                                                 tmp_path):
+        path = str(tmp_path / "future.h5")
+        shutil.copy(posterior_path, path)
+        with h5py.File(path, "r+") as f:
+            f.attrs["hyperparameters"] = json.dumps(
+                dict(json.loads(f.attrs["hyperparameters"]), residual_blocks=3))
+        with pytest.raises(EmulatorFileError, match="future.h5: unknown flow hyperparameter"):
+            AmortizedPosterior.load(path)
+
     def test_file_holds_no_pickle_only_numbers_and_strings(self, posterior_path):
         kinds = set()
 

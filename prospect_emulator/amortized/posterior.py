@@ -239,6 +239,10 @@ class AmortizedPosterior:
         Conditional flow over the standardised unbounded parameters
         (:class:`~prospect_emulator.amortized.simulate.ParameterSpace`).
     hyperparameters : dict
+        Those of :func:`~prospect_emulator.amortized.flow.build_flow` that built
+        ``flow``; missing keys take the package's defaults, as there
+        (:func:`~prospect_emulator.amortized.flow.resolved_hyperparameters`), so
+        that the file written by :meth:`save` rebuilds the same flow.
     model : EmulatedSpecModel
         The model (priors, transforms, emulator) it was trained under.
     noise_model : ObservationalNoiseModel
@@ -266,8 +270,9 @@ class AmortizedPosterior:
 
     def __init__(self, flow, hyperparameters, model, noise_model, standardisation, floor=0.05,
                  calibration=None, training=None, emulator_source="", coordinates="prior-normal"):
+        from .flow import resolved_hyperparameters
         self.flow = flow
-        self.hyperparameters = dict(hyperparameters)
+        self.hyperparameters = resolved_hyperparameters(hyperparameters)
         self.model = model
         self.emulator = model.emulator
         self.noise_model = noise_model
@@ -829,7 +834,11 @@ class AmortizedPosterior:
             raise EmulatorFileError(
                 f"{path}: the model rebuilt from the emulator has free parameters "
                 f"{list(model.free_params)}, the file records {free_params}")
-        flow = flow_with_arrays(build_flow(hyper, dim, cond_dim), arrays)
+        try:
+            skeleton = build_flow(hyper, dim, cond_dim)
+        except ValueError as err:  # hyperparameters of another version
+            raise EmulatorFileError(f"{path}: {err}") from None
+        flow = flow_with_arrays(skeleton, arrays)
         return cls(flow, hyper, model, noise, standardisation, floor=floor,
                    calibration=calibration, training=training,
                    emulator_source=source if emulator == source else _emulator_source(emulator),
