@@ -20,14 +20,14 @@ __all__ = ["DEFAULT_HYPERPARAMETERS", "build_flow", "flow_arrays", "flow_with_ar
 #: whole catalogue must be fast) or "maf" (masked autoregressive flow as in
 #: SEDflow; fast densities, sampling needs one pass per parameter).  The splines'
 #: knots set most of the sampling cost (``benchmarks/bench_flow_architecture.py``):
-#: 4 knots draw 1.38x faster than 8 with the same pooled coverage, and drawing
-#: through the splines' forward direction (``invert=False``) another ~1.5x
-#: (``benchmarks/bench_amortized_sampling.py``, docs/limitations.md).
+#: 4 knots draw 1.38x faster than 8 with the same pooled coverage.
 #: ``invert`` is flowjax's: which direction of the bijection is the cheap one.
-#: ``False`` makes the splines' forward evaluation draw the samples (a coupling
-#: flow then samples ~1.3x faster, and evaluates densities no slower, on one core);
-#: ``True`` (flowjax's default) draws through the splines' inverse.  ``None``
-#: chooses by kind: ``False`` for "coupling", ``True`` for "maf" (whose other
+#: ``False`` makes the splines' forward evaluation draw the samples: a coupling
+#: flow then samples 1.3-1.5x faster (``benchmarks/bench_flow_architecture.py``;
+#: whole catalogues, ``benchmarks/bench_amortized_sampling.py``: docs/limitations.md)
+#: and evaluates densities at about the same cost (training, densities and their
+#: gradients, took 41 instead of 36 min: docs/amortized.md); ``True`` (flowjax's
+#: default) draws through the splines' inverse.  ``None`` chooses by kind: ``False`` for "coupling", ``True`` for "maf" (whose other
 #: direction needs one network pass per parameter to evaluate a density, as
 #: training does).  The width is that of the validated posterior (docs/amortized.md).
 DEFAULT_HYPERPARAMETERS = {"kind": "coupling", "flow_layers": 8, "nn_width": 96, "nn_depth": 2,
