@@ -25,8 +25,8 @@ __all__ = ["DEFAULT_HYPERPARAMETERS", "build_flow", "flow_arrays", "flow_with_ar
 #: ``False`` makes the splines' forward evaluation draw the samples: a coupling
 #: flow then samples 1.3-1.5x faster (``benchmarks/bench_flow_architecture.py``;
 #: whole catalogues, ``benchmarks/bench_amortized_sampling.py``: docs/limitations.md)
-#: and evaluates densities at about the same cost (training, densities and their
-#: gradients, took 41 instead of 36 min: docs/amortized.md); ``True`` (flowjax's
+#: and evaluates densities at about the same cost (training the posterior of
+#: docs/amortized.md took 41 min, within the hour of issue 12); ``True`` (flowjax's
 #: default) draws through the splines' inverse.  ``None`` chooses by kind: ``False`` for "coupling", ``True`` for "maf" (whose other
 #: direction needs one network pass per parameter to evaluate a density, as
 #: training does).  The width is that of the validated posterior (docs/amortized.md).
