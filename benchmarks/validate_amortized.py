@@ -252,7 +252,7 @@ def exact_agreement(post_path, catalog, mocks, run_dir, n_draws, importance_draw
                  lambda i: fits.get((i, "emu1"))),
                 (f"{exact} vs {exact} (floor)", lambda i: fits.get((i, "emu1")),
                  lambda i: fits.get((i, "emu2")))):
-            q, d = [], []
+            q, d, width = [], [], []
             for i in truth:
                 a, b = get_a(i), get_b(i)
                 if a is None or b is None:
@@ -260,15 +260,18 @@ def exact_agreement(post_path, catalog, mocks, run_dir, n_draws, importance_draw
                 pa, pb = percentiles_of(a, key), percentiles_of(b, key)
                 q.append(q_statistic(pa, pb))
                 d.append(abs(pa[1] - pb[1]))
-            q, d = np.array(q), np.array(d)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    width.append((pa[2] - pa[0]) / (pb[2] - pb[0]))
+            q, d, width = np.array(q), np.array(d), np.array(width)
             ok = np.isfinite(q) & np.isfinite(d)
-            q, d = q[ok], d[ok]
+            q, d, width = q[ok], d[ok], width[np.isfinite(width)]
             entry[pair] = {"n": int(q.size), "median_q": float(np.median(q)),
                            "n_q3": int(np.sum(np.abs(q) >= 3)),
-                           "diff68": float(np.percentile(d, 68))}
+                           "diff68": float(np.percentile(d, 68)),
+                           "width_ratio_median": float(np.median(width))}
             rows.append([label, pair, q.size, f"{np.median(q):.2f}",
                          f"{int(np.sum(np.abs(q) >= 3))}/{q.size}",
-                         f"{np.percentile(d, 68):.3f}",
+                         f"{np.percentile(d, 68):.3f}", f"{np.median(width):.2f}",
                          PAPER_DIFF68.get(key) if pair.startswith("amortized") and
                          PAPER_DIFF68.get(key) is not None else ""])
         numbers[key] = entry
@@ -395,10 +398,12 @@ def main(argv=None):
               f"emulator ({EXACT_DESCRIPTION.get(exact, exact)}; "
               f"`{os.path.relpath(args.validation_run)}`), and the floor: the two exact fits of "
               "the same mocks against each other. Q is eq. 10 (difference of medians over the "
-              "quadrature sum of half 68% widths).", ""]
+              "quadrature sum of half 68% widths); the width ratio is the first posterior's "
+              "16-84% width over the second's (median over the mocks).", ""]
     lines += markdown_table(["parameter", "pair", "N", "median Q", "\\|Q\\|>=3",
-                             "68th pct \\|diff of medians\\|", "paper (emulator vs FSPS)"],
-                            agree_rows, "llrrrrr")
+                             "68th pct \\|diff of medians\\|", "width ratio",
+                             "paper (emulator vs FSPS)"],
+                            agree_rows, "llrrrrrr")
     lines += ["", f"{n_flagged_mocks} of the 100 mocks were flagged out of support (their "
               "rows are included above).", "",
               "## Out-of-support detection", "",
