@@ -77,7 +77,8 @@ def train_or_load(args, catalog):
         train_amortized_posterior(
             "default", catalog, args.n_sims, out=args.posterior, seed=0, redshifts="prior",
             hyperparameters={"flow_layers": args.flow_layers, "nn_width": args.nn_width,
-                             "knots": args.knots, "invert": args.invert},
+                             "knots": args.knots,
+                             "invert": None if args.invert is None else args.invert == "true"},
             settings=TrainingSettings(max_epochs=args.epochs), coordinates=args.coordinates)
     post = AmortizedPosterior.load(args.posterior)
     if args.recalibrate or "band_z_threshold" not in post.calibration:
@@ -312,9 +313,9 @@ def main(argv=None):
     p.add_argument("--flow-layers", type=int, default=8)
     p.add_argument("--nn-width", type=int, default=96)
     p.add_argument("--knots", type=int, default=4)
-    p.add_argument("--invert", default=None, type=lambda v: {"true": True, "false": False}[v],
-                   help="true or false: flowjax's invert (default: the package's; false draws "
-                        "through the splines' forward direction, amortized.flow)")
+    p.add_argument("--invert", default=None, choices=["true", "false"],
+                   help="flowjax's invert (default: the package's; false draws through the "
+                        "splines' forward direction, amortized.flow)")
     p.add_argument("--coordinates", default="prior-normal", choices=["prior-normal", "logit"],
                    help="the flow's parameter coordinates (when it is trained here)")
     p.add_argument("--n-test", type=int, default=2000, help="held-out simulations")
