@@ -59,6 +59,10 @@ DETECTABLE_MAG = 28.0
 #: version of the emulator-fit set-up; fits of another version are refitted
 #: (2: EmulatorNoiseModel converts the emulator's error with its error_softening_flux)
 EMULATOR_FIT_VERSION = 2
+#: dynesty settings of the emulator fits made before they were recorded in each fit
+#: (``docs/validation_run/``: the defaults of ``--nlive``, ``--n-effective`` and ``--sample``)
+UNRECORDED_NESTED = {"nested_nlive_init": 200, "nested_target_n_effective": 2000,
+                     "nested_sample": "rwalk"}
 
 
 # ------------------------------------------------------------------ mocks
@@ -104,11 +108,14 @@ def read_fit(path):
         return json.load(f)
 
 
-def _current(fit, emulator_sha256, sampler="dynesty"):
-    """Whether an emulator fit was made with this emulator file, set-up and sampler."""
+def _current(fit, emulator_sha256, sampler="dynesty", nested=None):
+    """Whether an emulator fit was made with this emulator file, set-up and sampler
+    (and, for dynesty, these ``nested`` settings; None: any)."""
+    same_nested = (nested is None or sampler != "dynesty"
+                   or fit.get("nested", UNRECORDED_NESTED) == nested)
     return (fit.get("emulator_sha256") == emulator_sha256
             and fit.get("fit_version", 1) == EMULATOR_FIT_VERSION
-            and fit.get("sampler", "dynesty") == sampler)
+            and fit.get("sampler", "dynesty") == sampler and same_nested)
 
 
 def _fit(task):
@@ -146,6 +153,8 @@ def _fit(task):
         result["emulator_sha256"] = _WORKER["emulator_sha256"]
         result["fit_version"] = EMULATOR_FIT_VERSION
         result["sampler"] = sampler
+        if sampler == "dynesty":
+            result["nested"] = _WORKER["nested_kwargs"]
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(result, f)
     return result
@@ -175,17 +184,17 @@ def q_statistic(a, b):
     return (m1 - m2) / np.hypot(s1, s2)
 
 
-def report(out, mocks, emulator_sha256, sampler="dynesty"):
+def report(out, mocks, emulator_sha256, sampler="dynesty", nested=None, command=None):
     fits = {}
     for name in os.listdir(os.path.join(out, "fits")):
         if name.endswith(".json"):
             r = read_fit(os.path.join(out, "fits", name))
-            if r["kind"] == "sps" or _current(r, emulator_sha256, sampler):
+            if r["kind"] == "sps" or _current(r, emulator_sha256, sampler, nested):
                 fits[(r["id"], r["kind"])] = r
     truth = {m["id"]: m["truth"] for m in mocks}
     lines = ["# Posterior validation: emulator vs BagpipesBasis (paper Sec. 3.2)", "",
-             f"Command: `python benchmarks/validate_posteriors.py --out {out}"
-             + ("" if sampler == "dynesty" else f" --sampler {sampler}") + "` "
+             "Command: `" + (command or f"python benchmarks/validate_posteriors.py --out {out}"
+                             + ("" if sampler == "dynesty" else f" --sampler {sampler}")) + "` "
              f"(mocks: {len(mocks)}, 0.1 mag noise, {len(FILTERS)} bands, 5% floor).", ""]
     lines += machine_lines() + [""]
     results = {"n_mocks": len(mocks)}
@@ -308,6 +317,12 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--nlive", type=int, default=200)
     p.add_argument("--n-effective", type=int, default=2000)
+    p.add_argument("--sample", default="rwalk", choices=["rwalk", "rslice", "slice", "unif"],
+                   help="dynesty's sampling method of the emulator fits (default rwalk, the "
+                        "demo's; rslice for a slower, slice-sampled reference)")
+    p.add_argument("--mocks-from", metavar="MOCKS_JSON",
+                   help="fit the first --n-galaxies mocks of another run's mocks.json (e.g. "
+                        "docs/validation_run/mocks.json) instead of drawing new ones")
     p.add_argument("--kinds", default="emu1,emu2,sps",
                    help="which fits to run: emu1, emu2 (the emulator twice), sps (BagpipesBasis); "
                         "the SPS fits do not depend on the emulator and can run first")
@@ -330,9 +345,19 @@ def main(argv=None):
         if len(mocks) != args.n_galaxies:
             sys.exit(f"{mock_path} holds {len(mocks)} mocks, not {args.n_galaxies}: use another --out")
     else:
-        mocks = make_mocks(args.n_galaxies, args.seed, load_emulator(args.emulator))
+        if args.mocks_from:
+            with open(args.mocks_from) as f:
+                mocks = json.load(f)
+            if len(mocks) < args.n_galaxies:
+                sys.exit(f"{args.mocks_from} holds {len(mocks)} mocks, fewer than "
+                         f"--n-galaxies {args.n_galaxies}")
+            mocks = mocks[:args.n_galaxies]
+        else:
+            mocks = make_mocks(args.n_galaxies, args.seed, load_emulator(args.emulator))
         with atomic_path(mock_path) as tmp, open(tmp, "w") as f:
             json.dump(mocks, f)
+    nested = {"nested_nlive_init": args.nlive, "nested_target_n_effective": args.n_effective,
+              "nested_sample": args.sample}
     if not args.report_only:
         tasks = []
         for i, m in enumerate(mocks):  # interleave so every finished batch is usable
@@ -340,7 +365,7 @@ def main(argv=None):
             for kind in kinds:
                 path = os.path.join(args.out, "fits", f"{m['id']}_{kind}.json")
                 old = read_fit(path) if os.path.exists(path) and kind != "sps" else None
-                if old is not None and not _current(old, sha, args.sampler):
+                if old is not None and not _current(old, sha, args.sampler, nested):
                     # made with another emulator or set-up: keep it aside, fit again
                     old_dir = os.path.join(args.out, "fits", "superseded",
                                            f"{old.get('emulator_sha256', 'unknown')[:12]}"
@@ -349,7 +374,6 @@ def main(argv=None):
                     os.replace(path, os.path.join(old_dir, os.path.basename(path)))
                 if kind in kinds_wanted and not os.path.exists(path):
                     tasks.append((m, kind, path))
-        nested = {"nested_nlive_init": args.nlive, "nested_target_n_effective": args.n_effective}
         bar = Progress(len(tasks), label="validate", unit="fits")
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(args.workers, initializer=_init,
@@ -357,7 +381,9 @@ def main(argv=None):
             for n, _ in enumerate(pool.imap_unordered(_fit, tasks), 1):
                 bar.update(n, force=True)
         bar.close(len(tasks))
-    report(args.out, mocks, sha, args.sampler)
+    given = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--report-only"]
+    report(args.out, mocks, sha, args.sampler, nested,
+           command=" ".join(["python benchmarks/validate_posteriors.py"] + given))
 
 
 if __name__ == "__main__":
