@@ -223,7 +223,7 @@ def exact_agreement(post_path, catalog, mocks, run_dir, n_draws, importance_draw
     Returns (table rows, numbers per parameter and pair, the amortized summary table,
     the exact fits' sampler)."""
     from prospect_emulator.amortized import fit_catalog_amortized
-    from validate_posteriors import COMPARED, PAPER_DIFF68, percentiles_of, q_statistic
+    from validate_posteriors import COMPARED, PAPER_DIFF68, pair_statistics
     with tempfile.TemporaryDirectory() as tmp:
         table = fit_catalog_amortized(catalog, post_path, tmp, n_samples=n_draws,
                                       progress=False, stream=open(os.devnull, "w"),
@@ -253,26 +253,14 @@ def exact_agreement(post_path, catalog, mocks, run_dir, n_draws, importance_draw
                  lambda i: fits.get((i, "emu1"))),
                 (f"{exact} vs {exact} (floor)", lambda i: fits.get((i, "emu1")),
                  lambda i: fits.get((i, "emu2")))):
-            q, d, width = [], [], []
-            for i in truth:
-                a, b = get_a(i), get_b(i)
-                if a is None or b is None:
-                    continue
-                pa, pb = percentiles_of(a, key), percentiles_of(b, key)
-                q.append(q_statistic(pa, pb))
-                d.append(abs(pa[1] - pb[1]))
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    width.append((pa[2] - pa[0]) / (pb[2] - pb[0]))
-            q, d, width = np.array(q), np.array(d), np.array(width)
-            ok = np.isfinite(q) & np.isfinite(d)
-            q, d, width = q[ok], d[ok], width[np.isfinite(width)]
-            entry[pair] = {"n": int(q.size), "median_q": float(np.median(q)),
-                           "n_q3": int(np.sum(np.abs(q) >= 3)),
-                           "diff68": float(np.percentile(d, 68)),
-                           "width_ratio_median": float(np.median(width))}
-            rows.append([label, pair, q.size, f"{np.median(q):.2f}",
-                         f"{int(np.sum(np.abs(q) >= 3))}/{q.size}",
-                         f"{np.percentile(d, 68):.3f}", f"{np.median(width):.2f}",
+            ids = [i for i in truth if get_a(i) is not None and get_b(i) is not None]
+            stats = pair_statistics([get_a(i) for i in ids], [get_b(i) for i in ids], key)
+            entry[pair] = {"n": stats["n"], "median_q": stats["median_q"],
+                           "n_q3": stats["n_q3"], "diff68": stats["diff68"],
+                           "width_ratio_median": stats["width_ratio"]}
+            rows.append([label, pair, stats["n"], f"{stats['median_q']:.2f}",
+                         f"{stats['n_q3']}/{stats['n']}",
+                         f"{stats['diff68']:.3f}", f"{stats['width_ratio']:.2f}",
                          PAPER_DIFF68.get(key) if pair.startswith("amortized") and
                          PAPER_DIFF68.get(key) is not None else ""])
         numbers[key] = entry

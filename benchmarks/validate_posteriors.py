@@ -184,6 +184,39 @@ def q_statistic(a, b):
     return (m1 - m2) / np.hypot(s1, s2)
 
 
+def pair_statistics(fits_a, fits_b, key):
+    """How two fits of each mock differ in ``key`` (the same mocks, in the same order).
+
+    Parameters
+    ----------
+    fits_a, fits_b : list of dict
+        Fits as written by this script (``percentiles``: 16th, 50th, 84th).
+    key : str
+        A quantity of ``COMPARED`` (its units: dex, or Gyr for ``mwa_gyr``).
+
+    Returns
+    -------
+    dict
+        ``n`` (finite Q values), ``q`` (eq. 10, a minus b), ``median_q``, ``n_q3`` and
+        ``rate_q3`` (\|Q\| >= 3), ``diff68`` (68th percentile of \|difference of
+        medians\|, in the units of ``key``) and ``width_ratio`` (median over the mocks of
+        a's 16-84% width over b's).
+    """
+    pa = [percentiles_of(f, key) for f in fits_a]
+    pb = [percentiles_of(f, key) for f in fits_b]
+    q = np.array([q_statistic(a, b) for a, b in zip(pa, pb)], dtype=float)
+    d = np.array([abs(a[1] - b[1]) for a, b in zip(pa, pb)], dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        width = np.array([(a[2] - a[0]) / (b[2] - b[0]) for a, b in zip(pa, pb)], dtype=float)
+    q, d, width = q[np.isfinite(q)], d[np.isfinite(d)], width[np.isfinite(width)]
+    n_q3 = int(np.sum(np.abs(q) >= 3))
+    return {"n": int(q.size), "q": q.tolist(),
+            "median_q": float(np.median(q)) if q.size else None,
+            "n_q3": n_q3, "rate_q3": n_q3 / q.size if q.size else np.nan,
+            "diff68": float(np.percentile(d, 68)) if d.size else np.nan,
+            "width_ratio": float(np.median(width)) if width.size else np.nan}
+
+
 def report(out, mocks, emulator_sha256, sampler="dynesty", nested=None, command=None):
     fits = {}
     for name in os.listdir(os.path.join(out, "fits")):
@@ -235,20 +268,15 @@ def _q_table(fits, ids_wanted, results, prefix):
     for key, label in COMPARED:
         for pname, (k1, k2, wanted) in pairs.items():
             ids = [i for i in sorted(wanted) if (i, k1) in fits and (i, k2) in fits]
-            p1 = [percentiles_of(fits[(i, k1)], key) for i in ids]
-            p2 = [percentiles_of(fits[(i, k2)], key) for i in ids]
-            q = np.array([q_statistic(a, b) for a, b in zip(p1, p2)])
-            d = np.array([abs(a[1] - b[1]) for a, b in zip(p1, p2)])
-            q, d = q[np.isfinite(q)], d[np.isfinite(d)]
-            n_q3 = int(np.sum(np.abs(q) >= 3))
-            rate = n_q3 / q.size if q.size else np.nan
-            d68 = float(np.percentile(d, 68)) if d.size else np.nan
-            results[f"{prefix}{key}|{pname}"] = {
-                "n": int(q.size), "median_q": float(np.median(q)) if q.size else None,
-                "n_q3": n_q3, "rate_q3": rate, "diff68": d68, "q": q.tolist()}
+            stats = pair_statistics([fits[(i, k1)] for i in ids], [fits[(i, k2)] for i in ids],
+                                    key)
+            results[f"{prefix}{key}|{pname}"] = {k: stats[k] for k in (
+                "n", "median_q", "n_q3", "rate_q3", "diff68", "q")}
             paper = PAPER_DIFF68.get(key) if pname == "emulator vs SPS" else None
-            lines.append(f"| {label} | {pname} | {q.size} | {np.median(q) if q.size else np.nan:.2f} | "
-                         f"{n_q3}/{q.size} | {d68:.3f} | {paper if paper is not None else ''} |")
+            median_q = np.nan if stats["median_q"] is None else stats["median_q"]
+            lines.append(f"| {label} | {pname} | {stats['n']} | {median_q:.2f} | "
+                         f"{stats['n_q3']}/{stats['n']} | {stats['diff68']:.3f} | "
+                         f"{paper if paper is not None else ''} |")
     return lines + [""] + _verdict_lines(results, prefix)
 
 
