@@ -223,7 +223,7 @@ def exact_agreement(post_path, catalog, mocks, run_dir, n_draws, importance_draw
     Returns (table rows, numbers per parameter and pair, the amortized summary table,
     the exact fits' sampler)."""
     from prospect_emulator.amortized import fit_catalog_amortized
-    from validate_posteriors import COMPARED, PAPER_DIFF68, pair_statistics
+    from validate_posteriors import COMPARED, PAPER_DIFF68, pair_statistics, read_run
     with tempfile.TemporaryDirectory() as tmp:
         table = fit_catalog_amortized(catalog, post_path, tmp, n_samples=n_draws,
                                       progress=False, stream=open(os.devnull, "w"),
@@ -233,13 +233,8 @@ def exact_agreement(post_path, catalog, mocks, run_dir, n_draws, importance_draw
         keys = {c.rsplit("_p", 1)[0] for c in table.colnames if c.endswith("_p50")}
         amortized[str(row["id"])] = {"percentiles": {k: [float(row[f"{k}_p{p}"])
                                                          for p in (16, 50, 84)] for k in keys}}
-    fits = {}
-    for m in mocks:
-        for kind in ("emu1", "emu2"):
-            path = os.path.join(run_dir, "fits", f"{m['id']}_{kind}.json")
-            if os.path.exists(path):
-                with open(path) as f:
-                    fits[(m["id"], kind)] = json.load(f)
+    wanted = {m["id"] for m in mocks}
+    fits = {key: fit for key, fit in read_run(run_dir).items() if key[0] in wanted}
     rows, numbers = [], {}
     truth = {m["id"]: m["truth"] for m in mocks}
     exact = {f.get("sampler", "dynesty") for f in fits.values()}

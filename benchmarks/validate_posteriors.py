@@ -108,6 +108,19 @@ def read_fit(path):
         return json.load(f)
 
 
+def read_run(run_dir, kinds=("emu1", "emu2")):
+    """The fits of these ``kinds`` in a run folder (``run_dir/fits/*.json``, not the
+    superseded ones), as ``{(mock id, kind): fit}``."""
+    fits = {}
+    folder = os.path.join(run_dir, "fits")
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".json"):
+            fit = read_fit(os.path.join(folder, name))
+            if fit["kind"] in kinds:
+                fits[(fit["id"], fit["kind"])] = fit
+    return fits
+
+
 def _current(fit, emulator_sha256, sampler="dynesty", nested=None):
     """Whether an emulator fit was made with this emulator file, set-up and sampler
     (and, for dynesty, these ``nested`` settings; None: any)."""

@@ -3,6 +3,7 @@ recipe check (exact conditional posteriors, no sampler), the long-MCMC reference
 and the side-by-side comparison of calibration folders."""
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -149,3 +150,82 @@ def test_importance_reference_agrees_with_an_smc_fit_of_the_same_mock(tmp_path):
     assert np.all(np.abs(np.subtract(smc["median"], ref["median"])) < 0.3 * half)
     np.testing.assert_allclose(smc["halfwidth"], half, rtol=0.2)
     assert ref["settings"]["emulator_checksum"] == smc["settings"]["emulator_checksum"]
+
+
+def _table_rows(report, first_header):
+    """The rows of the Markdown table whose header starts with ``first_header``."""
+    lines = report.splitlines()
+    start = next(k for k, line in enumerate(lines) if line.startswith(f"| {first_header}"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("| "):
+            break
+        rows.append(line.strip("| ").split(" | "))
+    return rows
+
+
+def test_a_reference_run_refits_the_first_validation_mocks_and_records_its_settings(tmp_path):
+    """A slice-sampled dynesty reference of issue 13's agreement check, made as the
+    docs make it (fewer live points), then compared with the smc fits of the same mock."""
+    done = run("validate_posteriors.py", "--out", tmp_path / "reference", "--mocks-from",
+               "docs/validation_run/mocks.json", "--n-galaxies", 1, "--kinds", "emu1",
+               "--sample", "rslice", "--nlive", 30, "--n-effective", 100, "--workers", 1,
+               timeout=600)
+    assert done.returncode == 0, done.stderr
+    with open(os.path.join(REPO, "docs", "validation_run", "mocks.json")) as f:
+        assert json.loads((tmp_path / "reference" / "mocks.json").read_text()) == json.load(f)[:1]
+    reference = json.loads((tmp_path / "reference" / "fits" / "mock0000_emu1.json").read_text())
+    assert reference["nested"] == {"nested_nlive_init": 30, "nested_target_n_effective": 100,
+                                   "nested_sample": "rslice"}
+    assert "--sample rslice" in (tmp_path / "reference" / "validation.md").read_text()
+
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        from validate_posteriors import UNRECORDED_NESTED, _current
+    finally:
+        sys.path.remove(BENCHMARKS)
+    sha = reference["emulator_sha256"]
+    assert _current(reference, sha, "dynesty", reference["nested"])
+    assert not _current(reference, sha, "dynesty", dict(reference["nested"], nested_nlive_init=31))
+    # fits made before the settings were recorded count as made with the old defaults
+    unrecorded = {k: v for k, v in reference.items() if k != "nested"}
+    assert _current(unrecorded, sha, "dynesty", UNRECORDED_NESTED)
+
+    done = run("compare_to_reference.py", "--reference", tmp_path / "reference",
+               "--candidate", "docs/validation_run_smc", "--floor", "docs/validation_run",
+               "--out", tmp_path / "agreement.md")
+    assert done.returncode == 0, done.stderr
+    report = (tmp_path / "agreement.md").read_text()
+    assert "dynesty rslice, nlive 30, target n_eff 100" in report
+    rows = {(r[0], r[1]): r[2:] for r in _table_rows(report, "quantity | pair")}
+    smc = json.loads((pathlib.Path(REPO) / "docs" / "validation_run_smc" / "fits" /
+                      "mock0000_emu1.json").read_text())
+    ref, cand = reference["percentiles"]["logmass"], smc["percentiles"]["logmass"]
+    n, diff68, width = rows[("log M formed", "candidate vs reference")]
+    assert int(n) == 1  # one mock: the 68th percentile is its own difference
+    assert float(diff68) == round(abs(cand[1] - ref[1]), 3)
+    assert float(width) == round((cand[2] - cand[0]) / (ref[2] - ref[0]), 2)
+
+
+def test_a_run_compared_with_itself_agrees_exactly_and_other_emulators_are_refused(tmp_path):
+    done = run("compare_to_reference.py", "--reference", "docs/validation_run",
+               "--candidate", "docs/validation_run", "--floor", "docs/validation_run")
+    assert done.returncode == 0, done.stderr
+    rows = _table_rows(done.stdout, "quantity | pair")
+    same = [r for r in rows if r[1] == "candidate vs reference"]
+    assert len(same) == 6 and all(r[2] == "100" for r in same)
+    assert all(float(r[3]) == 0.0 and r[4] == "1.00" for r in same)
+    floor = [r for r in rows if r[1] == "floor: first vs second fit"]
+    assert all(float(r[3]) > 0 for r in floor)  # two dynesty runs differ
+    verdicts = _table_rows(done.stdout, "quantity | medians")
+    assert [(v[2], v[4]) for v in verdicts] == [("yes", "yes")] * 6
+
+    other = tmp_path / "other"
+    (other / "fits").mkdir(parents=True)
+    fit = json.loads((pathlib.Path(REPO) / "docs" / "validation_run" / "fits" /
+                      "mock0000_emu1.json").read_text())
+    fit["emulator_sha256"] = "0" * 64
+    (other / "fits" / "mock0000_emu1.json").write_text(json.dumps(fit))
+    done = run("compare_to_reference.py", "--reference", other,
+               "--candidate", "docs/validation_run", "--floor", "docs/validation_run")
+    assert done.returncode != 0 and "2 emulator files" in done.stderr
