@@ -44,6 +44,10 @@ def _settings(fits):
             nested = nested or UNRECORDED_NESTED
             words += (f" {nested['nested_sample']}, nlive {nested['nested_nlive_init']}, "
                       f"target n_eff {nested['nested_target_n_effective']}")
+        elif "settings" in fit:  # recorded since this script exists
+            words += " (" + ", ".join(f"{k} {v}" for k, v in sorted(fit["settings"].items())) + ")"
+        else:
+            words += " (settings not recorded)"
         kinds.add(words)
     return "; ".join(sorted(kinds))
 

@@ -168,6 +168,8 @@ def _fit(task):
         result["sampler"] = sampler
         if sampler == "dynesty":
             result["nested"] = _WORKER["nested_kwargs"]
+        # every setting the sampler ran with, its defaults included
+        result["settings"] = json.loads(json.dumps(fit["settings"], default=str))
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(result, f)
     return result

@@ -177,6 +177,8 @@ def test_a_reference_run_refits_the_first_validation_mocks_and_records_its_setti
     reference = json.loads((tmp_path / "reference" / "fits" / "mock0000_emu1.json").read_text())
     assert reference["nested"] == {"nested_nlive_init": 30, "nested_target_n_effective": 100,
                                    "nested_sample": "rslice"}
+    assert reference["settings"]["nested_sample"] == "rslice"  # with dynesty's other settings
+    assert reference["settings"]["nested_bound"] == "multi"
     assert "--sample rslice" in (tmp_path / "reference" / "validation.md").read_text()
 
     sys.path.insert(0, BENCHMARKS)
