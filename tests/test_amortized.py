@@ -871,6 +871,36 @@ def test_the_sampling_speed_benchmark_runs_on_a_posterior_file(posterior_path):
     assert float(line.split(": ")[1].split()[0]) > 0
 
 
+@pytest.mark.slow  # trains a one-layer flow of the default model (~1 min)
+def test_the_validation_page_is_made_by_its_script(tmp_path):
+    """``benchmarks/validate_amortized.py`` (what makes docs/amortized.md), run with a
+    tiny flow of the default model: every section, each target with a verdict, and the
+    exact-agreement numbers equal to the JSON written beside the page."""
+    import json
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "benchmarks", "validate_amortized.py")
+    page = tmp_path / "amortized.md"
+    done = subprocess.run([sys.executable, script, "--posterior", str(tmp_path / "post.h5"),
+                           "--n-sims", "3000", "--epochs", "2", "--flow-layers", "1",
+                           "--nn-width", "8", "--n-test", "200", "--n-draws", "50",
+                           "--n-support", "100", "--out-md", str(page)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    text = page.read_text()
+    for heading in ("## Calibration on 200 held-out simulations",
+                    "## Against exact posteriors (the 100 validation mocks)",
+                    "## Out-of-support detection", "## Targets (issue 12)"):
+        assert heading in text
+    targets = text.split("## Targets (issue 12)")[1].strip().splitlines()[2:]
+    assert len(targets) == 14 and all(row.split(" | ")[-1].strip(" |*") in ("yes", "no")
+                                      for row in targets)
+    numbers = json.loads((tmp_path / "amortized.json").read_text())
+    log_mass = numbers["agreement"]["logmass"]
+    assert set(log_mass) == {"amortized vs dynesty", "dynesty vs dynesty (floor)"}
+    assert f"{log_mass['amortized vs dynesty']['diff68']:.3f} vs" in text
+    assert log_mass["dynesty vs dynesty (floor)"]["n"] == 100
+
+
 class TestTraining:
     @pytest.mark.slow  # three short trainings, each compiling its step (~10-30 s shared)
     def test_interrupted_training_resumes_to_the_same_flow(self, catalog, tmp_path, monkeypatch):
