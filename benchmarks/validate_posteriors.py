@@ -213,8 +213,8 @@ def pair_statistics(fits_a, fits_b, key):
     -------
     dict
         ``n`` (finite Q values), ``q`` (eq. 10, a minus b), ``median_q``, ``n_q3`` and
-        ``rate_q3`` (\|Q\| >= 3), ``diff68`` (68th percentile of \|difference of
-        medians\|, in the units of ``key``) and ``width_ratio`` (median over the mocks of
+        ``rate_q3`` (|Q| >= 3), ``diff68`` (68th percentile of |difference of
+        medians|, in the units of ``key``) and ``width_ratio`` (median over the mocks of
         a's 16-84% width over b's).
     """
     pa = [percentiles_of(f, key) for f in fits_a]
