@@ -90,11 +90,11 @@ def compare(reference, candidate, floor):
                                           [run_b[(i, kind_b)] for i in use], key)
             rows.append([label, name, stats[name]["n"], f"{stats[name]['diff68']:.3f}",
                          f"{stats[name]['width_ratio']:.2f}"])
-        main, base = stats["candidate vs reference"], stats["floor: first vs second fit"]
-        verdicts[key] = {"diff68": main["diff68"], "floor68": base["diff68"],
-                         "width_ratio": main["width_ratio"],
-                         "medians_met": bool(main["diff68"] <= base["diff68"]),
-                         "widths_met": bool(abs(main["width_ratio"] - 1) <= WIDTH_TOLERANCE)}
+        checked, floor_pair = stats["candidate vs reference"], stats["floor: first vs second fit"]
+        verdicts[key] = {"diff68": checked["diff68"], "floor68": floor_pair["diff68"],
+                         "width_ratio": checked["width_ratio"],
+                         "medians_met": bool(checked["diff68"] <= floor_pair["diff68"]),
+                         "widths_met": bool(abs(checked["width_ratio"] - 1) <= WIDTH_TOLERANCE)}
     return rows, verdicts, ids
 
 

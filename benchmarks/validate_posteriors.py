@@ -233,12 +233,8 @@ def pair_statistics(fits_a, fits_b, key):
 
 
 def report(out, mocks, emulator_sha256, sampler="dynesty", nested=None, command=None):
-    fits = {}
-    for name in os.listdir(os.path.join(out, "fits")):
-        if name.endswith(".json"):
-            r = read_fit(os.path.join(out, "fits", name))
-            if r["kind"] == "sps" or _current(r, emulator_sha256, sampler, nested):
-                fits[(r["id"], r["kind"])] = r
+    fits = {key: r for key, r in read_run(out, kinds=("emu1", "emu2", "sps")).items()
+            if r["kind"] == "sps" or _current(r, emulator_sha256, sampler, nested)}
     truth = {m["id"]: m["truth"] for m in mocks}
     lines = ["# Posterior validation: emulator vs BagpipesBasis (paper Sec. 3.2)", "",
              "Command: `" + (command or f"python benchmarks/validate_posteriors.py --out {out}"

@@ -27,8 +27,9 @@ __all__ = ["DEFAULT_HYPERPARAMETERS", "build_flow", "flow_arrays", "flow_with_ar
 #: whole catalogues, ``benchmarks/bench_amortized_sampling.py``: docs/limitations.md)
 #: and evaluates densities at about the same cost (training the posterior of
 #: docs/amortized.md took 41 min, within the hour of issue 12); ``True`` (flowjax's
-#: default) draws through the splines' inverse.  ``None`` chooses by kind: ``False`` for "coupling", ``True`` for "maf" (whose other
-#: direction needs one network pass per parameter to evaluate a density, as
+#: default) draws through the splines' inverse.  ``None`` chooses by kind:
+#: ``False`` for "coupling", ``True`` for "maf" (whose other direction needs
+#: one network pass per parameter to evaluate a density, as
 #: training does).  The width is that of the validated posterior (docs/amortized.md).
 DEFAULT_HYPERPARAMETERS = {"kind": "coupling", "flow_layers": 8, "nn_width": 96, "nn_depth": 2,
                            "knots": 4, "interval": 5.0, "invert": None}
