@@ -21,12 +21,14 @@ those).
     python benchmarks/validate_posteriors.py --out validation --n-galaxies 100 --n-sps 30
 """
 import argparse
+import concurrent.futures
 import json
 import multiprocessing
 import os
 import sys
 import time
 import warnings
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
@@ -104,8 +106,17 @@ def _init(emulator_path, nested_kwargs, emulator_sha256, sampler="dynesty"):
 
 
 def read_fit(path):
-    with open(path) as f:
-        return json.load(f)
+    """One fit written by this script; a file that is not one is an error naming it."""
+    try:
+        with open(path) as f:
+            fit = json.load(f)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"{path}: not a fit written by validate_posteriors.py ({err})") from None
+    missing = sorted({"id", "kind", "percentiles"} - set(fit)) if isinstance(fit, dict) else None
+    if missing is None or missing:
+        raise SystemExit(f"{path}: not a fit written by validate_posteriors.py (it lacks "
+                         f"{missing or 'a JSON object'})")
+    return fit
 
 
 def read_run(run_dir, kinds=("emu1", "emu2")):
@@ -113,6 +124,9 @@ def read_run(run_dir, kinds=("emu1", "emu2")):
     superseded ones), as ``{(mock id, kind): fit}``."""
     fits = {}
     folder = os.path.join(run_dir, "fits")
+    if not os.path.isdir(folder):
+        raise SystemExit(f"{run_dir}: no fits/ folder: not a run folder of "
+                         "validate_posteriors.py")
     for name in sorted(os.listdir(folder)):
         if name.endswith(".json"):
             fit = read_fit(os.path.join(folder, name))
@@ -385,8 +399,16 @@ def main(argv=None):
             sys.exit(f"{mock_path} holds {len(mocks)} mocks, not {args.n_galaxies}: use another --out")
     else:
         if args.mocks_from:
-            with open(args.mocks_from) as f:
-                mocks = json.load(f)
+            try:
+                with open(args.mocks_from) as f:
+                    mocks = json.load(f)
+            except (OSError, json.JSONDecodeError) as err:
+                sys.exit(f"--mocks-from {args.mocks_from}: {err}")
+            if not (isinstance(mocks, list)
+                    and all(isinstance(m, dict) and {"id", "zred", "maggies", "maggies_unc",
+                                                     "truth"} <= set(m) for m in mocks)):
+                sys.exit(f"--mocks-from {args.mocks_from}: not a mocks.json of this script (a "
+                         "list of mocks with id, zred, maggies, maggies_unc and truth)")
             if len(mocks) < args.n_galaxies:
                 sys.exit(f"{args.mocks_from} holds {len(mocks)} mocks, fewer than "
                          f"--n-galaxies {args.n_galaxies}")
@@ -414,11 +436,21 @@ def main(argv=None):
                 if kind in kinds_wanted and not os.path.exists(path):
                     tasks.append((m, kind, path))
         bar = Progress(len(tasks), label="validate", unit="fits")
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(args.workers, initializer=_init,
-                      initargs=(args.emulator, nested, sha, args.sampler)) as pool:
-            for n, _ in enumerate(pool.imap_unordered(_fit, tasks), 1):
-                bar.update(n, force=True)
+        # concurrent.futures, not multiprocessing.Pool: a worker that dies (out of memory,
+        # kill -9) is an error here, where Pool would wait for its fit forever
+        with concurrent.futures.ProcessPoolExecutor(
+                args.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init, initargs=(args.emulator, nested, sha, args.sampler)) as pool:
+            futures = [pool.submit(_fit, task) for task in tasks]
+            try:
+                for n, future in enumerate(concurrent.futures.as_completed(futures), 1):
+                    future.result()
+                    bar.update(n, force=True)
+            except BrokenProcessPool:
+                raise SystemExit("validate_posteriors.py: a worker process died (killed, or "
+                                 "out of memory); the fits finished before are saved in "
+                                 f"{args.out}/fits: run the same command again to resume"
+                                 ) from None
         bar.close(len(tasks))
     given = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--report-only"]
     report(args.out, mocks, sha, args.sampler, nested,

@@ -231,3 +231,47 @@ def test_a_run_compared_with_itself_agrees_exactly_and_other_emulators_are_refus
     done = run("compare_to_reference.py", "--reference", other,
                "--candidate", "docs/validation_run", "--floor", "docs/validation_run")
     assert done.returncode != 0 and "2 emulator files" in done.stderr
+
+
+def test_validation_runs_refuse_bad_input_by_name(tmp_path):
+    done = run("compare_to_reference.py", "--reference", tmp_path / "nowhere",
+               "--candidate", "docs/validation_run", "--floor", "docs/validation_run")
+    assert done.returncode != 0 and "no fits/ folder" in done.stderr
+
+    broken = tmp_path / "broken"
+    (broken / "fits").mkdir(parents=True)
+    (broken / "fits" / "mock0000_emu1.json").write_text("{not json")
+    done = run("compare_to_reference.py", "--reference", broken,
+               "--candidate", "docs/validation_run", "--floor", "docs/validation_run")
+    assert done.returncode != 0 and "mock0000_emu1.json: not a fit" in done.stderr
+
+    (tmp_path / "mocks.json").write_text(json.dumps([{"id": "mock0000"}]))
+    done = run("validate_posteriors.py", "--out", tmp_path / "out", "--mocks-from",
+               tmp_path / "mocks.json", "--n-galaxies", 1, "--kinds", "emu1")
+    assert done.returncode != 0 and "not a mocks.json of this script" in done.stderr
+
+
+def test_a_validation_run_whose_worker_dies_stops_with_an_error_not_a_hang(tmp_path):
+    import time
+    import psutil
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(BENCHMARKS, "validate_posteriors.py"), "--out",
+         str(tmp_path), "--mocks-from", "docs/validation_run/mocks.json", "--n-galaxies", "2",
+         "--kinds", "emu1", "--sampler", "smc", "--workers", "1"],
+        cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        worker = None
+        while worker is None and time.time() < deadline:
+            workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                       if "spawn_main" in " ".join(p.cmdline())]
+            worker = workers[0] if workers else None
+            time.sleep(0.5)
+        assert worker is not None, "no worker process started"
+        worker.kill()
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert "a worker process died" in stderr and "run the same command again" in stderr
