@@ -13,15 +13,17 @@ the wall time per fit.
 
 Every fit is saved as it finishes (``OUT/fits/*.json``): interrupt and run the
 same command again to continue; ``--report-only`` analyses what is there.
-Emulator fits record the SHA-256 of the emulator file and the version of the
-fit set-up: after either changes they are set aside (``OUT/fits/superseded/``)
-and fitted again, while the SPS fits stay valid (``--kinds sps`` runs only
-those).
+Emulator fits record the SHA-256 of the emulator file, the version of the
+fit set-up, the sampler and (dynesty) its settings: after any of them changes
+they are set aside (``OUT/fits/superseded/``, one folder per set-up, nothing
+overwritten; the run says how many it moved) and fitted again, while the SPS
+fits stay valid (``--kinds sps`` runs only those).
 
     python benchmarks/validate_posteriors.py --out validation --n-galaxies 100 --n-sps 30
 """
 import argparse
 import concurrent.futures
+import hashlib
 import json
 import multiprocessing
 import os
@@ -143,6 +145,26 @@ def _current(fit, emulator_sha256, sampler="dynesty", nested=None):
     return (fit.get("emulator_sha256") == emulator_sha256
             and fit.get("fit_version", 1) == EMULATOR_FIT_VERSION
             and fit.get("sampler", "dynesty") == sampler and same_nested)
+
+
+def _set_aside(out, path, fit):
+    """Move ``fit`` (read from ``path``), made with another emulator or set-up, to
+    ``OUT/fits/superseded/<emulator sha>-v<fit version>-<sampler>-<settings tag>/``
+    and return where it went.  Each set-up has its own folder, and a fit already
+    there is never overwritten (the newcomer gets a numbered name)."""
+    setup = json.dumps([fit.get("sampler", "dynesty"), fit.get("nested", UNRECORDED_NESTED)],
+                       sort_keys=True)
+    tag = hashlib.sha256(setup.encode()).hexdigest()[:8]
+    folder = os.path.join(out, "fits", "superseded",
+                          f"{fit.get('emulator_sha256', 'unknown')[:12]}"
+                          f"-v{fit.get('fit_version', 1)}-{fit.get('sampler', 'dynesty')}-{tag}")
+    os.makedirs(folder, exist_ok=True)
+    stem, ext = os.path.splitext(os.path.basename(path))
+    target, n = os.path.join(folder, stem + ext), 1
+    while os.path.exists(target):
+        target, n = os.path.join(folder, f"{stem}.{n}{ext}"), n + 1
+    os.replace(path, target)
+    return target
 
 
 def _fit(task):
@@ -420,21 +442,20 @@ def main(argv=None):
     nested = {"nested_nlive_init": args.nlive, "nested_target_n_effective": args.n_effective,
               "nested_sample": args.sample}
     if not args.report_only:
-        tasks = []
+        tasks, set_aside = [], []
         for i, m in enumerate(mocks):  # interleave so every finished batch is usable
             kinds = ["emu1", "emu2"] + (["sps"] if i < args.n_sps else [])
             for kind in kinds:
                 path = os.path.join(args.out, "fits", f"{m['id']}_{kind}.json")
                 old = read_fit(path) if os.path.exists(path) and kind != "sps" else None
                 if old is not None and not _current(old, sha, args.sampler, nested):
-                    # made with another emulator or set-up: keep it aside, fit again
-                    old_dir = os.path.join(args.out, "fits", "superseded",
-                                           f"{old.get('emulator_sha256', 'unknown')[:12]}"
-                                           f"-v{old.get('fit_version', 1)}")
-                    os.makedirs(old_dir, exist_ok=True)
-                    os.replace(path, os.path.join(old_dir, os.path.basename(path)))
+                    set_aside.append(_set_aside(args.out, path, old))  # then fitted again
                 if kind in kinds_wanted and not os.path.exists(path):
                     tasks.append((m, kind, path))
+        if set_aside:
+            print(f"validate_posteriors.py: {len(set_aside)} fits made with another emulator or "
+                  f"set-up moved to {', '.join(sorted({os.path.dirname(p) for p in set_aside}))}; "
+                  "fitting them again", file=sys.stderr)
         bar = Progress(len(tasks), label="validate", unit="fits")
         # concurrent.futures, not multiprocessing.Pool: a worker that dies (out of memory,
         # kill -9) is an error here, where Pool would wait for its fit forever

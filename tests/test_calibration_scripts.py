@@ -275,3 +275,29 @@ def test_a_validation_run_whose_worker_dies_stops_with_an_error_not_a_hang(tmp_p
             proc.kill()
     assert proc.returncode != 0
     assert "a worker process died" in stderr and "run the same command again" in stderr
+
+
+def test_fits_of_other_set_ups_are_set_aside_each_in_its_own_folder_and_never_overwritten(
+        tmp_path):
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        from validate_posteriors import _set_aside
+    finally:
+        sys.path.remove(BENCHMARKS)
+    fit = json.loads((pathlib.Path(REPO) / "docs" / "validation_run" / "fits" /
+                      "mock0000_emu1.json").read_text())
+    rslice = dict(fit, nested={"nested_nlive_init": 500, "nested_target_n_effective": 4000,
+                               "nested_sample": "rslice"})
+    moved = []
+    for old in (fit, rslice, fit):  # two set-ups, the first one twice
+        path = tmp_path / "fits" / "mock0000_emu1.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(old))
+        moved.append(_set_aside(str(tmp_path), str(path), old))
+        assert not path.exists()
+    assert len(set(moved)) == 3  # nothing overwritten
+    assert os.path.dirname(moved[0]) == os.path.dirname(moved[2])  # same set-up, same folder
+    assert os.path.dirname(moved[0]) != os.path.dirname(moved[1])
+    assert os.path.basename(moved[2]) == "mock0000_emu1.1.json"
+    assert [json.loads(pathlib.Path(p).read_text()) for p in moved] == [fit, rslice, fit]
+    assert all(fit["emulator_sha256"][:12] in p and "superseded" in p for p in moved)
