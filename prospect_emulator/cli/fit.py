@@ -1,4 +1,5 @@
-"""``prospect-emulator fit CATALOG``: Prospector + dynesty fits of a catalogue."""
+"""``prospect-emulator fit CATALOG``: exact posterior fits of a catalogue (smc by default, or
+any sampler of :mod:`~prospect_emulator.fitting.samplers`), one Prospector results file each."""
 import argparse
 
 from ..fitting.catalog import FLUX_UNITS

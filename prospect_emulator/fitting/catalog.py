@@ -1,4 +1,5 @@
-"""Fitting a catalogue of galaxies: one Prospector + dynesty fit per row, on Dask.
+"""Fitting a catalogue of galaxies: one exact posterior fit per row (``DEFAULT_SAMPLER``, or any
+sampler of :mod:`~prospect_emulator.fitting.samplers`), on Dask.
 
 Each object is one task (:func:`fit_object`) run by an
 :class:`~prospect_emulator.fitting.executor.Executor` (by default an embedded
