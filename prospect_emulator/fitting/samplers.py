@@ -221,30 +221,13 @@ def sampler_settings(name, ndim=None, **settings):
     EmulatorConfigurationError
         An unknown sampler or setting (the message lists what is allowed), or
         (with ``ndim``) fewer live points than twice the free parameters
-        (dynesty, dynesty-pool, ultranest).
+        (dynesty, dynesty-pool, ultranest, blackjax-nss).
     """
-    from .run import DEFAULT_NESTED_KWARGS, check_nlive
     if name not in SAMPLERS:
         raise EmulatorConfigurationError(
             f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
     if name in ("dynesty", "dynesty-pool"):
-        out = dict(DEFAULT_NESTED_KWARGS, **DEFAULT_SETTINGS.get(name, {}))
-        allowed = _prospector_nested_keywords()
-        for key, value in settings.items():
-            key = _DYNESTY_ALIASES.get(key, key)
-            if not (key in allowed or key in out):
-                raise EmulatorConfigurationError(
-                    f"unknown {name} setting {key!r}: Prospector's fit_model would ignore it. "
-                    f"Use its keywords ({', '.join(sorted(allowed))}, print_progress, verbose"
-                    f"{', processes' if name == 'dynesty-pool' else ''}) or the short names "
-                    f"{', '.join(sorted(_DYNESTY_ALIASES))}")
-            out[key] = value
-        if name == "dynesty-pool" and int(out["processes"]) < 1:
-            raise EmulatorConfigurationError(
-                f"dynesty-pool needs processes >= 1; got {out['processes']}")
-        if ndim is not None:
-            check_nlive(out["nested_nlive_init"], ndim)
-        return out
+        return _dynesty_settings(name, ndim, settings)
     defaults = DEFAULT_SETTINGS[name]
     unknown = sorted(set(settings) - set(defaults))
     if unknown:
@@ -252,79 +235,122 @@ def sampler_settings(name, ndim=None, **settings):
             f"unknown {name} setting(s) {', '.join(unknown)}; allowed: "
             f"{', '.join(sorted(defaults))}")
     out = dict(defaults, **settings)
-    if name == "ultranest":
-        if ndim is not None:
-            check_nlive(out["nlive"], ndim, option="nlive (--nlive)")
-        allowed = ("population-slice", "slice", "none")
-        if out["step_sampler"] not in allowed:
-            raise EmulatorConfigurationError(
-                f"ultranest step_sampler {out['step_sampler']!r} is not one of {allowed}")
-        if ndim is not None and out["nsteps"] is None:
-            out["nsteps"] = 2 * int(ndim)
-    if name == "blackjax-nss":
-        if ndim is not None:
-            check_nlive(out["nlive"], ndim, option="nlive (--nlive)")
-            if out["nsteps"] is None:
-                out["nsteps"] = 4 * int(ndim)
-        checks = {"num_delete": 1 <= int(out["num_delete"]) < int(out["nlive"]),
-                  "max_steps": int(out["max_steps"]) >= 1,
-                  "n_volume_draws": int(out["n_volume_draws"]) >= 2,
-                  "frac_remain": 0 < float(out["frac_remain"]) < 1,
-                  "nsteps": out["nsteps"] is None or int(out["nsteps"]) >= 1,
-                  "space": out["space"] in ("unit-cube", "normal")}
-        _refuse_unless(checks, name, out,
-                       f"1 <= num_delete < nlive ({out['nlive']}), max_steps >= 1, "
-                       "n_volume_draws >= 2, 0 < frac_remain < 1, nsteps >= 1, space "
-                       "'unit-cube' or 'normal'")
-    if name == "smc":
-        _coerce(name, out, ints=("n_particles", "chain_length", "max_stages"),
-                floats=("ess_fraction", "target_acceptance"),
-                optional_ints=("final_chain_length", "final_chains", "max_samples"),
-                bools=("float32",))
-        checks = {"chain_length": out["chain_length"] >= 2,  # numbers now (_coerce)
-                  "n_particles": out["n_particles"] >= 2 * out["chain_length"],
-                  "ess_fraction": 0 < out["ess_fraction"] < 1,
-                  "target_acceptance": 0 < out["target_acceptance"] < 1,
-                  "proposal": out["proposal"] in ("rw", "de"),
-                  "max_stages": out["max_stages"] >= 1,
-                  "final_chain_length": out["final_chain_length"] is None
-                  or out["final_chain_length"] >= 2,
-                  "final_chains": out["final_chains"] is None or out["final_chains"] >= 2,
-                  "max_samples": out["max_samples"] is None or out["max_samples"] >= 1}
-        _refuse_unless(checks, name, out,
-                       "chain_length >= 2, n_particles >= 2 x chain_length, 0 < ess_fraction "
-                       "< 1, 0 < target_acceptance < 1, proposal 'rw' or 'de', max_stages >= 1, "
-                       "final_chain_length and final_chains None or >= 2, max_samples None "
-                       "or >= 1")
-    if name == "blackjax-nuts":
-        checks = {"num_chains": int(out["num_chains"]) >= 1,
-                  "num_warmup": int(out["num_warmup"]) >= 10,
-                  "num_samples": int(out["num_samples"]) >= 10,
-                  "n_init": int(out["n_init"]) >= 1,
-                  "target_acceptance": 0 < float(out["target_acceptance"]) < 1,
-                  "max_num_doublings": 1 <= int(out["max_num_doublings"]) <= 20,
-                  "max_rhat": float(out["max_rhat"]) > 1,
-                  "mass_matrix": out["mass_matrix"] in ("dense", "diagonal")}
-        _refuse_unless(checks, name, out,
-                       "num_chains >= 1, num_warmup >= 10, num_samples >= 10, n_init >= 1, "
-                       "0 < target_acceptance < 1, 1 <= max_num_doublings <= 20, max_rhat > 1, "
-                       "mass_matrix 'dense' or 'diagonal'")
-    if name == "emcee":
-        if out["moves"] not in ("stretch", "de-snooker"):
-            raise EmulatorConfigurationError(
-                f"emcee moves {out['moves']!r} is not one of ('stretch', 'de-snooker')")
-        if ndim is not None and out["nwalkers"] is None:
-            n = max(32, 4 * int(ndim))
-            out["nwalkers"] = n + n % 2
-        if out["nwalkers"] is not None and (int(out["nwalkers"]) < 2 * (ndim or 1)
-                                            or int(out["nwalkers"]) % 2):
-            raise EmulatorConfigurationError(
-                f"emcee nwalkers = {out['nwalkers']}: it must be even and at least twice the "
-                f"{ndim} free parameters")
-        if int(out["max_steps"]) < int(out["min_steps"]):
-            raise EmulatorConfigurationError(
-                f"emcee max_steps ({out['max_steps']}) is below min_steps ({out['min_steps']})")
+    _CHECKS[name](out, ndim)
     return out
+
+
+def _dynesty_settings(name, ndim, settings):
+    """dynesty's and dynesty-pool's settings: ``DEFAULT_NESTED_KWARGS`` updated by the
+    ``fit_model`` keywords (or their short names) in ``settings``."""
+    from .run import DEFAULT_NESTED_KWARGS, check_nlive
+    out = dict(DEFAULT_NESTED_KWARGS, **DEFAULT_SETTINGS.get(name, {}))
+    allowed = _prospector_nested_keywords()
+    for key, value in settings.items():
+        key = _DYNESTY_ALIASES.get(key, key)
+        if not (key in allowed or key in out):
+            raise EmulatorConfigurationError(
+                f"unknown {name} setting {key!r}: Prospector's fit_model would ignore it. "
+                f"Use its keywords ({', '.join(sorted(allowed))}, print_progress, verbose"
+                f"{', processes' if name == 'dynesty-pool' else ''}) or the short names "
+                f"{', '.join(sorted(_DYNESTY_ALIASES))}")
+        out[key] = value
+    if name == "dynesty-pool" and int(out["processes"]) < 1:
+        raise EmulatorConfigurationError(
+            f"dynesty-pool needs processes >= 1; got {out['processes']}")
+    if ndim is not None:
+        check_nlive(out["nested_nlive_init"], ndim)
+    return out
+
+
+def _check_ultranest(out, ndim):
+    from .run import check_nlive
+    if ndim is not None:
+        check_nlive(out["nlive"], ndim, option="nlive (--nlive)")
+    allowed = ("population-slice", "slice", "none")
+    if out["step_sampler"] not in allowed:
+        raise EmulatorConfigurationError(
+            f"ultranest step_sampler {out['step_sampler']!r} is not one of {allowed}")
+    if ndim is not None and out["nsteps"] is None:
+        out["nsteps"] = 2 * int(ndim)
+
+
+def _check_blackjax_nss(out, ndim):
+    from .run import check_nlive
+    if ndim is not None:
+        check_nlive(out["nlive"], ndim, option="nlive (--nlive)")
+        if out["nsteps"] is None:
+            out["nsteps"] = 4 * int(ndim)
+    checks = {"num_delete": 1 <= int(out["num_delete"]) < int(out["nlive"]),
+              "max_steps": int(out["max_steps"]) >= 1,
+              "n_volume_draws": int(out["n_volume_draws"]) >= 2,
+              "frac_remain": 0 < float(out["frac_remain"]) < 1,
+              "nsteps": out["nsteps"] is None or int(out["nsteps"]) >= 1,
+              "space": out["space"] in ("unit-cube", "normal")}
+    _refuse_unless(checks, "blackjax-nss", out,
+                   f"1 <= num_delete < nlive ({out['nlive']}), max_steps >= 1, "
+                   "n_volume_draws >= 2, 0 < frac_remain < 1, nsteps >= 1, space "
+                   "'unit-cube' or 'normal'")
+
+
+def _check_smc(out, ndim):
+    _coerce("smc", out, ints=("n_particles", "chain_length", "max_stages"),
+            floats=("ess_fraction", "target_acceptance"),
+            optional_ints=("final_chain_length", "final_chains", "max_samples"),
+            bools=("float32",))
+    checks = {"chain_length": out["chain_length"] >= 2,  # numbers now (_coerce)
+              "n_particles": out["n_particles"] >= 2 * out["chain_length"],
+              "ess_fraction": 0 < out["ess_fraction"] < 1,
+              "target_acceptance": 0 < out["target_acceptance"] < 1,
+              "proposal": out["proposal"] in ("rw", "de"),
+              "max_stages": out["max_stages"] >= 1,
+              "final_chain_length": out["final_chain_length"] is None
+              or out["final_chain_length"] >= 2,
+              "final_chains": out["final_chains"] is None or out["final_chains"] >= 2,
+              "max_samples": out["max_samples"] is None or out["max_samples"] >= 1}
+    _refuse_unless(checks, "smc", out,
+                   "chain_length >= 2, n_particles >= 2 x chain_length, 0 < ess_fraction "
+                   "< 1, 0 < target_acceptance < 1, proposal 'rw' or 'de', max_stages >= 1, "
+                   "final_chain_length and final_chains None or >= 2, max_samples None "
+                   "or >= 1")
+
+
+def _check_blackjax_nuts(out, ndim):
+    checks = {"num_chains": int(out["num_chains"]) >= 1,
+              "num_warmup": int(out["num_warmup"]) >= 10,
+              "num_samples": int(out["num_samples"]) >= 10,
+              "n_init": int(out["n_init"]) >= 1,
+              "target_acceptance": 0 < float(out["target_acceptance"]) < 1,
+              "max_num_doublings": 1 <= int(out["max_num_doublings"]) <= 20,
+              "max_rhat": float(out["max_rhat"]) > 1,
+              "mass_matrix": out["mass_matrix"] in ("dense", "diagonal")}
+    _refuse_unless(checks, "blackjax-nuts", out,
+                   "num_chains >= 1, num_warmup >= 10, num_samples >= 10, n_init >= 1, "
+                   "0 < target_acceptance < 1, 1 <= max_num_doublings <= 20, max_rhat > 1, "
+                   "mass_matrix 'dense' or 'diagonal'")
+
+
+def _check_emcee(out, ndim):
+    if out["moves"] not in ("stretch", "de-snooker"):
+        raise EmulatorConfigurationError(
+            f"emcee moves {out['moves']!r} is not one of ('stretch', 'de-snooker')")
+    if ndim is not None and out["nwalkers"] is None:
+        n = max(32, 4 * int(ndim))
+        out["nwalkers"] = n + n % 2
+    if out["nwalkers"] is not None and (int(out["nwalkers"]) < 2 * (ndim or 1)
+                                        or int(out["nwalkers"]) % 2):
+        raise EmulatorConfigurationError(
+            f"emcee nwalkers = {out['nwalkers']}: it must be even and at least twice the "
+            f"{ndim} free parameters")
+    if int(out["max_steps"]) < int(out["min_steps"]):
+        raise EmulatorConfigurationError(
+            f"emcee max_steps ({out['max_steps']}) is below min_steps ({out['min_steps']})")
+
+
+#: The checks of :func:`sampler_settings` for each sampler of ``DEFAULT_SETTINGS`` but
+#: dynesty's: each completes ``None`` defaults that depend on ``ndim`` and refuses values
+#: out of range, naming what is allowed.
+_CHECKS = {"ultranest": _check_ultranest, "blackjax-nss": _check_blackjax_nss, "smc": _check_smc,
+           "blackjax-nuts": _check_blackjax_nuts, "emcee": _check_emcee}
 
 
 def _coerce(name, settings, ints=(), floats=(), optional_ints=(), bools=()):
