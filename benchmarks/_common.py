@@ -81,6 +81,12 @@ def machine_lines():
     return [f"- {name}: {value}" for name, value in machine_info()]
 
 
+def dynesty_sampling(sample, walks):
+    """How dynesty proposed new points, for report labels: ``"rwalk, 25 walks"``; the
+    other methods (``rslice``, ``slice``, ``unif``) take no walks, so none are named."""
+    return f"{sample}, {walks} walks" if sample == "rwalk" else sample
+
+
 def markdown_table(header, rows, align):
     """Lines of a Markdown table.
 

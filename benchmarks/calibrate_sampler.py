@@ -42,7 +42,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import machine_lines  # noqa: E402
+from _common import dynesty_sampling, machine_lines  # noqa: E402
 
 from prospect_emulator.data import COSMOS_FILTERS  # noqa: E402
 from prospect_emulator.fileio import atomic_path  # noqa: E402
@@ -286,7 +286,7 @@ def report(out):
     lines = ["\n".join(machine_lines()), "",
              f"{n} mocks of emulator {s['emulator']}"
              + (f" (checksum {s['emulator_checksum'][:12]})" if "emulator_checksum" in s else "")
-             + "; " + (f"dynesty {s['sample']} walks {s['walks']}, nlive {s['nlive']}, "
+             + "; " + (f"dynesty {dynesty_sampling(s['sample'], s['walks'])}, nlive {s['nlive']}, "
                                f"target n_eff {s['n_effective']}"
                                if s.get("sampler", "dynesty") == "dynesty" else
                                f"{s['sampler']} ("

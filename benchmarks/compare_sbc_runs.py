@@ -30,7 +30,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import emit, machine_lines, markdown_table  # noqa: E402
+from _common import dynesty_sampling, emit, machine_lines, markdown_table  # noqa: E402
 
 
 def load(folder):
@@ -51,7 +51,7 @@ def describe(record):
     extra = s.get("sampler_settings")
     return (s["sampler"] + (f" nlive {s['nlive']}" if s.get("nlive") else "")
             + (f" {json.dumps(extra)}" if extra else "")
-            + ("" if s["sampler"] != "dynesty" else f" {s['sample']} walks {s['walks']}"))
+            + ("" if s["sampler"] != "dynesty" else f" {dynesty_sampling(s['sample'], s['walks'])}"))
 
 
 def main(argv=None):

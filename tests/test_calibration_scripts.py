@@ -79,7 +79,7 @@ def test_mcmc_reference_records_compare_with_the_fitted_folder(tmp_path):
     assert f"| 1 | {ratios.mean():.3f} +- nan |" in text  # widths against the reference
     assert "Reference: emcee DE reference (300 steps x 16 walkers x 2 starts)" in text
     assert "mock 0: its two starts differ by up to" in text
-    assert "| 0 | dynesty nlive 200 rwalk walks 25 |" in text
+    assert "| 0 | dynesty nlive 200 rwalk, 25 walks |" in text
     assert "68th pct \\|dmedian\\| (ref half-widths)" in text  # per parameter
     assert f"{reference}: 1 mocks, pooled coverage" in text
     summary_only = run("compare_sbc_runs.py", reference, fitted, "--no-per-mock")
