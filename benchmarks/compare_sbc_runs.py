@@ -51,7 +51,8 @@ def describe(record):
     extra = s.get("sampler_settings")
     return (s["sampler"] + (f" nlive {s['nlive']}" if s.get("nlive") else "")
             + (f" {json.dumps(extra)}" if extra else "")
-            + ("" if s["sampler"] != "dynesty" else f" {dynesty_sampling(s['sample'], s['walks'])}"))
+            + ("" if s["sampler"] != "dynesty"
+               else f" {dynesty_sampling(s['sample'], s['walks'])}"))
 
 
 def main(argv=None):
