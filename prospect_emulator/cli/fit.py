@@ -58,7 +58,9 @@ def add_fit_options(parser):
     parser.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
                         help=f"posterior sampler (default {DEFAULT_SAMPLER}: tempered sequential "
                              "Monte Carlo, NumPy, calibrated for the 14-parameter model; dynesty: "
-                             "Prospector's fit_model); --nlive/--n-effective apply to the nested "
+                             "Prospector's fit_model, over-confident for that model at its "
+                             "default settings, docs/samplers.md); --nlive/--n-effective apply "
+                             "to the nested "
                              "samplers (ultranest: minimum live points and effective sample "
                              "size), emcee runs until its chain is 50 autocorrelation times long; "
                              "dynesty-pool is for one galaxy, not catalogues")
