@@ -8,7 +8,7 @@ import os
 import prospect_emulator
 from prospect_emulator import data, priors, transforms
 from prospect_emulator.fitting import catalog, derived, models, run
-from prospect_emulator.runtime import magnitudes
+from prospect_emulator.runtime import error_budget, magnitudes
 from prospect_emulator.sources import bagpipes_basis, fsps_sources, spec_model
 from prospect_emulator.definition import distributions, fitting_model, presets
 from prospect_emulator.training import trainingset
@@ -16,7 +16,8 @@ from prospect_emulator.training import trainingset
 SECTIONS = [
     ("Runtime (NumPy only)", [prospect_emulator.Emulator, prospect_emulator.StitchedEmulator,
                               prospect_emulator.load_emulator, magnitudes.maggies_to_arsinh_mags,
-                              magnitudes.arsinh_mags_to_maggies, magnitudes.dmaggies_dmag]),
+                              magnitudes.arsinh_mags_to_maggies, magnitudes.dmaggies_dmag,
+                              error_budget.total_sigma]),
     ("Prospector integration", [prospect_emulator.EmulatedSpecModel,
                                 prospect_emulator.EmulatedSpecModel.from_emulator,
                                 prospect_emulator.EmulatorNoiseModel,

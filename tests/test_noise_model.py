@@ -235,6 +235,41 @@ class TestMisuse:
             EmulatorNoiseModel(ProspectorParams(model_params()))
 
 
+class TestEmulatorFluxError:
+    """Eq. 9's emulator term in maggies, the one conversion the simulations and
+    the refinement of the amortized posteriors use."""
+
+    def test_sigma_times_the_flux_per_magnitude_at_the_given_fluxes(self):
+        sigma = np.linspace(0.01, 0.06, len(FILTERS))
+        emu = emulator(sigma=sigma)
+        x = np.array([[10.0, -0.5, 0.6, 1.2], [9.0, 0.0, 1.5, 2.5]])
+        flux = emu.predict_maggies(x)
+        mags = maggies_to_arsinh_mags(flux)
+        flux_per_mag = np.abs(arsinh_mags_to_maggies(mags + 1e-6)
+                              - arsinh_mags_to_maggies(mags - 1e-6)) / 2e-6
+        np.testing.assert_allclose(emu.flux_error(x, flux), sigma * flux_per_mag, rtol=1e-6)
+
+    def test_stitched_emulator_uses_the_scatter_at_each_rows_redshift(self):
+        low, high = emulator(sigma=0.02, zred_range=(0.5, 1.5)), emulator(sigma=0.08, zred_range=(1.2, 3.0))
+        stitched = StitchedEmulator([low, high])
+        x = np.array([[10.0, -0.5, 0.6, 0.8], [10.0, -0.5, 0.6, 1.35], [10.0, -0.5, 0.6, 2.5]])
+        flux = stitched.predict_maggies(x)
+        ratio = stitched.flux_error(x, flux) / low.flux_error(x, flux)  # same mu0, a
+        np.testing.assert_allclose(ratio[:, 0], [1.0, np.sqrt(stitched.weights(1.35) @ [1, 16]), 4.0],
+                                   rtol=1e-12)
+
+    def test_total_is_eq9(self):
+        from prospect_emulator.runtime.error_budget import total_sigma
+        assert total_sigma(3.0, 4.0, 120.0, 0.1) == pytest.approx(13.0)
+
+    def test_emulator_without_residual_statistics_is_refused(self):
+        emu = make_random_emulator(n_params=4, filter_names=FILTERS, param_names=INPUTS,
+                                   param_ranges=RANGES)
+        x = np.array([[10.0, -0.5, 0.6, 1.2]])
+        with pytest.raises(EmulatorConfigurationError, match="no residual statistics.*sdss_u0"):
+            emu.flux_error(x, emu.predict_maggies(x))
+
+
 class TestInflateObsUncertainties:
     def test_eq9_at_the_observed_fluxes(self, tmp_path):
         emu = emulator(sigma=np.linspace(0.01, 0.06, len(FILTERS)))

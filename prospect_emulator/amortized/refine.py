@@ -24,7 +24,8 @@ raises an object's objective is refused for that object and its damping raised.
 """
 import numpy as np
 
-from .simulate import ParameterSpace, _emulator_flux_sigma, _inside_training_range, emulator_inputs
+from ..runtime.error_budget import total_sigma
+from .simulate import ParameterSpace, _inside_training_range, emulator_inputs
 
 __all__ = ["PhotometryResiduals", "refine", "refine_best_fit"]
 
@@ -85,9 +86,8 @@ class PhotometryResiduals:
         sigma = np.ones_like(resid)
         if inside.any():
             on = objects[inside]
-            emul = _emulator_flux_sigma(self.emulator, x[inside], flux[inside])
-            sigma[inside] = np.sqrt(self.unc[on] ** 2 + emul ** 2
-                                    + (self.floor * flux[inside]) ** 2)
+            emul = self.emulator.flux_error(x[inside], flux[inside])
+            sigma[inside] = total_sigma(self.unc[on], emul, flux[inside], self.floor)
             resid[inside] = np.where(self.mask[on],
                                      (self.observed[on] - flux[inside]) / sigma[inside], 0.0)
         chi2 = np.where(inside, np.sum(resid * resid, axis=1), np.inf)

@@ -19,6 +19,7 @@ from scipy.special import ndtr, ndtri
 
 from ..errors import EmulatorConfigurationError, OutOfTrainingRangeError
 from ..priors import prior_cdf
+from ..runtime.error_budget import total_sigma
 
 __all__ = ["ObservationalNoiseModel", "ParameterSpace", "Simulations", "simulate",
            "emulator_inputs", "flow_conditions", "valid_bands", "redshift_range_of"]
@@ -397,22 +398,6 @@ def _inside_training_range(emulator, x):
     return np.all(np.isfinite(x) & (x >= lo) & (x <= hi), axis=1)
 
 
-def _emulator_flux_sigma(emulator, x, maggies):
-    """Eq. 9's emulator term in maggies: sigma_emul / a * sqrt(f^2 + s^2) per band."""
-    n = len(x)
-    if emulator.residuals_vary_with_inputs:
-        sig = np.array([emulator.residual_sigma_at(row) for row in x])
-    else:
-        sig = np.broadcast_to(emulator.residual_sigma, (n, emulator.n_filters))
-    if not np.all(np.isfinite(sig)):
-        bad = [f for f, ok in zip(emulator.filter_names, np.isfinite(sig).all(axis=0)) if not ok]
-        raise EmulatorConfigurationError(
-            f"the emulator has no residual statistics for filters {bad}: its error (eq. 9) "
-            "cannot be simulated. Evaluate it on a test set first (prospect-emulator evaluate)")
-    soft = np.array([emulator.error_softening_flux(row) for row in x])
-    return sig / emulator.a * np.sqrt(maggies ** 2 + soft[:, None] ** 2)
-
-
 class Simulations:
     """A simulated catalogue.
 
@@ -523,8 +508,7 @@ def simulate(model, noise_model, n, seed=0, catalog_redshifts=None, floor=0.05,
         theta, x = theta[keep], x[keep]
         true, extras = emulator.predict_maggies_and_extras(x, check=False)
         sigma_obs = noise_model.sample_uncertainties(true, rng)
-        sigma_emul = _emulator_flux_sigma(emulator, x, true)
-        total = np.sqrt(sigma_obs ** 2 + sigma_emul ** 2 + (floor * true) ** 2)
+        total = total_sigma(sigma_obs, emulator.flux_error(x, true), true, floor)
         observed = true + total * rng.standard_normal(true.shape)
         mask = noise_model.sample_patterns(len(theta), rng)
         parts.append((theta, theta[:, z_index], true, np.where(mask, observed, np.nan),

@@ -25,6 +25,7 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
 from ..errors import EmulatorConfigurationError
+from ..runtime.error_budget import total_sigma
 from ..runtime.magnitudes import dmaggies_dmag, maggies_to_arsinh_mags
 from .model import _as_emulator, filter_names_of
 
@@ -38,17 +39,6 @@ def _check_floor(floor):
     if not (np.isfinite(floor) and floor >= 0):
         raise EmulatorConfigurationError(f"floor must be a finite fraction >= 0; got {floor}")
     return floor
-
-
-def _require_residual_stats(finite, filter_names):
-    """Refuse an emulator without test-set residual statistics in some bands."""
-    bad = ~np.asarray(finite, dtype=bool)
-    if bad.any():
-        names = [n for n, b in zip(filter_names, bad) if b]
-        raise EmulatorConfigurationError(
-            f"the emulator has no residual statistics for filters {names} (residual_sigma is "
-            "not finite), so its error cannot enter the likelihood. Evaluate the emulator on a "
-            "test set (prospect-emulator evaluate) to store them.")
 
 
 class EmulatorNoiseModel:
@@ -149,7 +139,7 @@ class EmulatorNoiseModel:
                 finite = np.isfinite(emu.residual_covariance_at(x)).all(axis=0)
             else:
                 finite = np.isfinite(emu.residual_sigma_at(x))
-            _require_residual_stats(finite, emu.filter_names)
+            emu.require_residual_statistics(finite)
             self._checked_emulator = emu
         return emu, x
 
@@ -271,12 +261,12 @@ def inflate_obs_uncertainties(obs, emulator, floor=0.05):
                 f"inflate_obs_uncertainties needs obs[{key!r}] (photometry in maggies)")
     names = list(filter_names_of(obs["filters"]))
     sigma = emulator.residual_sigma[emulator.filter_indices(names)]
-    _require_residual_stats(np.isfinite(sigma), names)
+    emulator.require_residual_statistics(np.isfinite(sigma), names)
     maggies = np.asarray(obs["maggies"], dtype=float)
     unc = np.asarray(obs["maggies_unc"], dtype=float)
     jac = dmaggies_dmag(maggies_to_arsinh_mags(maggies, emulator.mu0, emulator.a),
                         emulator.mu0, emulator.a)
     out = dict(obs)
     out["maggies_unc_observed"] = unc.copy()
-    out["maggies_unc"] = np.sqrt(unc ** 2 + (jac * sigma) ** 2 + (floor * maggies) ** 2)
+    out["maggies_unc"] = total_sigma(unc, jac * sigma, maggies, floor)
     return out

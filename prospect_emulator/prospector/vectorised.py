@@ -37,7 +37,7 @@ from ..errors import EmulatorConfigurationError
 from ..priors import FastPriorProduct, FastPriorTransform
 from ..runtime.emulator import Emulator, FLOAT32_MAX_MAG_DIFFERENCE, float32_mag_difference
 from .batched_parameters import BatchedParameters
-from .noise import LN_2PI, EmulatorNoiseModel, _require_residual_stats
+from .noise import LN_2PI, EmulatorNoiseModel
 
 __all__ = ["VectorisedLikelihood", "LINALG_FAILURE_LNLIKE"]
 
@@ -198,7 +198,7 @@ class VectorisedLikelihood:
             finite = np.isfinite(emu.residual_covariance_at(x0)).all(axis=0)
         else:
             finite = np.isfinite(emu.residual_sigma_at(x0))
-        _require_residual_stats(finite, emu.filter_names)
+        emu.require_residual_statistics(finite)
         # sigma_obs^2 + (floor E)^2 of eq. 9 (maggies^2), as EmulatorNoiseModel
         self._base_var = unc * unc + (self.noise.floor * phot) ** 2
         self._base_var_sel = self._base_var[self._sel]

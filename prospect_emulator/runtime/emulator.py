@@ -166,6 +166,53 @@ class EmulatorBase:
                         f"[{low:.6g}, {high:.6g}]")
         raise OutOfTrainingRangeError("; ".join(msgs))
 
+    def require_residual_statistics(self, finite, filter_names=None):
+        """Refuse to go on if the residual statistics are missing in some bands.
+
+        ``finite`` is a bool array, True where the test-set residual statistics
+        (``residual_sigma`` / ``residual_covariance``) are finite, one entry per
+        name in ``filter_names`` (default: all of the emulator's filters).
+        Without them the emulator's own error (eq. 9) can enter neither a
+        likelihood nor a simulation.
+        """
+        bad = ~np.asarray(finite, dtype=bool)
+        if bad.any():
+            names = filter_names if filter_names is not None else self.filter_names
+            names = [n for n, b in zip(names, bad) if b]
+            raise EmulatorConfigurationError(
+                f"the emulator has no residual statistics for filters {names} (residual_sigma "
+                "is not finite), so its error (eq. 9) cannot enter a likelihood or a "
+                "simulation. Evaluate the emulator on a test set (prospect-emulator evaluate) "
+                "to store them.")
+
+    def flux_error(self, x, maggies):
+        """Eq. 9's emulator term in flux units: sigma_emul / a * sqrt(f^2 + s^2).
+
+        The residual scatter sigma_emul (arsinh mag, :meth:`residual_sigma_at`)
+        converted to maggies at fluxes ``maggies`` with the exact derivative of
+        eq. 2, s the :meth:`error_softening_flux` at each row.
+
+        Parameters
+        ----------
+        x : ndarray, shape (n, n_params)
+            Emulator inputs.
+        maggies : ndarray, shape (n, n_filters)
+            Flux densities (maggies) at which the error applies (the model's).
+
+        Returns
+        -------
+        ndarray, shape (n, n_filters)
+            1-sigma emulator error (maggies).
+        """
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        if self.residuals_vary_with_inputs:
+            sigma = np.array([self.residual_sigma_at(row) for row in x])
+        else:
+            sigma = np.broadcast_to(self.residual_sigma, (len(x), self.n_filters))
+        self.require_residual_statistics(np.isfinite(sigma).all(axis=0))
+        softening = np.array([self.error_softening_flux(row) for row in x])
+        return sigma / self.a * np.sqrt(maggies ** 2 + softening[:, None] ** 2)
+
     def predict_extra(self, x, name="mfrac", check=True):
         """One extra output, e.g. ``mfrac``, the surviving stellar mass fraction."""
         if name not in self.extra_names:
