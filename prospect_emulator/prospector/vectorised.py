@@ -35,7 +35,8 @@ import numpy as np
 
 from ..errors import EmulatorConfigurationError
 from ..priors import FastPriorProduct, FastPriorTransform
-from ..runtime.emulator import Emulator, FLOAT32_MAX_MAG_DIFFERENCE, float32_mag_difference
+from ..runtime.emulator import (Emulator, FLOAT32_MAX_MAG_DIFFERENCE, float32_mag_difference,
+                                softening_flux_per_row)
 from .batched_parameters import BatchedParameters
 from .noise import LN_2PI, EmulatorNoiseModel
 
@@ -53,16 +54,6 @@ FLOAT32_CHECK_DRAWS = 2000
 #: Rows per forward pass: larger batches are split so that the hidden-layer
 #: activations (rows x width) stay in the CPU cache.
 FORWARD_CHUNK_ROWS = 2048
-
-
-def _softening_flux(emulator, x):
-    """Per-row ``emulator.error_softening_flux`` (maggies) for inputs x of shape (n, n_params)."""
-    members = getattr(emulator, "members", None)
-    if members is not None:  # a StitchedEmulator: the largest of its members'
-        return np.max([_softening_flux(m, x) for m in members], axis=0)
-    if emulator.mass_param is None:
-        return np.full(len(x), emulator.error_softening_flux(x[0]))
-    return emulator._flux_scale * 10.0 ** x[:, emulator._mass_index]
 
 
 class VectorisedLikelihood:
@@ -402,7 +393,7 @@ class VectorisedLikelihood:
                                for i in range(0, len(x), FORWARD_CHUNK_ROWS)])
 
     def _softening(self, x, scale):
-        s = _softening_flux(self._emulator64, x)
+        s = softening_flux_per_row(self._emulator64, x)
         return s if scale is None else s * scale
 
     def _lnlike_phot(self, x, flux, scale):
@@ -502,7 +493,7 @@ class VectorisedLikelihood:
             return lnprior + extra, grad_prior
         emu = self._emulator64
         maggies, dmaggies = emu.predict_maggies_and_jacobian(x[0], check=False)
-        soft = float(_softening_flux(emu, x)[0])
+        soft = float(softening_flux_per_row(emu, x)[0])
         dsoft = np.zeros(emu.n_params)
         if emu.mass_param is not None:
             dsoft[emu._mass_index] = _LN_10 * soft

@@ -205,12 +205,9 @@ class EmulatorBase:
             1-sigma emulator error (maggies).
         """
         x = np.atleast_2d(np.asarray(x, dtype=float))
-        if self.residuals_vary_with_inputs:
-            sigma = np.array([self.residual_sigma_at(row) for row in x])
-        else:
-            sigma = np.broadcast_to(self.residual_sigma, (len(x), self.n_filters))
+        sigma = np.broadcast_to(self.residual_sigma_at(x), (len(x), self.n_filters))
         self.require_residual_statistics(np.isfinite(sigma).all(axis=0))
-        softening = np.array([self.error_softening_flux(row) for row in x])
+        softening = softening_flux_per_row(self, x)
         return sigma / self.a * np.sqrt(maggies ** 2 + softening[:, None] ** 2)
 
     def predict_extra(self, x, name="mfrac", check=True):
@@ -744,6 +741,17 @@ def float32_mag_difference(emulator, x):
     mags64 = emu64.predict_mags(x)
     mags32 = emu64.as_float32().predict_mags(x)
     return float(np.max(np.abs(mags32 - mags64)))
+
+
+def softening_flux_per_row(emulator, x):
+    """Per-row :meth:`Emulator.error_softening_flux` (maggies) for inputs x of shape
+    (n, n_params), in one pass (a stitched emulator: the largest of its members')."""
+    members = getattr(emulator, "members", None)
+    if members is not None:
+        return np.max([softening_flux_per_row(m, x) for m in members], axis=0)
+    if emulator.mass_param is None:
+        return np.full(len(x), emulator.error_softening_flux(x[0]))
+    return emulator._flux_scale * 10.0 ** x[:, emulator._mass_index]
 
 
 def training_range_draws(emulator, n, rng):
